@@ -1,0 +1,2 @@
+//! PLACEHOLDER bench.
+fn main() {}

@@ -1,0 +1,1 @@
+//! PLACEHOLDER CoRE link format: being written in this session; replaced before commit.

@@ -1,0 +1,1 @@
+//! End-to-end tests across the binaries live in `tests/tests/`.
