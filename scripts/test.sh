@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test of Ferrite on a fresh machine: installs what is missing (idempotently), then
+# formats-check, builds and tests the whole workspace, the wasm build, the benches (once, as
+# tests) and the fuzz targets (build only).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: wasm32 target"
+ensure_wasm_target
+
+step "format check"
+cargo fmt --all -- --check
+
+step "workspace tests (LWM2M_REGISTRY_DIR=${LWM2M_REGISTRY_DIR:-unset})"
+cargo test --workspace --all-targets
+
+step "lwm2m-objects builds for wasm32-unknown-unknown"
+cargo build -p lwm2m-objects --target wasm32-unknown-unknown
+
+step "fuzz targets compile"
+# Type-check only: running them needs cargo-fuzz and sanitizers (see fuzz/README.md).
+cargo check --manifest-path fuzz/Cargo.toml --bins
+
+step "all tests passed"
