@@ -1,5 +1,8 @@
 //! The sans-I/O CoAP (RFC 7252, 7641, 7959) and LwM2M engine shared by the `ferrite` server and
 //! the `ferrite-sim` simulator.
 //!
-//! Nothing is implemented here yet: the engine is the subject of the LwM2M server core issue. This
-//! crate will never open a socket, spawn a task or read the clock; every input carries `now`.
+//! This crate never opens a socket, spawns a task or reads the clock; every input carries `now`.
+//! The [`coap`] layer is the message codec and endpoint state machine; the LwM2M layer (registration,
+//! device management operations) will be built on top of it.
+
+pub mod coap;
