@@ -190,7 +190,8 @@ mod tests {
         assert_eq!(reboot.ty, ResourceType::None);
         let voltage = model.resource(3, 7).unwrap();
         assert!(voltage.multiple);
-        assert_eq!(voltage.units, Some("mV"));
+        // The registry gives /3/7 no <Units> (mV is only in its description).
+        assert_eq!(voltage.units, None);
         let rssi = model.resource(4, 2).unwrap();
         assert_eq!(rssi.units, Some("dBm"));
         assert!(model.object(3).unwrap().resources.windows(2).all(|w| w[0].id < w[1].id));
