@@ -255,7 +255,12 @@ impl Value {
                 {
                     return Err(bad());
                 }
-                Value::Float(t.parse().map_err(|_| bad())?)
+                let v: f64 = t.parse().map_err(|_| bad())?;
+                // "1e400" parses to infinity, which has no text form to write back.
+                if !v.is_finite() {
+                    return Err(ValueError::OutOfRange { expected: ty, value: t.to_owned() });
+                }
+                Value::Float(v)
             }
             ResourceType::Boolean => match text.trim() {
                 "0" => Value::Boolean(false),
@@ -349,6 +354,10 @@ mod tests {
             Ok(Value::Objlnk(ObjLink { object: 3, instance: 0 }))
         );
         assert!(Value::parse_text("NaN", ResourceType::Float).is_err());
+        assert!(matches!(
+            Value::parse_text("1e400", ResourceType::Float),
+            Err(ValueError::OutOfRange { .. })
+        ));
         assert!(Value::parse_text("-1", ResourceType::UnsignedInteger).is_err());
         assert_eq!(Value::Float(3.5).to_text(), "3.5");
         assert_eq!(Value::Float(1.0).to_text(), "1.0");
