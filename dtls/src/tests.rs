@@ -1,0 +1,906 @@
+//! In-memory client/server tests on a virtual clock: datagrams are passed between a
+//! [`DtlsServer`] and any number of [`DtlsClient`]s, with loss and duplication under test control.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+const IDENTITY: &[u8] = b"urn:imei:490154203237518";
+const KEY: [u8; 16] = [
+    0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00,
+];
+
+fn server_addr() -> SocketAddr {
+    "192.0.2.1:5684".parse().expect("addr")
+}
+
+fn addr(n: u16) -> SocketAddr {
+    SocketAddr::from(([198, 51, 100, 7], 40_000 + n))
+}
+
+fn store() -> Arc<InMemoryPskStore> {
+    let mut store = InMemoryPskStore::new();
+    store.insert(IDENTITY, KEY.to_vec());
+    store.insert(b"meter-2".to_vec(), vec![0x42; 16]);
+    store.insert(b"meter-3".to_vec(), vec![0x43; 16]);
+    Arc::new(store)
+}
+
+fn client(identity: &[u8], key: &[u8]) -> DtlsClient {
+    DtlsClient::new(DtlsClientConfig::new(identity, key)).expect("client config")
+}
+
+/// Which way a datagram travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToServer,
+    ToClient,
+}
+
+/// What the network does with one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Deliver,
+    Drop,
+    Duplicate,
+}
+
+type Filter = Box<dyn FnMut(Direction, SocketAddr, &[u8]) -> Fate>;
+
+/// A server, its clients by address, and a virtual clock.
+struct Net {
+    now: Instant,
+    server: DtlsServer,
+    clients: BTreeMap<SocketAddr, DtlsClient>,
+    server_events: Vec<DtlsEvent>,
+    client_events: BTreeMap<SocketAddr, Vec<ClientEvent>>,
+    /// Every datagram the server sent, in order.
+    server_sent: Vec<(SocketAddr, Vec<u8>)>,
+    filter: Filter,
+}
+
+impl Net {
+    fn new(config: DtlsServerConfig) -> Self {
+        Self {
+            now: Instant::now(),
+            server: DtlsServer::new(config, store()).expect("server config"),
+            clients: BTreeMap::new(),
+            server_events: Vec::new(),
+            client_events: BTreeMap::new(),
+            server_sent: Vec::new(),
+            filter: Box::new(|_, _, _| Fate::Deliver),
+        }
+    }
+
+    fn connect(&mut self, at: SocketAddr, client: DtlsClient) {
+        self.clients.insert(at, client);
+        let now = self.now;
+        self.clients
+            .get_mut(&at)
+            .expect("inserted")
+            .connect(now, server_addr())
+            .expect("connect");
+        self.pump();
+    }
+
+    /// Delivers queued datagrams (through the filter) until nothing moves.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            let addresses: Vec<SocketAddr> = self.clients.keys().copied().collect();
+            for at in addresses {
+                while let Some((to, bytes)) = self
+                    .clients
+                    .get_mut(&at)
+                    .and_then(DtlsClient::poll_transmit)
+                {
+                    assert_eq!(to, server_addr());
+                    moved = true;
+                    let copies = match (self.filter)(Direction::ToServer, at, &bytes) {
+                        Fate::Deliver => 1,
+                        Fate::Drop => 0,
+                        Fate::Duplicate => 2,
+                    };
+                    for _ in 0..copies {
+                        self.server.handle_datagram(self.now, at, &bytes);
+                    }
+                }
+            }
+            while let Some((to, bytes)) = self.server.poll_transmit() {
+                moved = true;
+                self.server_sent.push((to, bytes.clone()));
+                let copies = match (self.filter)(Direction::ToClient, to, &bytes) {
+                    Fate::Deliver => 1,
+                    Fate::Drop => 0,
+                    Fate::Duplicate => 2,
+                };
+                if let Some(client) = self.clients.get_mut(&to) {
+                    for _ in 0..copies {
+                        client.handle_datagram(self.now, server_addr(), &bytes);
+                    }
+                }
+            }
+            self.collect_events();
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    fn collect_events(&mut self) {
+        while let Some(event) = self.server.poll_event() {
+            self.server_events.push(event);
+        }
+        for (at, client) in &mut self.clients {
+            while let Some(event) = client.poll_event() {
+                self.client_events.entry(*at).or_default().push(event);
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        self.clients
+            .values()
+            .filter_map(DtlsClient::poll_timeout)
+            .chain(self.server.poll_timeout())
+            .min()
+    }
+
+    /// Moves the clock to `until`, firing every timer due on the way.
+    fn advance_to(&mut self, until: Instant) {
+        while let Some(next) = self.next_timeout().filter(|next| *next <= until) {
+            self.now = self.now.max(next);
+            self.server.handle_timeout(self.now);
+            for client in self.clients.values_mut() {
+                client.handle_timeout(self.now);
+            }
+            self.pump();
+        }
+        self.now = self.now.max(until);
+        self.pump();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.advance_to(self.now + by);
+    }
+
+    fn connected(&self, at: SocketAddr) -> bool {
+        self.clients.get(&at).is_some_and(DtlsClient::is_connected)
+    }
+
+    fn client_send(&mut self, at: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.clients
+            .get_mut(&at)
+            .expect("client")
+            .send(now, bytes)
+            .expect("client send");
+        self.pump();
+    }
+
+    fn server_send(&mut self, to: SocketAddr, bytes: &[u8]) {
+        self.server.send(self.now, to, bytes).expect("server send");
+        self.pump();
+    }
+
+    fn take_server_events(&mut self) -> Vec<DtlsEvent> {
+        std::mem::take(&mut self.server_events)
+    }
+
+    fn client_data(&self, at: SocketAddr) -> Vec<Vec<u8>> {
+        self.client_events
+            .get(&at)
+            .into_iter()
+            .flatten()
+            .filter_map(|event| match event {
+                ClientEvent::Data { bytes } => Some(bytes.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn client_closed(&self, at: SocketAddr) -> Option<ClientCloseReason> {
+        self.client_events
+            .get(&at)
+            .into_iter()
+            .flatten()
+            .find_map(|event| match event {
+                ClientEvent::Closed { reason } => Some(*reason),
+                _ => None,
+            })
+    }
+}
+
+fn connected_event(peer: SocketAddr, identity: &[u8], replaced: Option<SocketAddr>) -> DtlsEvent {
+    DtlsEvent::Connected {
+        peer,
+        identity: PskIdentity::new(identity),
+        replaced,
+    }
+}
+
+#[test]
+fn handshake_and_data_both_ways_for_every_suite() {
+    for suite in CipherSuite::ALL {
+        let mut net = Net::new(DtlsServerConfig::default());
+        let mut config = DtlsClientConfig::new(IDENTITY, KEY);
+        config.cipher_suites = vec![suite];
+        net.connect(addr(1), DtlsClient::new(config).expect("client"));
+        assert!(net.connected(addr(1)), "{suite}: client connected");
+        assert_eq!(
+            net.take_server_events(),
+            vec![connected_event(addr(1), IDENTITY, None)],
+            "{suite}"
+        );
+        assert_eq!(net.server.cipher_suite_of(addr(1)), Some(suite));
+        assert_eq!(net.clients[&addr(1)].cipher_suite(), Some(suite));
+
+        net.client_send(addr(1), b"POST /rd?ep=meter");
+        assert_eq!(
+            net.take_server_events(),
+            vec![DtlsEvent::Data {
+                peer: addr(1),
+                identity: PskIdentity::new(IDENTITY),
+                bytes: b"POST /rd?ep=meter".to_vec()
+            }],
+            "{suite}"
+        );
+        net.server_send(addr(1), b"2.01 Created");
+        assert_eq!(
+            net.client_data(addr(1)),
+            vec![b"2.01 Created".to_vec()],
+            "{suite}"
+        );
+
+        let stats = net.server.stats();
+        assert_eq!(stats.hello_verify_requests, 1);
+        assert_eq!(stats.handshakes_started, 1);
+        assert_eq!(stats.handshakes_completed, 1);
+        assert_eq!((stats.sessions, stats.handshakes_in_progress), (1, 0));
+        assert_eq!(
+            net.server.identity_of(addr(1)),
+            Some(&PskIdentity::new(IDENTITY))
+        );
+        assert_eq!(
+            net.server.peer_of(&PskIdentity::new(IDENTITY)),
+            Some(addr(1))
+        );
+        // Established sessions only wait for the idle timeout.
+        assert_eq!(
+            net.server.poll_timeout(),
+            Some(net.now + Duration::from_secs(600))
+        );
+    }
+}
+
+#[test]
+fn the_server_answers_a_verified_cookie_with_a_server_hello() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    // server_sent: HelloVerifyRequest, then the ServerHello flight.
+    let (_, first) = &net.server_sent[0];
+    assert!(crate::wire::hello_verify_cookie(first).is_some());
+    let (_, second) = &net.server_sent[1];
+    assert!(crate::wire::starts_with_server_hello(second));
+}
+
+#[test]
+fn handshake_survives_lost_and_duplicated_datagrams() {
+    // Several deterministic loss patterns: drop the n-th datagram in one direction, duplicate
+    // every other one in the other.
+    for lost in 0..6usize {
+        for direction in [Direction::ToServer, Direction::ToClient] {
+            let mut net = Net::new(DtlsServerConfig::default());
+            let mut count = 0usize;
+            net.filter = Box::new(move |dir, _, _| {
+                if dir != direction {
+                    return if count % 2 == 0 {
+                        Fate::Duplicate
+                    } else {
+                        Fate::Deliver
+                    };
+                }
+                count += 1;
+                if count == lost + 1 {
+                    Fate::Drop
+                } else {
+                    Fate::Duplicate
+                }
+            });
+            net.connect(addr(1), client(IDENTITY, &KEY));
+            net.advance(Duration::from_secs(20));
+            assert!(
+                net.connected(addr(1)),
+                "lost #{lost} {direction:?}: client connected"
+            );
+            let connected: Vec<_> = net
+                .take_server_events()
+                .into_iter()
+                .filter(|event| matches!(event, DtlsEvent::Connected { .. }))
+                .collect();
+            assert_eq!(
+                connected,
+                vec![connected_event(addr(1), IDENTITY, None)],
+                "lost #{lost} {direction:?}"
+            );
+
+            // Application data itself is not retransmitted by DTLS (CoAP does that); duplicate it.
+            net.filter = Box::new(|_, _, _| Fate::Duplicate);
+            net.client_send(addr(1), b"ping");
+            let data: Vec<_> = net
+                .take_server_events()
+                .into_iter()
+                .filter_map(|event| match event {
+                    DtlsEvent::Data { bytes, .. } => Some(bytes),
+                    _ => None,
+                })
+                .collect();
+            // Duplicated records are caught by the replay window: delivered once.
+            assert_eq!(data, vec![b"ping".to_vec()], "lost #{lost} {direction:?}");
+            assert_eq!(net.server.stats().handshakes_completed, 1);
+        }
+    }
+}
+
+#[test]
+fn a_lost_server_final_flight_is_retransmitted_when_the_client_repeats_its_own() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    // The server's datagrams: 1 HelloVerifyRequest, 2 ServerHello flight, 3 CCS + Finished.
+    let mut to_client = 0;
+    net.filter = Box::new(move |dir, _, _| {
+        if dir == Direction::ToClient {
+            to_client += 1;
+            if to_client == 3 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    assert!(!net.connected(addr(1)));
+    assert!(matches!(
+        net.take_server_events().as_slice(),
+        [DtlsEvent::Connected { .. }]
+    ));
+    net.advance(Duration::from_secs(3));
+    assert!(
+        net.connected(addr(1)),
+        "the client's retransmitted flight made the server repeat its last one"
+    );
+    assert!(net.take_server_events().is_empty(), "no second Connected");
+}
+
+#[test]
+fn the_client_retransmits_its_first_hello_when_the_hello_verify_request_is_lost() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    let mut to_client = 0;
+    net.filter = Box::new(move |dir, _, _| {
+        if dir == Direction::ToClient {
+            to_client += 1;
+            if to_client == 1 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    assert!(!net.connected(addr(1)));
+
+    // The client retransmits at 1 s and completes without waiting for any further timer: the
+    // ServerHello continues from the retransmitted hellos' record sequence numbers (RFC 6347
+    // §4.2.1), so the client's replay window does not mistake it for the HelloVerifyRequest.
+    net.advance(Duration::from_millis(1500));
+    assert!(net.connected(addr(1)));
+    assert_eq!(net.server.stats().hello_verify_requests, 2);
+    let server_hello = net
+        .server_sent
+        .iter()
+        .find(|(_, bytes)| crate::wire::starts_with_server_hello(bytes));
+    assert_eq!(
+        server_hello.and_then(|(_, bytes)| crate::wire::first_epoch0_sequence(bytes)),
+        Some(2)
+    );
+}
+
+/// The alert datagrams the server sent to `to`, by (length, content type, epoch).
+fn alert_shapes(net: &Net, to: SocketAddr) -> Vec<(usize, u8, [u8; 2])> {
+    net.server_sent
+        .iter()
+        .filter(|(peer, bytes)| *peer == to && crate::wire::starts_with_alert(bytes))
+        .map(|(_, bytes)| (bytes.len(), bytes[0], [bytes[3], bytes[4]]))
+        .collect()
+}
+
+#[test]
+fn a_wrong_key_fails_the_handshake() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(IDENTITY, &[0x01; 16]));
+    net.advance(Duration::from_secs(40));
+    assert!(!net.connected(addr(1)));
+    assert_eq!(
+        net.client_closed(addr(1)),
+        Some(ClientCloseReason::HandshakeFailed)
+    );
+    assert_eq!(
+        net.take_server_events(),
+        vec![DtlsEvent::HandshakeFailed {
+            peer: addr(1),
+            claimed_identity: Some(PskIdentity::new(IDENTITY)),
+            reason: HandshakeFailure::BadKey,
+        }]
+    );
+    let stats = net.server.stats();
+    assert_eq!(stats.handshakes_failed.bad_key, 1);
+    assert_eq!((stats.sessions, stats.handshakes_in_progress), (0, 0));
+    assert_eq!(
+        net.server.poll_timeout(),
+        None,
+        "nothing left for that peer"
+    );
+    assert_eq!(alert_shapes(&net, addr(1)).len(), 1, "one alert");
+}
+
+#[test]
+fn an_unknown_identity_fails_exactly_like_a_wrong_key() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(b"urn:imei:000000000000000", &KEY));
+    net.connect(addr(2), client(IDENTITY, &[0x01; 16]));
+    net.advance(Duration::from_secs(40));
+    assert!(!net.connected(addr(1)));
+    assert_eq!(
+        net.client_closed(addr(1)),
+        Some(ClientCloseReason::HandshakeFailed)
+    );
+    let events = net.take_server_events();
+    assert!(events.contains(&DtlsEvent::HandshakeFailed {
+        peer: addr(1),
+        claimed_identity: Some(PskIdentity::new(b"urn:imei:000000000000000")),
+        reason: HandshakeFailure::UnknownIdentity,
+    }));
+    assert_eq!(net.server.stats().handshakes_failed.unknown_identity, 1);
+    // What the peer sees: the same number of datagrams, and the same alert record, as for a wrong
+    // key (the identities differ in length, which only changes what the client itself sent).
+    let sent_to = |to| {
+        net.server_sent
+            .iter()
+            .filter(|(peer, _)| *peer == to)
+            .count()
+    };
+    assert_eq!(sent_to(addr(1)), sent_to(addr(2)));
+    assert_eq!(alert_shapes(&net, addr(1)), alert_shapes(&net, addr(2)));
+    let alert = |to| {
+        net.server_sent
+            .iter()
+            .find(|(peer, bytes)| *peer == to && crate::wire::starts_with_alert(bytes))
+            .map(|(_, bytes)| bytes[13..].to_vec())
+    };
+    assert_eq!(alert(addr(1)), alert(addr(2)), "identical alert body");
+}
+
+#[test]
+fn garbage_from_a_new_peer_creates_no_state() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    let now = net.now;
+    let valid_hello = {
+        let mut probe = client(IDENTITY, &KEY);
+        probe.connect(now, server_addr()).expect("connect");
+        probe.poll_transmit().expect("a ClientHello").1
+    };
+    let mut garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x16],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        // A CoAP CON GET (RFC 7252 §3): plain CoAP sent to the DTLS port.
+        vec![0x40, 0x01, 0x12, 0x34, 0xb2, 0x72, 0x64],
+        // An epoch-1 application data record (content type 23).
+        [
+            &[23u8, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 8][..],
+            &[0xaa; 8],
+        ]
+        .concat(),
+        // An alert (content type 21).
+        vec![21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 40],
+    ];
+    // Valid-looking hellos with one field broken.
+    for (at, value) in [(1, 0x03), (3, 1), (13, 2), (11, 0xff), (13 + 6, 1)] {
+        let mut broken = valid_hello.clone();
+        broken[at] = value;
+        garbage.push(broken);
+    }
+    for bytes in &garbage {
+        net.server.handle_datagram(now, addr(9), bytes);
+    }
+    assert!(net.server.poll_transmit().is_none(), "nothing answered");
+    assert!(net.server.poll_event().is_none());
+    assert_eq!(net.server.poll_timeout(), None, "no timer means no state");
+    let stats = net.server.stats();
+    assert_eq!(
+        stats.dropped.not_client_hello + stats.dropped.malformed_client_hello,
+        garbage.len() as u64
+    );
+    assert_eq!(stats.dropped.not_client_hello, 9);
+    assert_eq!(stats.handshakes_in_progress, 0);
+
+    // A genuine first ClientHello is answered, statelessly.
+    net.server.handle_datagram(now, addr(9), &valid_hello);
+    let (to, hvr) = net.server.poll_transmit().expect("HelloVerifyRequest");
+    assert_eq!(to, addr(9));
+    assert!(crate::wire::hello_verify_cookie(&hvr).is_some());
+    assert!(hvr.len() < valid_hello.len(), "no amplification");
+    assert_eq!(net.server.poll_timeout(), None, "still no state");
+    assert_eq!(net.server.stats().handshakes_in_progress, 0);
+}
+
+#[test]
+fn a_replayed_cookie_from_another_address_is_refused() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    let now = net.now;
+    let mut probe = client(IDENTITY, &KEY);
+    probe.connect(now, server_addr()).expect("connect");
+    let (_, hello) = probe.poll_transmit().expect("hello");
+    net.server.handle_datagram(now, addr(1), &hello);
+    let (_, hvr) = net.server.poll_transmit().expect("hvr");
+    probe.handle_datagram(now, server_addr(), &hvr);
+    let (_, hello_with_cookie) = probe.poll_transmit().expect("hello with cookie");
+    // An attacker at addr(2) replays it: it gets a new cookie, nothing more.
+    net.server.handle_datagram(now, addr(2), &hello_with_cookie);
+    assert_eq!(net.server.stats().invalid_cookies, 1);
+    assert_eq!(net.server.stats().handshakes_started, 0);
+    // After the lifetime, the genuine client's cookie has expired too.
+    net.server.poll_transmit();
+    net.server
+        .handle_datagram(now + Duration::from_secs(61), addr(1), &hello_with_cookie);
+    assert_eq!(net.server.stats().expired_cookies, 1);
+    assert_eq!(net.server.stats().handshakes_started, 0);
+}
+
+#[test]
+fn a_handshake_that_stalls_times_out() {
+    let mut config = DtlsServerConfig::default();
+    config.handshake_timeout = Duration::from_secs(5);
+    let mut net = Net::new(config);
+    // Deliver the two ClientHellos, then nothing more from the client.
+    let mut to_server = 0;
+    net.filter = Box::new(move |dir, _, _| {
+        if dir == Direction::ToServer {
+            to_server += 1;
+            if to_server > 2 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    let start = net.now;
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    assert_eq!(net.server.stats().handshakes_in_progress, 1);
+    net.advance(Duration::from_secs(4));
+    assert!(net.take_server_events().is_empty());
+    net.advance(Duration::from_secs(2));
+    assert_eq!(
+        net.take_server_events(),
+        vec![DtlsEvent::HandshakeFailed {
+            peer: addr(1),
+            claimed_identity: None,
+            reason: HandshakeFailure::Timeout
+        }]
+    );
+    assert!(net.now <= start + Duration::from_secs(6));
+    assert_eq!(net.server.stats().handshakes_in_progress, 0);
+    assert_eq!(net.server.stats().handshakes_failed.timeout, 1);
+    // The server retransmitted its flight while waiting.
+    let flights = net
+        .server_sent
+        .iter()
+        .filter(|(_, bytes)| crate::wire::starts_with_server_hello(bytes))
+        .count();
+    assert!(flights >= 3, "{flights} ServerHello flights");
+}
+
+#[test]
+fn the_handshake_table_is_bounded() {
+    let mut config = DtlsServerConfig::default();
+    config.max_handshakes = 2;
+    let mut net = Net::new(config);
+    // Clients whose third datagram (ClientKeyExchange flight) never arrives stay mid-handshake.
+    net.filter = Box::new(|dir, _, bytes| {
+        if dir == Direction::ToServer && crate::wire::ClientHello::parse(bytes).is_err() {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    for n in 1..=3 {
+        net.connect(addr(n), client(IDENTITY, &KEY));
+    }
+    let stats = net.server.stats();
+    assert_eq!(stats.handshakes_in_progress, 2);
+    assert_eq!(stats.dropped.handshake_table_full, 1);
+    assert_eq!(stats.handshakes_started, 2);
+}
+
+#[test]
+fn idle_sessions_expire_and_traffic_keeps_them_alive() {
+    let mut config = DtlsServerConfig::default();
+    config.idle_timeout = Duration::from_secs(600);
+    let mut net = Net::new(config);
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.take_server_events();
+    net.advance(Duration::from_secs(500));
+    net.client_send(addr(1), b"update");
+    net.advance(Duration::from_secs(500));
+    assert_eq!(
+        net.server.stats().sessions,
+        1,
+        "traffic at 500 s restarted the idle clock"
+    );
+    // Server-to-client traffic does not prove the client is there.
+    net.server_send(addr(1), b"observe notification request");
+    net.advance(Duration::from_secs(101));
+    let events = net.take_server_events();
+    assert_eq!(
+        events.last(),
+        Some(&DtlsEvent::Closed {
+            peer: addr(1),
+            identity: PskIdentity::new(IDENTITY),
+            reason: CloseReason::IdleTimeout
+        })
+    );
+    assert_eq!(net.server.stats().idle_expirations, 1);
+    assert_eq!(net.server.stats().sessions, 0);
+    assert_eq!(net.server.poll_timeout(), None);
+    // The client was told (close_notify).
+    assert_eq!(
+        net.client_closed(addr(1)),
+        Some(ClientCloseReason::PeerClosed)
+    );
+    // Its data is now just traffic from an unknown address.
+    assert!(net.server.send(net.now, addr(1), b"x").is_err());
+}
+
+#[test]
+fn a_client_restarting_from_the_same_address_replaces_its_session() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.take_server_events();
+
+    // A cookie-less hello from that address (anyone can spoof one) only earns a HelloVerifyRequest.
+    let now = net.now;
+    let mut spoofer = client(IDENTITY, &KEY);
+    spoofer.connect(now, server_addr()).expect("connect");
+    let (_, hello) = spoofer.poll_transmit().expect("hello");
+    net.server.handle_datagram(now, addr(1), &hello);
+    net.server.poll_transmit();
+    assert!(net.server.poll_event().is_none());
+    assert_eq!(net.server.stats().sessions, 1);
+
+    // The device reboots: same address, new client state.
+    net.clients.remove(&addr(1));
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    assert!(net.connected(addr(1)));
+    assert_eq!(
+        net.take_server_events(),
+        vec![
+            DtlsEvent::Closed {
+                peer: addr(1),
+                identity: PskIdentity::new(IDENTITY),
+                reason: CloseReason::Replaced
+            },
+            connected_event(addr(1), IDENTITY, None),
+        ]
+    );
+    assert_eq!(net.server.stats().replaced_same_address, 1);
+    assert_eq!(net.server.stats().sessions, 1);
+    net.client_send(addr(1), b"after reboot");
+    assert!(
+        matches!(net.take_server_events().as_slice(), [DtlsEvent::Data { bytes, .. }] if bytes == b"after reboot")
+    );
+}
+
+#[test]
+fn a_duplicate_of_the_opening_hello_does_not_disturb_the_session() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    // Keep a copy of the client's hello with the cookie as it crosses the network.
+    let captured = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = captured.clone();
+    net.filter = Box::new(move |dir, _, bytes| {
+        if dir == Direction::ToServer
+            && crate::wire::ClientHello::parse(bytes).is_ok_and(|hello| !hello.cookie.is_empty())
+        {
+            sink.borrow_mut().push(bytes.to_vec());
+        }
+        Fate::Deliver
+    });
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.take_server_events();
+    let hello_with_cookie = captured.borrow().first().cloned().expect("captured");
+    // The network delivers it again, late.
+    net.server
+        .handle_datagram(net.now, addr(1), &hello_with_cookie);
+    net.pump();
+    assert_eq!(net.server.stats().dropped.duplicate_client_hello, 1);
+    assert_eq!(net.server.stats().sessions, 1);
+    assert!(net.take_server_events().is_empty());
+    net.client_send(addr(1), b"fine");
+    assert!(
+        matches!(net.take_server_events().as_slice(), [DtlsEvent::Data { bytes, .. }] if bytes == b"fine")
+    );
+}
+
+#[test]
+fn the_same_identity_from_a_new_address_moves_the_session() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.connect(addr(2), client(b"meter-2", &[0x42; 16]));
+    net.take_server_events();
+    // NAT rebinding: the device's packets now come from addr(3).
+    net.connect(addr(3), client(IDENTITY, &KEY));
+    assert_eq!(
+        net.take_server_events(),
+        vec![
+            DtlsEvent::Closed {
+                peer: addr(1),
+                identity: PskIdentity::new(IDENTITY),
+                reason: CloseReason::MovedTo(addr(3))
+            },
+            connected_event(addr(3), IDENTITY, Some(addr(1))),
+        ]
+    );
+    assert_eq!(net.server.stats().replaced_moved, 1);
+    assert_eq!(net.server.stats().sessions, 2);
+    assert_eq!(
+        net.server.peer_of(&PskIdentity::new(IDENTITY)),
+        Some(addr(3))
+    );
+    assert_eq!(net.server.identity_of(addr(1)), None);
+    // The old address is a stranger now: its records are dropped by the pre-check.
+    let dropped = net.server.stats().dropped.not_client_hello;
+    net.client_send(addr(1), b"stale");
+    assert!(net.take_server_events().is_empty());
+    assert_eq!(net.server.stats().dropped.not_client_hello, dropped + 1);
+}
+
+#[test]
+fn a_full_session_table_evicts_the_least_recently_active_session() {
+    let mut config = DtlsServerConfig::default();
+    config.max_sessions = 2;
+    let mut net = Net::new(config);
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.advance(Duration::from_secs(1));
+    net.connect(addr(2), client(b"meter-2", &[0x42; 16]));
+    net.advance(Duration::from_secs(1));
+    net.client_send(addr(1), b"recent");
+    net.take_server_events();
+    net.connect(addr(3), client(b"meter-3", &[0x43; 16]));
+    assert_eq!(
+        net.take_server_events(),
+        vec![
+            DtlsEvent::Closed {
+                peer: addr(2),
+                identity: PskIdentity::new(b"meter-2"),
+                reason: CloseReason::Evicted
+            },
+            connected_event(addr(3), b"meter-3", None),
+        ]
+    );
+    assert_eq!(net.server.stats().evictions, 1);
+    assert_eq!(net.server.stats().sessions, 2);
+}
+
+#[test]
+fn a_forged_record_does_not_tear_down_an_established_session() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.take_server_events();
+    let sent_before = net.server_sent.len();
+    // Epoch-1 application data and alert records with garbage ciphertext, "from" the client.
+    for content_type in [23u8, 21] {
+        let forged = [
+            &[content_type, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 99, 0, 24][..],
+            &[0x5a; 24],
+        ]
+        .concat();
+        net.server.handle_datagram(net.now, addr(1), &forged);
+    }
+    net.pump();
+    assert_eq!(net.server_sent.len(), sent_before, "no alert went out");
+    assert!(net.take_server_events().is_empty());
+    assert_eq!(net.server.stats().dropped.invalid_records, 2);
+    assert_eq!(net.server.stats().sessions, 1);
+    net.client_send(addr(1), b"still here");
+    assert!(
+        matches!(net.take_server_events().as_slice(), [DtlsEvent::Data { bytes, .. }] if bytes == b"still here")
+    );
+}
+
+#[test]
+fn closing_from_either_side_reports_closed_once() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.connect(addr(2), client(b"meter-2", &[0x42; 16]));
+    net.take_server_events();
+
+    net.server.close(net.now, addr(1));
+    net.pump();
+    assert_eq!(
+        net.client_closed(addr(1)),
+        Some(ClientCloseReason::PeerClosed)
+    );
+
+    let now = net.now;
+    net.clients.get_mut(&addr(2)).expect("client").close(now);
+    net.pump();
+    assert_eq!(
+        net.client_closed(addr(2)),
+        Some(ClientCloseReason::ClosedLocally)
+    );
+    assert_eq!(
+        net.take_server_events(),
+        vec![
+            DtlsEvent::Closed {
+                peer: addr(1),
+                identity: PskIdentity::new(IDENTITY),
+                reason: CloseReason::ClosedLocally
+            },
+            DtlsEvent::Closed {
+                peer: addr(2),
+                identity: PskIdentity::new(b"meter-2"),
+                reason: CloseReason::PeerClosed
+            },
+        ]
+    );
+    let stats = net.server.stats();
+    assert_eq!(
+        (stats.local_closes, stats.peer_closes, stats.sessions),
+        (1, 1, 0)
+    );
+    assert_eq!(net.server.poll_timeout(), None);
+}
+
+#[test]
+fn send_refuses_unknown_peers_and_oversized_plaintext() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    assert!(matches!(
+        net.server.send(net.now, addr(1), b"x"),
+        Err(SendError::NotConnected(_))
+    ));
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    let big = vec![0u8; MAX_PLAINTEXT + 1];
+    assert!(matches!(
+        net.server.send(net.now, addr(1), &big),
+        Err(SendError::TooLarge { .. })
+    ));
+    let mut idle = client(IDENTITY, &KEY);
+    assert!(matches!(
+        idle.send(net.now, b"x"),
+        Err(SendError::NotConnected(_))
+    ));
+    assert!(idle.connect(net.now, server_addr()).is_ok());
+    assert!(matches!(
+        idle.connect(net.now, server_addr()),
+        Err(ConnectError::AlreadyStarted)
+    ));
+}
+
+#[test]
+fn debug_output_never_shows_keys_and_the_types_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<DtlsServer>();
+    assert_send::<DtlsClient>();
+
+    let net = Net::new(DtlsServerConfig::default());
+    let key_bytes = format!("{:?}", &KEY[..4]);
+    for text in [
+        format!("{:?}", net.server),
+        format!("{:?}", client(IDENTITY, &KEY)),
+    ] {
+        assert!(!text.contains(&key_bytes[1..key_bytes.len() - 1]), "{text}");
+        assert!(
+            !text.contains("11, 22") && !text.contains("17, 34, 51"),
+            "{text}"
+        );
+    }
+}
