@@ -3,5 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod logging;
+pub mod store;

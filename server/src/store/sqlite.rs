@@ -1,0 +1,348 @@
+//! The SQLite backend: one file, created on first start, in WAL mode with `synchronous=FULL`
+//! (every acknowledged commit is on disk), foreign keys on and a busy timeout so that concurrent
+//! writers wait for each other instead of failing.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
+
+use super::rows::{
+    AuditRow, CredentialsRow, DeviceRow, FactsRow, InsertAudit, PreparedDevice, StateRow,
+    TransitionWrite,
+};
+use super::sql::{self, Bind, BuiltQuery, ExistingColumn};
+use super::{StoreError, StoreOptions};
+use crate::fleet::lifecycle::LifecycleState;
+use crate::fleet::registry::Connectivity;
+
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+impl SqliteBackend {
+    pub(crate) async fn connect(
+        url: &str,
+        options: &StoreOptions,
+    ) -> Result<SqliteBackend, StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Connect)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout);
+        let in_memory = connect.get_filename().as_os_str() == ":memory:";
+        if !in_memory {
+            // "Created on first start" includes the directory the file lives in.
+            if let Some(parent) = connect
+                .get_filename()
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDirectory {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let mut pool = SqlitePoolOptions::new().max_connections(options.max_connections.max(1));
+        if in_memory {
+            // Each connection to :memory: is its own database: keep exactly one, forever.
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool
+            .connect_with(connect)
+            .await
+            .map_err(StoreError::Connect)?;
+        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        Ok(SqliteBackend { pool })
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn fetch_device(
+        &self,
+        endpoint: &str,
+    ) -> Result<Option<DeviceRow>, sqlx::Error> {
+        sqlx::query_as::<_, DeviceRow>(sql::SELECT_DEVICE)
+            .bind(endpoint)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub(crate) async fn list_devices(&self, q: BuiltQuery) -> Result<Vec<DeviceRow>, sqlx::Error> {
+        let mut query = sqlx::query_as::<_, DeviceRow>(AssertSqlSafe(q.sql));
+        for bind in q.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Int(int) => query.bind(int),
+            };
+        }
+        query.fetch_all(&self.pool).await
+    }
+
+    pub(crate) async fn count(&self, q: BuiltQuery) -> Result<i64, sqlx::Error> {
+        let mut query = sqlx::query_scalar::<_, i64>(AssertSqlSafe(q.sql));
+        for bind in q.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Int(int) => query.bind(int),
+            };
+        }
+        query.fetch_one(&self.pool).await
+    }
+
+    pub(crate) async fn list_audit(&self, q: BuiltQuery) -> Result<Vec<AuditRow>, sqlx::Error> {
+        let mut query = sqlx::query_as::<_, AuditRow>(AssertSqlSafe(q.sql));
+        for bind in q.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Int(int) => query.bind(int),
+            };
+        }
+        query.fetch_all(&self.pool).await
+    }
+
+    pub(crate) async fn credentials(
+        &self,
+        identity: &str,
+    ) -> Result<Option<CredentialsRow>, sqlx::Error> {
+        sqlx::query_as::<_, CredentialsRow>(sql::SELECT_CREDENTIALS)
+            .bind(identity)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub(crate) async fn registration_facts(
+        &self,
+        endpoint: &str,
+    ) -> Result<Option<FactsRow>, sqlx::Error> {
+        sqlx::query_as::<_, FactsRow>(sql::SELECT_REGISTRATION_FACTS)
+            .bind(endpoint)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub(crate) async fn device_state(
+        &self,
+        endpoint: &str,
+    ) -> Result<Option<StateRow>, sqlx::Error> {
+        sqlx::query_as::<_, StateRow>(sql::SELECT_STATE)
+            .bind(endpoint)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    pub(crate) async fn set_connectivity(
+        &self,
+        endpoint: &str,
+        connectivity: Connectivity,
+        last_seen: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(sql::UPDATE_CONNECTIVITY)
+            .bind(connectivity.as_str())
+            .bind(last_seen)
+            .bind(now)
+            .bind(endpoint)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn set_firmware(
+        &self,
+        endpoint: &str,
+        version: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(sql::UPDATE_FIRMWARE)
+            .bind(version)
+            .bind(now)
+            .bind(endpoint)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The state change and its audit entry in one transaction. False when the state was changed
+    /// by someone else since it was read (nothing written then).
+    pub(crate) async fn apply_transition(
+        &self,
+        t: &TransitionWrite<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // The guarded UPDATE is the transaction's first statement: it takes SQLite's write lock
+        // (waiting up to the busy timeout) instead of upgrading a read lock, which can fail.
+        let update = if t.revoke_credentials {
+            sql::UPDATE_STATE_REVOKE
+        } else {
+            sql::UPDATE_STATE
+        };
+        let changed = sqlx::query(update)
+            .bind(t.to.as_str())
+            .bind(t.at)
+            .bind(t.device_id)
+            .bind(t.from.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(sql::INSERT_AUDIT)
+            .bind(t.device_id)
+            .bind(t.endpoint)
+            .bind(t.at)
+            .bind(t.actor)
+            .bind(t.action)
+            .bind(t.from.as_str())
+            .bind(t.to.as_str())
+            .bind(t.reason)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn existing(
+        &self,
+        column: ExistingColumn,
+        values: &[&str],
+    ) -> Result<Vec<String>, sqlx::Error> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql::existing_values(
+            column,
+            values.len(),
+        )));
+        for value in values {
+            query = query.bind(*value);
+        }
+        query.fetch_all(&self.pool).await
+    }
+
+    /// Inserts devices, their tags and one audit entry each, all in one transaction.
+    pub(crate) async fn insert_devices(
+        &self,
+        devices: &[PreparedDevice],
+        audit: &InsertAudit<'_>,
+    ) -> Result<(), sqlx::Error> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let registered = LifecycleState::Registered.as_str();
+        let offline = Connectivity::Offline.as_str();
+        let mut tx = self.pool.begin().await?;
+        let mut ids: HashMap<String, i64> = HashMap::with_capacity(devices.len());
+        for chunk in devices.chunks(sql::MAX_PARAMS / sql::INSERT_DEVICES_PARAMS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_DEVICES_HEAD);
+            insert.push_values(chunk, |mut row, d| {
+                row.push_bind(d.endpoint.as_str())
+                    .push_bind(d.serial.as_str())
+                    .push_bind(d.model.as_str())
+                    .push_bind(d.tags_json.as_str())
+                    .push_bind(d.customer.as_deref())
+                    .push_bind(d.security_mode.as_str())
+                    .push_bind(d.psk_identity.as_deref())
+                    .push_bind(d.psk_key_sealed.as_deref())
+                    .push_bind(false)
+                    .push_bind(registered)
+                    .push_bind(offline)
+                    .push_bind(audit.at)
+                    .push_bind(audit.at);
+            });
+            insert.push(" RETURNING id, endpoint");
+            let returned: Vec<(i64, String)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+            ids.extend(returned.into_iter().map(|(id, endpoint)| (endpoint, id)));
+        }
+        let tags: Vec<(i64, &str, &str, &str)> = devices
+            .iter()
+            .filter_map(|d| ids.get(d.endpoint.as_str()).map(|&id| (id, d)))
+            .flat_map(|(id, d)| {
+                d.tags
+                    .iter()
+                    .map(move |(k, v)| (id, k.as_str(), v.as_str(), d.endpoint.as_str()))
+            })
+            .collect();
+        for chunk in tags.chunks(sql::MAX_PARAMS / sql::INSERT_TAGS_PARAMS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_TAGS_HEAD);
+            insert.push_values(chunk, |mut row, &(id, key, value, endpoint)| {
+                row.push_bind(id)
+                    .push_bind(key)
+                    .push_bind(value)
+                    .push_bind(endpoint);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        let audited: Vec<(i64, &str)> = devices
+            .iter()
+            .filter_map(|d| {
+                ids.get(d.endpoint.as_str())
+                    .map(|&id| (id, d.endpoint.as_str()))
+            })
+            .collect();
+        for chunk in audited.chunks(sql::MAX_PARAMS / sql::INSERT_AUDIT_PARAMS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_AUDIT_HEAD);
+            insert.push_values(chunk, |mut row, &(id, endpoint)| {
+                row.push_bind(id)
+                    .push_bind(endpoint)
+                    .push_bind(audit.at)
+                    .push_bind(audit.actor)
+                    .push_bind(audit.action)
+                    .push_bind(None::<&str>)
+                    .push_bind(registered)
+                    .push_bind(None::<&str>);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// The stored (sealed) key column, for tests that check what is at rest.
+    #[cfg(test)]
+    pub(crate) async fn raw_sealed_key(
+        &self,
+        endpoint: &str,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        sqlx::query_scalar::<_, Option<Vec<u8>>>(
+            "SELECT psk_key_sealed FROM devices WHERE endpoint = $1",
+        )
+        .bind(endpoint)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// The connection settings that durability depends on, as SQLite reports them.
+    #[cfg(test)]
+    pub(crate) async fn pragmas(&self) -> Result<(String, i64, i64, i64), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?;
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await?;
+        let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok((journal_mode, synchronous, foreign_keys, busy_timeout))
+    }
+}
