@@ -1,0 +1,77 @@
+//! The endpoint's timer queue: at most one deadline per timer key, ordered by time, so
+//! `poll_timeout` is the first entry and cancelling is exact (no stale wake-ups pile up).
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+use std::time::Instant;
+
+/// Deadlines keyed by `K`, one per key.
+#[derive(Debug)]
+pub(crate) struct Timers<K: Ord + Hash + Copy> {
+    by_time: BTreeSet<(Instant, K)>,
+    by_key: HashMap<K, Instant>,
+}
+
+impl<K: Ord + Hash + Copy> Timers<K> {
+    pub(crate) fn new() -> Timers<K> {
+        Timers {
+            by_time: BTreeSet::new(),
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// Sets (or moves) the deadline of `key`.
+    pub(crate) fn set(&mut self, key: K, at: Instant) {
+        if let Some(old) = self.by_key.insert(key, at) {
+            self.by_time.remove(&(old, key));
+        }
+        self.by_time.insert((at, key));
+    }
+
+    pub(crate) fn cancel(&mut self, key: K) {
+        if let Some(old) = self.by_key.remove(&key) {
+            self.by_time.remove(&(old, key));
+        }
+    }
+
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// Removes and returns a key whose deadline is at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<K> {
+        let &(at, key) = self.by_time.first()?;
+        if at > now {
+            return None;
+        }
+        self.by_time.remove(&(at, key));
+        self.by_key.remove(&key);
+        Some(key)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn set_move_cancel_pop() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        t.set(1u8, t0 + Duration::from_secs(5));
+        t.set(2u8, t0 + Duration::from_secs(3));
+        t.set(1u8, t0 + Duration::from_secs(1)); // moved earlier
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.next(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(t.pop_due(t0), None);
+        assert_eq!(t.pop_due(t0 + Duration::from_secs(4)), Some(1));
+        t.cancel(2);
+        assert_eq!(t.pop_due(t0 + Duration::from_secs(10)), None);
+        assert_eq!(t.len(), 0);
+    }
+}
