@@ -133,13 +133,23 @@ const SENML_RELATIVE_TIME_LIMIT: f64 = 268_435_456.0;
 
 impl Record {
     pub fn new(path: Path, value: Value) -> Record {
-        Record { path, time: None, value: Some(value) }
+        Record {
+            path,
+            time: None,
+            value: Some(value),
+        }
     }
 
     /// The record's time in seconds since the Unix epoch: relative times (below 2^28, RFC 8428
     /// §4.5.3) are added to `now` (seconds since the epoch when the payload was received).
     pub fn absolute_time(&self, now: f64) -> Option<f64> {
-        self.time.map(|t| if t < SENML_RELATIVE_TIME_LIMIT { now + t } else { t })
+        self.time.map(|t| {
+            if t < SENML_RELATIVE_TIME_LIMIT {
+                now + t
+            } else {
+                t
+            }
+        })
     }
 }
 
@@ -181,7 +191,12 @@ pub struct DecodeError {
 
 impl DecodeError {
     pub fn new(format: ContentFormat, kind: impl Into<DecodeErrorKind>) -> DecodeError {
-        DecodeError { format, offset: None, path: None, kind: kind.into() }
+        DecodeError {
+            format,
+            offset: None,
+            path: None,
+            kind: kind.into(),
+        }
     }
 
     pub fn at(mut self, offset: usize) -> DecodeError {
@@ -197,7 +212,12 @@ impl DecodeError {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot decode {}: {}", self.format.media_type(), self.kind)?;
+        write!(
+            f,
+            "cannot decode {}: {}",
+            self.format.media_type(),
+            self.kind
+        )?;
         if let Some(path) = &self.path {
             write!(f, " at {path}")?;
         }
@@ -212,9 +232,17 @@ impl fmt::Display for DecodeError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EncodeError {
     #[error("{format} cannot carry {what} at {path}")]
-    Unsupported { format: ContentFormat, path: Path, what: String },
+    Unsupported {
+        format: ContentFormat,
+        path: Path,
+        what: String,
+    },
     #[error("{format}: {path} does not match the node given ({reason})")]
-    PathMismatch { format: ContentFormat, path: Path, reason: String },
+    PathMismatch {
+        format: ContentFormat,
+        path: Path,
+        reason: String,
+    },
     #[error("the content format {0} is not one this codec encodes")]
     UnsupportedFormat(ContentFormat),
 }
@@ -234,7 +262,9 @@ pub fn decode(
         ContentFormat::Tlv | ContentFormat::LegacyTlv => tlv::decode(requested, bytes, model),
         ContentFormat::Text => text::decode(requested, bytes, model),
         ContentFormat::Opaque => opaque::decode(requested, bytes, model),
-        ContentFormat::SenmlJson | ContentFormat::SenmlCbor | ContentFormat::Lwm2mJson
+        ContentFormat::SenmlJson
+        | ContentFormat::SenmlCbor
+        | ContentFormat::Lwm2mJson
         | ContentFormat::LegacyJson => {
             let records = decode_records(format, requested, bytes, model)?;
             let entries = records.into_iter().filter_map(|r| Some((r.path, r.value?)));
@@ -276,7 +306,11 @@ pub fn encode(format: ContentFormat, path: &Path, node: &Node) -> Result<Vec<u8>
             let records: Vec<Record> = node
                 .flatten(path)
                 .into_iter()
-                .map(|(p, v)| Record { path: p, time: None, value: Some(v.clone()) })
+                .map(|(p, v)| Record {
+                    path: p,
+                    time: None,
+                    value: Some(v.clone()),
+                })
                 .collect();
             encode_records(format, &records)
         }
@@ -295,5 +329,7 @@ pub fn encode_records(format: ContentFormat, records: &[Record]) -> Result<Vec<u
 
 /// The declared type of the resource at `path`, if the model knows it.
 pub(crate) fn declared_type(model: &ObjectModel, path: &Path) -> Option<ResourceType> {
-    model.resource(path.object_id()?, path.resource_id()?).map(|r| r.ty)
+    model
+        .resource(path.object_id()?, path.resource_id()?)
+        .map(|r| r.ty)
 }
