@@ -452,7 +452,11 @@ impl CoapEndpoint {
                 // RFC 7959 §2.5: 2.31 confirms the block and asks for the next; the server may
                 // ask for smaller blocks (late negotiation, §2.5 Figure 5).
                 match response.options.block1() {
-                    Some(Ok(echo)) if echo.num == b1.sent_num && echo.more => {
+                    // The echo names the block just sent; when the server shrinks SZX its NUM may
+                    // be counted in the new size, so only an unchanged SZX is checked strictly.
+                    Some(Ok(echo))
+                        if echo.more && (echo.num == b1.sent_num || echo.szx < b1.szx) =>
+                    {
                         b1.offset += b1.sent_len;
                         b1.szx = b1.szx.min(echo.szx);
                         if b1.offset < body_len {

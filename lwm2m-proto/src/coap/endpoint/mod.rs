@@ -297,6 +297,45 @@ struct PeerState {
 /// message IDs, retransmission jitter) comes from a generator seeded by the caller, so a run is
 /// reproducible.
 ///
+/// # Example
+///
+/// Two endpoints joined by hand instead of by UDP:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::time::Instant;
+/// use lwm2m_proto::coap::{CoapConfig, CoapEndpoint, Code, ContentFormat, Event, Request, Response};
+///
+/// let now = Instant::now();
+/// let server_addr = SocketAddr::from(([192, 0, 2, 1], 5683));
+/// let client_addr = SocketAddr::from(([192, 0, 2, 2], 56830));
+/// let mut server = CoapEndpoint::new(CoapConfig::default(), 1);
+/// let mut client = CoapEndpoint::new(CoapConfig::default(), 2);
+///
+/// let read = Request::get().with_path(["3", "0", "0"]).with_accept(ContentFormat::TEXT_PLAIN);
+/// let id = client.request(now, server_addr, read);
+/// while let Some(t) = client.poll_transmit() {
+///     server.handle_datagram(now, client_addr, &t.bytes);
+/// }
+/// while let Some(event) = server.poll_event() {
+///     if let Event::Request { request, responder, .. } = event {
+///         assert_eq!(request.path(), ["3", "0", "0"]);
+///         let answer = Response::new(Code::CONTENT).with_payload("Ferrite");
+///         server.respond(now, responder, answer).expect("still pending");
+///     }
+/// }
+/// while let Some(t) = server.poll_transmit() {
+///     client.handle_datagram(now, server_addr, &t.bytes);
+/// }
+/// match client.poll_event() {
+///     Some(Event::Response { id: got, response }) => {
+///         assert_eq!(got, id);
+///         assert_eq!(response.payload, b"Ferrite");
+///     }
+///     other => panic!("expected the response, got {other:?}"),
+/// }
+/// ```
+///
 /// # Memory
 ///
 /// State that a peer can make grow is capped by [`CoapConfig`]: deduplication entries, pending

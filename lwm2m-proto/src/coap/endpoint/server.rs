@@ -324,6 +324,12 @@ impl CoapEndpoint {
         Ok(())
     }
 
+    /// Forgets the server-side observation (`peer`, `token`) once the application stops notifying
+    /// it (the endpoint otherwise keeps its request key, bounded, for block-wise notifications).
+    pub fn forget_observer(&mut self, peer: SocketAddr, token: Token) {
+        self.observations.remove(&(peer, token));
+    }
+
     fn remember_observation(&mut self, peer: SocketAddr, token: Token, key: Vec<u8>) {
         let cap = self.config.max_pending_requests.max(1);
         if self.observations.len() >= cap && !self.observations.contains_key(&(peer, token)) {
@@ -435,6 +441,10 @@ impl CoapEndpoint {
             return;
         }
         let observe_register = opts.observe() == Some(0);
+        if opts.observe() == Some(1) {
+            // RFC 7641 §3.6: deregistration; the application is told through the request.
+            self.observations.remove(&(peer, header.2));
+        }
         for transfer_option in [option::BLOCK1, option::BLOCK2, option::SIZE1, option::SIZE2] {
             opts.remove(transfer_option);
         }

@@ -312,3 +312,122 @@ fn block1_upload_with_block2_response() {
     assert_eq!(got[0].1.payload, expected);
     assert_eq!(seen.borrow().len(), 1);
 }
+
+#[test]
+fn block2_early_negotiation_uses_the_clients_block_size() {
+    // RFC 7959 §2.4: the client may ask for small blocks in its first request.
+    let mut sim = Sim::new(cfg(), cfg(), LinkConfig::perfect(), 40);
+    let body = body_of(300);
+    let mut app = big_body_app(body.clone());
+    let mut req = Request::get().with_path(["fw"]);
+    req.options.set_block2(BlockOption {
+        num: 0,
+        more: false,
+        szx: 2,
+    });
+    sim.client.request(sim.now, sim.server_addr, req);
+    assert!(
+        sim.run(Duration::from_secs(60), &mut app, &|ev| count_final(ev)
+            == 1)
+    );
+    assert_eq!(responses(&sim.client_events)[0].1.payload, body);
+    let sizes: Vec<usize> = sim
+        .sent_by(Side::Server)
+        .iter()
+        .map(|m| m.payload.len())
+        .collect();
+    assert_eq!(sizes, vec![64, 64, 64, 64, 44]);
+    let first = &sim.sent_by(Side::Server)[0];
+    assert_eq!(first.options.get_uint(option::SIZE2), Some(300));
+    assert!(first.options.get(option::ETAG).is_some());
+}
+
+#[test]
+fn block2_restarts_when_the_etag_changes() {
+    let mut ep = CoapEndpoint::new(cfg(), 41);
+    let server = SocketAddr::from(([192, 0, 2, 8], 5683));
+    let now = Instant::now();
+    let id = ep.request(now, server, Request::get().with_path(["r"]));
+    let block = |req: &Message, num: u32, more: bool, etag: u8, fill: u8| {
+        let mut m = Message::new(
+            MessageType::Acknowledgement,
+            Code::CONTENT,
+            req.message_id,
+            req.token,
+        );
+        m.options.set(option::ETAG, vec![etag]);
+        m.options.set_block2(BlockOption { num, more, szx: 0 });
+        m.payload = vec![fill; if more { 16 } else { 4 }];
+        m.encode().expect("encodes")
+    };
+    let next = |ep: &mut CoapEndpoint| {
+        Message::decode(&ep.poll_transmit().expect("sent").bytes).expect("valid")
+    };
+    let r0 = next(&mut ep);
+    ep.handle_datagram(now, server, &block(&r0, 0, true, 1, 0xA));
+    let r1 = next(&mut ep);
+    assert_eq!(
+        r1.options.block2(),
+        Some(Ok(BlockOption {
+            num: 1,
+            more: false,
+            szx: 0
+        }))
+    );
+    // The representation changed (ETag 2): the client starts again from block 0.
+    ep.handle_datagram(now, server, &block(&r1, 1, true, 2, 0xB));
+    let again = next(&mut ep);
+    assert_eq!(
+        again.options.block2(),
+        Some(Ok(BlockOption {
+            num: 0,
+            more: false,
+            szx: 0
+        }))
+    );
+    ep.handle_datagram(now, server, &block(&again, 0, true, 2, 0xC));
+    let r2 = next(&mut ep);
+    ep.handle_datagram(now, server, &block(&r2, 1, false, 2, 0xD));
+    let Some(Event::Response { id: got, response }) = ep.poll_event() else {
+        panic!("response expected")
+    };
+    assert_eq!(got, id);
+    assert_eq!(response.payload, [vec![0xC; 16], vec![0xD; 4]].concat());
+}
+
+#[test]
+fn block2_cache_miss_is_answered_by_slicing_the_applications_response() {
+    let mut ep = CoapEndpoint::new(cfg(), 42);
+    let peer = SocketAddr::from(([192, 0, 2, 8], 40000));
+    let now = Instant::now();
+    let mut m = Message::new(MessageType::Confirmable, Code::GET, 9, Token::EMPTY);
+    m.options.set_block2(BlockOption {
+        num: 2,
+        more: false,
+        szx: 0,
+    });
+    ep.handle_datagram(now, peer, &m.encode().expect("encodes"));
+    let Some(Event::Request {
+        responder, request, ..
+    }) = ep.poll_event()
+    else {
+        panic!("request expected")
+    };
+    assert!(request.options.get(option::BLOCK2).is_none());
+    ep.respond(
+        now,
+        responder,
+        Response::new(Code::CONTENT).with_payload(body_of(100)),
+    )
+    .expect("pending");
+    let reply = Message::decode(&ep.poll_transmit().expect("reply").bytes).expect("valid");
+    assert_eq!(
+        reply.options.block2(),
+        Some(Ok(BlockOption {
+            num: 2,
+            more: true,
+            szx: 0
+        }))
+    );
+    assert_eq!(reply.payload, body_of(100)[32..48]);
+}

@@ -184,6 +184,8 @@ mod bounds {
                 prop_assert!(s.block2_cache_bytes <= config.max_block2_cache_bytes);
                 prop_assert!(s.peer_states <= config.max_peer_states);
                 prop_assert_eq!(s.exchanges, 0);
+                // Every timer belongs to a pending request (two each) or a sent message.
+                prop_assert!(s.timers <= 2 * s.pending_requests + s.sent_messages);
             }
         }
     }

@@ -507,3 +507,78 @@ fn fetch_method_round_trip() {
     assert_eq!(seen.borrow()[0].method, Method::Fetch);
     assert_eq!(responses(&sim.client_events)[0].1.payload, b"q");
 }
+
+#[test]
+fn non_confirmable_request_and_response() {
+    let mut sim = Sim::new(cfg(), cfg(), LinkConfig::perfect(), 30);
+    let (mut app, seen) = echo_app(|_| b"n".to_vec());
+    let id = sim
+        .client
+        .request(sim.now, sim.server_addr, Request::get().non_confirmable());
+    assert!(
+        sim.run(Duration::from_secs(10), &mut app, &|ev| count_final(ev)
+            == 1)
+    );
+    assert_eq!(responses(&sim.client_events)[0].0, id);
+    assert!(!seen.borrow()[0].confirmable);
+    let c = sim.sent_by(Side::Client);
+    let s = sim.sent_by(Side::Server);
+    assert_eq!((c.len(), s.len()), (1, 1));
+    assert_eq!(c[0].mtype, MessageType::NonConfirmable);
+    // RFC 7252 §5.2.3: a NON request gets a NON response with the same token.
+    assert_eq!(s[0].mtype, MessageType::NonConfirmable);
+    assert_eq!(s[0].token, c[0].token);
+}
+
+#[test]
+fn non_confirmable_request_without_response_times_out() {
+    let mut link = LinkConfig::perfect();
+    link.drop = 1.0;
+    let mut sim = Sim::new(cfg(), cfg(), link, 31);
+    let (mut app, _) = echo_app(|_| Vec::new());
+    sim.client
+        .request(sim.now, sim.server_addr, Request::get().non_confirmable());
+    assert!(
+        sim.run(Duration::from_secs(300), &mut app, &|ev| count_final(ev)
+            == 1)
+    );
+    let (at, e) = &sim.client_events[0];
+    assert!(matches!(
+        e,
+        Event::RequestFailed {
+            reason: FailureReason::Timeout,
+            ..
+        }
+    ));
+    assert_eq!(*at - sim.start, Duration::from_secs(93)); // non_response_timeout
+    assert_eq!(sim.sent_by(Side::Client).len(), 1); // never retransmitted
+}
+
+#[test]
+fn cancel_stops_retransmission_and_frees_the_slot() {
+    let mut link = LinkConfig::perfect();
+    link.drop_indices = [0].into_iter().collect();
+    let mut sim = Sim::new(cfg(), cfg(), link, 32);
+    let (mut app, seen) = echo_app(|r| r.path().concat().into_bytes());
+    let first = sim
+        .client
+        .request(sim.now, sim.server_addr, Request::get().with_path(["a"]));
+    let second = sim
+        .client
+        .request(sim.now, sim.server_addr, Request::get().with_path(["b"]));
+    sim.advance(Duration::from_millis(500), &mut app);
+    let now = sim.now;
+    assert!(sim.client.cancel(now, first));
+    assert!(!sim.client.cancel(now, first));
+    assert!(
+        sim.run(Duration::from_secs(60), &mut app, &|ev| count_final(ev)
+            == 1)
+    );
+    let got = responses(&sim.client_events);
+    assert_eq!((got[0].0, got[0].1.payload.as_slice()), (second, &b"b"[..]));
+    sim.run_idle(Duration::from_secs(300), &mut app);
+    // The cancelled request was sent once (and lost), never retransmitted.
+    let paths: Vec<Vec<String>> = seen.borrow().iter().map(|r| r.path()).collect();
+    assert_eq!(paths, vec![vec!["b".to_owned()]]);
+    assert_eq!(sim.sent_by(Side::Client).len(), 2);
+}
