@@ -11,10 +11,8 @@
 //! `v` (numbers), `sv` (strings; base64 for Opaque resources), `bv` (booleans) and `ov` (object
 //! links `"3:0"`); an entry's time is `bt` + `t`.
 
-use super::senml_json::{
-    PackArray, RawValue, at, json_kind, number_from_json, parse_json, resolve_name, scan_elements,
-    syntax, typed_value,
-};
+use super::json_text::{PackArray, json_kind, number_from_json, parse_json, scan_elements};
+use super::senml::{RawValue, at, resolve_name, syntax, typed_value};
 use super::{ContentFormat, DecodeError, DecodeErrorKind, Record, declared_type};
 use crate::model::ObjectModel;
 use crate::node::TreeError;
@@ -230,7 +228,7 @@ impl Context<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::codec::senml_json::tests::{any_records, builtin, device_records, p, rec, timed};
+    use crate::codec::senml::fixtures::{any_records, builtin, device_records, p, rec, timed};
     use crate::value::{ObjLink, Value, ValueError};
     use proptest::prelude::*;
 

@@ -20,8 +20,10 @@ use crate::node::{Node, TreeError};
 use crate::path::{Path, PathError};
 use crate::value::{ResourceType, Value, ValueError};
 
+mod json_text;
 pub mod lwm2m_json;
 pub mod opaque;
+mod senml;
 pub mod senml_cbor;
 pub mod senml_json;
 pub mod text;

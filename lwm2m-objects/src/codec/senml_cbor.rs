@@ -1,6 +1,6 @@
 //! SenML CBOR (`application/senml+cbor`, content format 112; RFC 8428 §6, OMA LwM2M TS Core 1.1
 //! §7.4.5): the CBOR reading and writing of SenML records. Base fields, names and typing are shared
-//! with SenML JSON (see [`super::senml_json`]).
+//! with SenML JSON (`codec/senml.rs`).
 //!
 //! Reading accepts definite and indefinite-length arrays, maps and strings, half, single and
 //! double floats, decimal fractions (tag 4, RFC 8428 §6), and skips unknown fields with a bounded
@@ -13,9 +13,7 @@ use minicbor::data::Type;
 use minicbor::encode::Write as _;
 use minicbor::{Decoder, Encoder};
 
-use super::senml_json::{
-    self as senml, RawRecord, RawValue, SenmlField, SenmlNumber, must_understand, syntax,
-};
+use super::senml::{self, RawRecord, RawValue, SenmlField, SenmlNumber, must_understand, syntax};
 use super::{ContentFormat, DecodeError, DecodeErrorKind, EncodeError, Record};
 use crate::model::ObjectModel;
 use crate::path::Path;
@@ -506,7 +504,7 @@ fn skip(d: &mut Decoder<'_>, depth: usize) -> Result<(), DecodeError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::codec::senml_json::tests::{any_records, builtin, device_records, p, rec, timed};
+    use crate::codec::senml::fixtures::{any_records, builtin, device_records, p, rec, timed};
     use crate::value::{ObjLink, ResourceType, Value, ValueError};
     use proptest::prelude::*;
 
