@@ -396,9 +396,15 @@ impl CoapEndpoint {
     /// A request from a peer (first copy; duplicates were absorbed by deduplication).
     pub(super) fn on_request(&mut self, now: Instant, peer: SocketAddr, msg: Message) {
         let header = (msg.mtype, msg.message_id, msg.token);
-        if msg.options.first_unsupported_critical().is_some() {
-            // RFC 7252 §5.4.1: unrecognised critical option in a request → 4.02 Bad Option.
-            self.reply_directly(peer, header, Response::new(Code::BAD_OPTION));
+        if let Some(number) = msg.options.first_unsupported_critical() {
+            // RFC 7252 §5.4.1: an unrecognised critical option in a CON request is answered 4.02
+            // Bad Option with a diagnostic payload (§5.5.2); in a NON message it is rejected
+            // (§4.3), which we do silently.
+            if msg.mtype == MessageType::Confirmable {
+                let diagnostic = format!("unsupported critical option {number}");
+                let response = Response::new(Code::BAD_OPTION).with_payload(diagnostic);
+                self.reply_directly(peer, header, response);
+            }
             return;
         }
         let Some(method) = Method::from_code(msg.code) else {

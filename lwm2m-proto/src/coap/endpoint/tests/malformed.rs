@@ -56,14 +56,11 @@ fn malformed_datagram_table() {
         (
             "CON unknown critical option",
             "41011234 aa 90",
-            Some("6182 1234 aa"),
+            // … with the diagnostic payload "unsupported critical option 9" (§5.5.2).
+            Some("6182 1234 aa ff 756e737570706f7274656420637269746963616c206f7074696f6e2039"),
         ),
-        // Same as NON: a NON 4.02 (its message ID is the server's own, checked below).
-        (
-            "NON unknown critical option",
-            "51011234 aa 90",
-            Some("5182"),
-        ),
+        // The same as NON is rejected (§5.4.1 → §4.3): silence.
+        ("NON unknown critical option", "51011234 aa 90", None),
         // Uri-Host repeated (not repeatable, §5.4.5) is treated as unrecognised.
         (
             "CON repeated Uri-Host",
