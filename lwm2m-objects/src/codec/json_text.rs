@@ -1,21 +1,23 @@
 //! JSON text as the record formats (SenML JSON, LwM2M JSON) read it: UTF-8 and syntax checked by
-//! serde_json with errors at byte offsets, a scanner that finds where each record starts (and the
-//! texts of its numbers), and JSON numbers as SenML numbers.
+//! serde_json with errors at byte offsets, a scanner that finds where each record starts, and JSON
+//! numbers as SenML numbers.
 
 use super::senml::{SenmlNumber, syntax};
 use super::{ContentFormat, DecodeError, DecodeErrorKind};
 
-/// A JSON number as SenML carries it. Integers are exact in serde_json; floats are re-read from
-/// their text (when the scanner found it) because serde_json's default float parser may be off by
-/// one unit in the last place, and round trips must be exact.
-pub(crate) fn number_from_json(n: &serde_json::Number, text: Option<&str>) -> SenmlNumber {
+/// A JSON number as SenML carries it: integers stay exact, floats stay floats, and floats are
+/// exact too: serde_json's `float_roundtrip` feature (root Cargo.toml) makes its parser correctly
+/// rounded, where the default one may be off by one unit in the last place, and round trips must
+/// be exact.
+pub(crate) fn number_from_json(n: &serde_json::Number) -> SenmlNumber {
     if let Some(u) = n.as_u64() {
         SenmlNumber::Unsigned(u)
     } else if let Some(i) = n.as_i64() {
         SenmlNumber::Signed(i)
     } else {
-        let approx = n.as_f64().unwrap_or(f64::NAN);
-        SenmlNumber::Float(text.and_then(|t| t.parse::<f64>().ok()).unwrap_or(approx))
+        // Without serde_json's `arbitrary_precision` feature a number that is neither u64 nor
+        // i64 is an f64, so `as_f64` always answers.
+        SenmlNumber::Float(n.as_f64().unwrap_or(f64::NAN))
     }
 }
 
@@ -30,6 +32,7 @@ pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
+
 /// Checks that `bytes` is UTF-8 JSON (RFC 8428 §5 allows only UTF-8) and parses it. serde_json
 /// bounds nesting (128 levels) and rejects trailing data. `Ok(None)` for an empty or blank payload.
 pub(crate) fn parse_json(
@@ -79,44 +82,19 @@ pub(crate) enum PackArray {
     RootMember(&'static str),
 }
 
-/// What the scanner found about one element of the record array.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ScannedElement<'t> {
-    /// Byte offset where the element starts.
-    pub offset: usize,
-    /// Number-valued members of the element: (key as written, number text).
-    numbers: Vec<(&'t str, &'t str)>,
-}
-
-impl ScannedElement<'_> {
-    /// The text of the number member `key` (the last one, as serde_json keeps the last duplicate).
-    pub(crate) fn number(&self, key: &str) -> Option<&str> {
-        self.numbers
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, text)| *text)
-    }
-}
-
-/// Finds where each element of the record array starts and the texts of its number members.
+/// Finds the byte offset where each element of the record array starts, so that errors about a
+/// record can say where it is (serde_json's `Value` keeps no positions).
 ///
 /// Only run on text serde_json has accepted, so it can assume well-formed JSON; on anything else
 /// it still terminates without panicking (every step advances and slices are checked).
-pub(crate) fn scan_elements(text: &str, array: PackArray) -> Vec<ScannedElement<'_>> {
+pub(crate) fn element_offsets(text: &str, array: PackArray) -> Vec<usize> {
     enum Frame<'t> {
-        Array {
-            is_pack: bool,
-        },
-        Object {
-            expecting_key: bool,
-            key: &'t str,
-            is_record: bool,
-        },
+        Array { is_pack: bool },
+        Object { expecting_key: bool, key: &'t str },
     }
     let bytes = text.as_bytes();
     let mut stack: Vec<Frame<'_>> = Vec::new();
-    let mut out: Vec<ScannedElement<'_>> = Vec::new();
+    let mut out: Vec<usize> = Vec::new();
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         match b {
@@ -138,34 +116,23 @@ pub(crate) fn scan_elements(text: &str, array: PackArray) -> Vec<ScannedElement<
             }
             b'"' => {
                 let end = string_end(bytes, i);
-                let token = text.get(i + 1..end.saturating_sub(1)).unwrap_or("");
                 match stack.last_mut() {
                     Some(Frame::Object {
                         expecting_key: true,
                         key,
-                        ..
-                    }) => *key = token,
-                    _ => {
-                        element_start(&stack, &mut out, i, None);
-                    }
+                    }) => *key = text.get(i + 1..end.saturating_sub(1)).unwrap_or(""),
+                    _ => note_element(&stack, &mut out, i),
                 }
                 i = end;
             }
             b'[' | b'{' => {
-                let is_record = element_start(&stack, &mut out, i, None);
+                note_element(&stack, &mut out, i);
                 if b == b'[' {
                     let is_pack = match (array, stack.as_slice()) {
                         (PackArray::Root, []) => true,
-                        (
-                            PackArray::RootMember(member),
-                            [
-                                Frame::Object {
-                                    key,
-                                    is_record: false,
-                                    ..
-                                },
-                            ],
-                        ) => *key == member,
+                        (PackArray::RootMember(member), [Frame::Object { key, .. }]) => {
+                            *key == member
+                        }
                         _ => false,
                     };
                     if is_pack {
@@ -177,56 +144,28 @@ pub(crate) fn scan_elements(text: &str, array: PackArray) -> Vec<ScannedElement<
                     stack.push(Frame::Object {
                         expecting_key: true,
                         key: "",
-                        is_record,
                     });
                 }
                 i += 1;
             }
             b if b.is_ascii_whitespace() => i += 1,
             _ => {
-                // A number or a literal (true, false, null).
+                // A number or a literal (true, false, null): one element, however long.
                 let end = bytes
                     .iter()
                     .skip(i)
                     .position(|c| c.is_ascii_whitespace() || b",]}:".contains(c))
                     .map_or(bytes.len(), |n| i + n);
-                let token = text.get(i..end).unwrap_or("");
-                let number = (b == b'-' || b.is_ascii_digit()).then_some(token);
-                element_start(&stack, &mut out, i, number);
+                note_element(&stack, &mut out, i);
                 i = end.max(i + 1);
             }
         }
     }
 
-    /// Notes a value starting at `offset`; returns whether it is an element of the pack array.
-    fn element_start<'t>(
-        stack: &[Frame<'t>],
-        out: &mut Vec<ScannedElement<'t>>,
-        offset: usize,
-        number: Option<&'t str>,
-    ) -> bool {
-        match stack {
-            [.., Frame::Array { is_pack: true }] => {
-                out.push(ScannedElement {
-                    offset,
-                    numbers: Vec::new(),
-                });
-                true
-            }
-            [
-                ..,
-                Frame::Object {
-                    key,
-                    is_record: true,
-                    ..
-                },
-            ] => {
-                if let (Some(text), Some(element)) = (number, out.last_mut()) {
-                    element.numbers.push((key, text));
-                }
-                false
-            }
-            _ => false,
+    /// Notes a value starting at `offset` when it is an element of the pack array.
+    fn note_element(stack: &[Frame<'_>], out: &mut Vec<usize>, offset: usize) {
+        if let [.., Frame::Array { is_pack: true }] = stack {
+            out.push(offset);
         }
     }
 
@@ -247,23 +186,58 @@ pub(crate) fn scan_elements(text: &str, array: PackArray) -> Vec<ScannedElement<
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
+    /// The JSON number in `text`, read as SenML reads it.
+    fn number(text: &str) -> SenmlNumber {
+        match serde_json::from_str(text) {
+            Ok(serde_json::Value::Number(n)) => number_from_json(&n),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
     #[test]
-    fn scanner_finds_elements_and_number_texts() {
+    fn scanner_finds_elements_and_numbers_are_exact() {
         let text =
             r#" [ {"n":"a\"]{","v":0.30000000000000004,"x":[1,{"v":2}]} ,{"t":-1e-7}, [], 3 ]"#;
-        let found = scan_elements(text, PackArray::Root);
+        let found = element_offsets(text, PackArray::Root);
+        // The nested array and object inside "x" are not elements of the pack.
         assert_eq!(found.len(), 4);
-        assert_eq!(found[0].offset, 3);
-        assert_eq!(found[0].number("v"), Some("0.30000000000000004"));
-        assert_eq!(found[0].number("x"), None);
-        assert_eq!(found[1].number("t"), Some("-1e-7"));
-        assert_eq!(&text[found[3].offset..found[3].offset + 1], "3");
+        assert_eq!(found[0], 3);
+        assert_eq!(found[1], text.find(r#"{"t""#).unwrap());
+        assert_eq!(found[2], text.find("[]").unwrap());
+        assert_eq!(&text[found[3]..found[3] + 1], "3");
         let text = r#"{"x":[{"v":9}],"e":[{"v":1},{"v":2.5}],"bt":3}"#;
-        let found = scan_elements(text, PackArray::RootMember("e"));
-        assert_eq!(found.len(), 2);
-        assert_eq!(found[1].number("v"), Some("2.5"));
+        let found = element_offsets(text, PackArray::RootMember("e"));
+        assert_eq!(
+            found,
+            [
+                text.find(r#"{"v":1}"#).unwrap(),
+                text.find(r#"{"v":2.5}"#).unwrap()
+            ]
+        );
+        // Floats are read exactly, as Rust's correctly rounded parser reads them. serde_json
+        // without `float_roundtrip` gets the last four wrong (the last two come from
+        // proptest-regressions/codec/senml_json.txt).
+        for text in [
+            "0.30000000000000004",
+            "-1e-7",
+            "2.5",
+            "3.590615209290293e-309",
+            "121.87100000000001",
+            "216.34699999999998",
+            "3.752763973012046e-213",
+            "6.292247555994569e-239",
+        ] {
+            let exact: f64 = text.parse().unwrap();
+            assert_eq!(number(text), SenmlNumber::Float(exact), "{text}");
+        }
+        assert_eq!(number("-9"), SenmlNumber::Signed(-9));
+        assert_eq!(
+            number("18446744073709551615"),
+            SenmlNumber::Unsigned(u64::MAX)
+        );
     }
 }

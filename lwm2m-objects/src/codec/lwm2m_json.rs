@@ -11,7 +11,7 @@
 //! `v` (numbers), `sv` (strings; base64 for Opaque resources), `bv` (booleans) and `ov` (object
 //! links `"3:0"`); an entry's time is `bt` + `t`.
 
-use super::json_text::{PackArray, json_kind, number_from_json, parse_json, scan_elements};
+use super::json_text::{PackArray, element_offsets, json_kind, number_from_json, parse_json};
 use super::senml::{RawValue, at, resolve_name, syntax, typed_value};
 use super::{ContentFormat, DecodeError, DecodeErrorKind, Record, declared_type};
 use crate::model::ObjectModel;
@@ -52,7 +52,7 @@ pub fn decode(
     };
     let base_time = match root.get("bt") {
         None => None,
-        Some(serde_json::Value::Number(n)) => Some(number_from_json(n, None).to_f64()),
+        Some(serde_json::Value::Number(n)) => Some(number_from_json(n).to_f64()),
         Some(other) => {
             return Err(fail(format!(
                 "\"bt\" must be a number, found {}",
@@ -70,7 +70,7 @@ pub fn decode(
         }
         None => return Err(fail("the payload has no \"e\" array of entries".to_owned())),
     };
-    let scanned = scan_elements(text, PackArray::RootMember("e"));
+    let offsets = element_offsets(text, PackArray::RootMember("e"));
     let context = Context {
         requested,
         base_name,
@@ -80,12 +80,7 @@ pub fn decode(
     entries
         .iter()
         .enumerate()
-        .map(|(i, entry)| {
-            let found = scanned.get(i);
-            context.record(entry, found.map(|s| s.offset), |key| {
-                found.and_then(|s| s.number(key))
-            })
-        })
+        .map(|(i, entry)| context.record(entry, offsets.get(i).copied()))
         .collect()
 }
 
@@ -98,11 +93,11 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn record<'t>(
+    /// `offset` is where the entry starts in the payload, when known.
+    fn record(
         &self,
         entry: &serde_json::Value,
         offset: Option<usize>,
-        number_text: impl Fn(&str) -> Option<&'t str>,
     ) -> Result<Record, DecodeError> {
         let fail = |kind: DecodeErrorKind| at(DecodeError::new(FORMAT, kind), offset);
         let syntax_error = |message: String| fail(DecodeErrorKind::Syntax(message));
@@ -126,9 +121,7 @@ impl Context<'_> {
         let fail_at_path = |kind: DecodeErrorKind| fail(kind).with_path(path);
         let time = match fields.get("t") {
             None => None,
-            Some(serde_json::Value::Number(n)) => {
-                Some(number_from_json(n, number_text("t")).to_f64())
-            }
+            Some(serde_json::Value::Number(n)) => Some(number_from_json(n).to_f64()),
             Some(other) => {
                 return Err(syntax_error(format!(
                     "\"t\" must be a number, found {}",
@@ -174,9 +167,7 @@ impl Context<'_> {
         }
         let declared = declared_type(self.model, &path);
         let raw = match (key, field) {
-            ("v", serde_json::Value::Number(n)) => {
-                RawValue::Number(number_from_json(n, number_text("v")))
-            }
+            ("v", serde_json::Value::Number(n)) => RawValue::Number(number_from_json(n)),
             // TS Core 1.0 §6.4.4: Opaque values are base64 text in "sv".
             ("sv", serde_json::Value::String(s)) if declared == Some(ResourceType::Opaque) => {
                 RawValue::Base64(s.clone())

@@ -6,7 +6,7 @@
 //! Decoding is two steps: the format-specific module reads each record's fields as carried, then
 //! [`resolve`] applies the base fields, turns names into [`Path`]s and types values through the
 //! [`ObjectModel`]. Encoding writes one `bn` (the common parent of all paths, ending in `/`) on the
-//! first record and relative names after it ([`plan_names`]), the way the TS examples and Leshan do.
+//! first record and relative names after it ([`plan_names`]), as the TS examples and Leshan do.
 
 use std::borrow::Cow;
 

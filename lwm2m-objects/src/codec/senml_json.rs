@@ -8,9 +8,7 @@
 //! first record and relative names after it, the way the TS examples and Leshan do, with each
 //! record's time as an absolute `t`.
 
-use super::json_text::{
-    PackArray, ScannedElement, json_kind, number_from_json, parse_json, scan_elements,
-};
+use super::json_text::{PackArray, element_offsets, json_kind, number_from_json, parse_json};
 use super::senml::{
     RawRecord, RawValue, SenmlField, SenmlNumber, at, encode_base64url, field_of, must_understand,
     plan_names, resolve, syntax, time_number,
@@ -41,11 +39,11 @@ pub fn decode(bytes: &[u8], model: &ObjectModel) -> Result<Vec<Record>, DecodeEr
             .at(offset));
         }
     };
-    let scanned = scan_elements(text, PackArray::Root);
+    let offsets = element_offsets(text, PackArray::Root);
     let raws = elements
         .iter()
         .enumerate()
-        .map(|(i, element)| raw_record(element, scanned.get(i)))
+        .map(|(i, element)| raw_record(element, offsets.get(i).copied()))
         .collect::<Result<Vec<_>, _>>()?;
     resolve(FORMAT, raws, model)
 }
@@ -120,12 +118,12 @@ fn json_number(n: SenmlNumber) -> Option<serde_json::Number> {
     }
 }
 
-/// Reads one JSON element of the pack into a [`RawRecord`].
+/// Reads one JSON element of the pack into a [`RawRecord`]; `offset` is where the element starts
+/// in the payload, when known.
 fn raw_record(
     element: &serde_json::Value,
-    scanned: Option<&ScannedElement<'_>>,
+    offset: Option<usize>,
 ) -> Result<RawRecord, DecodeError> {
-    let offset = scanned.map(|s| s.offset);
     let fail = |msg: String| at(syntax(FORMAT, msg), offset);
     let serde_json::Value::Object(fields) = element else {
         return Err(fail(format!(
@@ -135,9 +133,8 @@ fn raw_record(
     };
     let mut record = RawRecord::new(offset);
     for (key, field) in fields {
-        let exact = scanned.and_then(|s| s.number(key));
         let number = || match field {
-            serde_json::Value::Number(n) => Ok(number_from_json(n, exact)),
+            serde_json::Value::Number(n) => Ok(number_from_json(n)),
             other => Err(fail(format!(
                 "field {key:?} must be a number, found {}",
                 json_kind(other)
@@ -736,7 +733,7 @@ mod tests {
         #[test]
         fn arbitrary_json_text_never_panics(text in r#"[\[\]{}",:0-9a-z_/ .eE+-]{0,80}"#) {
             let _ = decode(text.as_bytes(), builtin());
-            let _ = scan_elements(&text, PackArray::Root);
+            let _ = element_offsets(&text, PackArray::Root);
         }
     }
 }
