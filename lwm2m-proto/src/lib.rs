@@ -5,4 +5,6 @@
 //! The [`coap`] layer is the message codec and endpoint state machine; the LwM2M layer (registration,
 //! device management operations) will be built on top of it.
 
+#![warn(missing_docs)]
+
 pub mod coap;

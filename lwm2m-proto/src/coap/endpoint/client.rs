@@ -421,11 +421,12 @@ impl CoapEndpoint {
                 );
             }
             Phase::Observing => {
-                if ex.block2.is_some() && ex.current_mid.is_some() {
-                    // The next block of a notification being fetched.
+                if ex.block2.is_some() {
+                    // The next block of a notification being fetched (piggybacked, or separate
+                    // after an Empty ACK cleared `current_mid`).
                     self.stop_current_message(id);
                     self.on_block2_response(now, id, response);
-                } else if ex.current_mid.is_none() {
+                } else {
                     // RFC 7641 §3.2: a response without Observe ends the observation.
                     self.finish(
                         now,

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::coap::option::BlockOption;
 use crate::coap::testing::{LinkConfig, Side, Sim};
 
 /// An observable resource: registers observers and lets the test notify them.
@@ -305,4 +306,82 @@ fn confirmable_notification_without_ack_drops_the_observer() {
         matches!(ep.poll_event(), Some(Event::ObserverGone { token: t, reason: FailureReason::Timeout, .. }) if t == token)
     );
     assert!(now - t0 <= ep.config().max_transmit_wait());
+}
+
+#[test]
+fn notification_block_fetch_with_separate_response() {
+    let mut ep = CoapEndpoint::new(cfg(), 50);
+    let server = SocketAddr::from(([192, 0, 2, 7], 5683));
+    let t0 = Instant::now();
+    let id = ep.request(
+        t0,
+        server,
+        Request::get().with_path(["3", "0"]).with_observe(0),
+    );
+    let next = |ep: &mut CoapEndpoint| {
+        Message::decode(&ep.poll_transmit().expect("sent").bytes).expect("valid")
+    };
+    let req = next(&mut ep);
+    let mut ack = Message::new(
+        MessageType::Acknowledgement,
+        Code::CONTENT,
+        req.message_id,
+        req.token,
+    );
+    ack.options.set_observe(1);
+    ep.handle_datagram(t0, server, &ack.encode().expect("encodes"));
+    assert!(matches!(ep.poll_event(), Some(Event::Response { .. })));
+    // A NON notification whose body needs a second block.
+    let mut n = Message::new(MessageType::NonConfirmable, Code::CONTENT, 500, req.token);
+    n.options.set_observe(2);
+    n.options.set_block2(BlockOption {
+        num: 0,
+        more: true,
+        szx: 0,
+    });
+    n.payload = vec![1; 16];
+    ep.handle_datagram(t0, server, &n.encode().expect("encodes"));
+    let fetch = next(&mut ep);
+    assert_eq!((fetch.code, fetch.options.observe()), (Code::GET, None));
+    assert_eq!(
+        fetch.options.block2(),
+        Some(Ok(BlockOption {
+            num: 1,
+            more: false,
+            szx: 0
+        }))
+    );
+    // The server acknowledges first and answers separately (RFC 7252 §5.2.2).
+    ep.handle_datagram(
+        t0,
+        server,
+        &Message::empty_ack(fetch.message_id)
+            .encode()
+            .expect("encodes"),
+    );
+    let mut rest = Message::new(MessageType::Confirmable, Code::CONTENT, 501, req.token);
+    rest.options.set_block2(BlockOption {
+        num: 1,
+        more: false,
+        szx: 0,
+    });
+    rest.payload = vec![2; 5];
+    ep.handle_datagram(t0, server, &rest.encode().expect("encodes"));
+    let ack_of_rest = next(&mut ep);
+    assert_eq!(
+        (ack_of_rest.mtype, ack_of_rest.message_id),
+        (MessageType::Acknowledgement, 501)
+    );
+    match ep.poll_event() {
+        Some(Event::Notification {
+            id: got,
+            response,
+            seq,
+        }) => {
+            assert_eq!((got, seq), (id, 2));
+            assert_eq!(response.payload, [vec![1; 16], vec![2; 5]].concat());
+        }
+        other => panic!("expected the whole notification, got {other:?}"),
+    }
+    assert_eq!(ep.stats().exchanges, 1);
 }
