@@ -8,3 +8,4 @@
 #![warn(missing_docs)]
 
 pub mod coap;
+pub mod lwm2m;

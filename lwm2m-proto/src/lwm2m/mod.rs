@@ -1,0 +1,7 @@
+//! The LwM2M layer (OMA LwM2M TS Core 1.1/1.2, Transport Bindings 1.1) on top of the sans-I/O
+//! [`crate::coap`] endpoint: the registration interface and device-management operations.
+//!
+//! - [`registration`]: the parameters of Register and Update (the `/rd` query string), shared by
+//!   the server side (which parses them) and the client side (which writes them).
+
+pub mod registration;
