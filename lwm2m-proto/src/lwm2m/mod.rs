@@ -3,5 +3,8 @@
 //!
 //! - [`registration`]: the parameters of Register and Update (the `/rd` query string), shared by
 //!   the server side (which parses them) and the client side (which writes them).
+//! - [`client`]: the sans-I/O LwM2M client (one per simulated device): registration, device
+//!   management answered from an object store, observations, Send.
 
+pub mod client;
 pub mod registration;
