@@ -13,3 +13,17 @@ ensure_wasm_target() {
         rustup target add wasm32-unknown-unknown
     fi
 }
+
+# Installs Debian packages whose commands are missing (apt-get update once per run, only if needed).
+ensure_apt_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get update
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}"
+    fi
+}

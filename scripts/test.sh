@@ -13,6 +13,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchain: wasm32 target"
 ensure_wasm_target
 
+step "system packages: openssl (DTLS interop peer), PostgreSQL (second store backend)"
+ensure_apt_packages openssl
+eval "$(bash scripts/pg.sh)"
+echo "FERRITE_TEST_POSTGRES_URL=$FERRITE_TEST_POSTGRES_URL"
+
 step "format check"
 cargo fmt --all -- --check
 
