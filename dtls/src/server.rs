@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -18,14 +18,12 @@ use tracing::debug;
 use crate::config::{CipherSuite, ConfigError, DtlsServerConfig, PskStore};
 use crate::cookie::{COOKIE_LEN, CookieCheck, CookieInjectingProvider, CookieJar, CookieSlot};
 use crate::event::{CloseReason, DtlsEvent, HandshakeFailure, PskIdentity};
+use crate::psk::{self, LookupRecorder};
 use crate::stats::DtlsStats;
 use crate::wire::{self, ClientHello};
 
 /// Largest plaintext one DTLS record carries (RFC 6347 §4.1 / RFC 5246 §6.2.1: 2^14).
 pub const MAX_PLAINTEXT: usize = 1 << 14;
-
-/// Length of the random dummy key an unknown identity is given (AES-128 PSKs are 16 bytes).
-const DUMMY_KEY_LEN: usize = 16;
 
 /// Why [`DtlsServer::send`] (or [`DtlsClient::send`](crate::DtlsClient::send)) refused.
 #[derive(Debug, thiserror::Error)]
@@ -44,22 +42,6 @@ pub enum SendError {
     /// rtc-dtls refused to encrypt.
     #[error("DTLS write failed: {0}")]
     Dtls(String),
-}
-
-/// The identity the PSK callback was last asked about, and whether the store knew it. The callback
-/// runs synchronously inside `Endpoint::read`, so the server reads this right after each read.
-#[derive(Debug, Default)]
-struct LookupRecorder(Mutex<Option<(PskIdentity, bool)>>);
-
-impl LookupRecorder {
-    fn record(&self, identity: &[u8], known: bool) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((PskIdentity::new(identity), known));
-    }
-
-    fn take(&self) -> Option<(PskIdentity, bool)> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
 }
 
 #[derive(Debug)]
@@ -167,28 +149,7 @@ impl DtlsServer {
         let cookies = CookieJar::new(crypto.as_ref(), config.cookie_lifetime.as_secs())
             .map_err(|error| ConfigError::Crypto(error.to_string()))?;
 
-        let callback = {
-            let lookups = lookups.clone();
-            let crypto = crypto.clone();
-            move |identity: &[u8]| -> rtc_shared::error::Result<Vec<u8>> {
-                let key = psk_store.key(identity);
-                lookups.record(identity, key.is_some());
-                match key {
-                    Some(key) => Ok(key),
-                    // RFC 4279 §2: to hide that the identity is unknown, continue as if it existed
-                    // with a wrong key. A fresh random key per attempt can never verify, and the
-                    // peer then gets the same alert as for a wrong key.
-                    None => {
-                        let mut dummy = vec![0u8; DUMMY_KEY_LEN];
-                        crypto
-                            .random()
-                            .fill(&mut dummy)
-                            .map_err(|error| rtc_shared::error::Error::Other(error.to_string()))?;
-                        Ok(dummy)
-                    }
-                }
-            }
-        };
+        let callback = psk::callback(psk_store, crypto.clone(), lookups.clone());
         let provider: Arc<dyn RTCCryptoProvider> =
             Arc::new(CookieInjectingProvider::new(crypto, cookie_slot.clone()));
         let handshake_config = ConfigBuilder::default()
@@ -200,7 +161,7 @@ impl DtlsServer {
                     .map(|suite| suite.id())
                     .collect(),
             )
-            .with_psk(Some(Arc::new(callback)))
+            .with_psk(Some(callback))
             // RFC 7627 extended master secret when the client offers it; LwM2M clients built on
             // older tinydtls do not.
             .with_extended_master_secret(ExtendedMasterSecretType::Request)

@@ -28,7 +28,7 @@ const DTLS_1_2: [u8; 2] = [0xfe, 0xfd];
 
 /// Why a datagram is not a ClientHello we are willing to spend anything on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum NotClientHello {
+pub(crate) enum NotClientHello {
     /// Shorter than a record header plus a handshake header.
     #[error("datagram of {0} bytes is too short for a ClientHello")]
     TooShort(usize),
