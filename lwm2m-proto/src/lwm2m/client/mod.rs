@@ -2,11 +2,11 @@
 //! TS Core 1.1 §6.2), answers its device-management requests from an [`ObjectStore`] (§6.3),
 //! notifies observations (§6.4) and sends data (`/dp`, §6.4.4 "Send"). One per simulated device.
 //!
-//! - [`config`]: [`ClientConfig`];
-//! - [`store`]: the [`ObjectStore`] trait the application implements, [`WriteMode`],
+//! - [`config`] holds [`ClientConfig`];
+//! - [`store`] holds the [`ObjectStore`] trait the application implements, [`WriteMode`],
 //!   [`StoreError`];
-//! - [`memory_store`]: [`MemoryObjectStore`], a compact store that enforces the object model;
-//! - [`attributes`]: [`NotifyAttributes`] (Write-Attributes, inheritance, thresholds);
+//! - [`memory_store`] holds [`MemoryObjectStore`], a compact store enforcing the object model;
+//! - [`attributes`] holds [`NotifyAttributes`] (Write-Attributes, inheritance, thresholds);
 //! - `registration.rs`: Register / Update / De-register and the lifetime;
 //! - `dm.rs`: the device-management requests;
 //! - `observe.rs`: observations and when they notify;
@@ -239,9 +239,10 @@ pub enum RegistrationState {
 ///     client.poll_event(),
 ///     Some(ClientEvent::Registered { location: "rd/5a3f".into() })
 /// );
-/// // The next deadline is the automatic Update, before the 300 s lifetime runs out.
-/// let next = client.poll_timeout().expect("an Update is scheduled");
-/// assert_eq!(next - now, std::time::Duration::from_secs(270));
+/// // 270 s later (the 300 s lifetime minus a 30 s margin) the client sends its Update itself.
+/// client.handle_timeout(now + std::time::Duration::from_secs(270));
+/// let update = client.poll_transmit().expect("an Update");
+/// assert!(update.ends_with(b"5a3f"), "POST /rd/5a3f");
 /// ```
 ///
 /// # Memory
@@ -265,6 +266,13 @@ pub struct Lwm2mClient<S: ObjectStore> {
     /// The `now` of the latest input, for stamping the wake window when a datagram leaves.
     last_now: Option<Instant>,
     awake_until: Option<Instant>,
+    /// EXCHANGE_LIFETIME after the last datagram in either direction: then every message ID and
+    /// deduplication record has expired and an idle endpoint can be replaced by a fresh one
+    /// (see [`Lwm2mClient::recycle_idle_endpoint`]).
+    idle_check_at: Option<Instant>,
+    /// The caller's seed and how many endpoints were built from it.
+    seed: u64,
+    endpoint_generation: u32,
 }
 
 impl<S: ObjectStore> Lwm2mClient<S> {
@@ -285,12 +293,16 @@ impl<S: ObjectStore> Lwm2mClient<S> {
             next_observe_seq: 0,
             last_now: None,
             awake_until: None,
+            idle_check_at: None,
+            seed,
+            endpoint_generation: 0,
         }
     }
 
     /// Processes one datagram from the server: answers its requests, takes the answers to ours.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         self.last_now = Some(now);
+        self.idle_check_at = Some(now + self.coap.config().exchange_lifetime);
         self.coap.handle_datagram(now, SERVER, bytes);
         self.after_input(now);
     }
@@ -306,10 +318,11 @@ impl<S: ObjectStore> Lwm2mClient<S> {
     /// The next datagram for the server.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         let t = self.coap.poll_transmit()?;
-        if self.settings.binding.queue
-            && let Some(now) = self.last_now
-        {
-            self.awake_until = Some(now + self.settings.queue_awake_time);
+        if let Some(now) = self.last_now {
+            if self.settings.binding.queue {
+                self.awake_until = Some(now + self.settings.queue_awake_time);
+            }
+            self.idle_check_at = Some(now + self.coap.config().exchange_lifetime);
         }
         Some(t.bytes)
     }
@@ -320,6 +333,7 @@ impl<S: ObjectStore> Lwm2mClient<S> {
             self.coap.poll_timeout(),
             self.registration.deadline(self.settings.lifetime),
             self.next_observation_deadline(),
+            self.idle_check_at,
         ]
         .into_iter()
         .flatten()
@@ -453,6 +467,44 @@ impl<S: ObjectStore> Lwm2mClient<S> {
         // Notifications and requests sent above produce no events until the next datagram,
         // but a failure to encode could: drain once more.
         self.drain_coap(now);
+        if self.idle_check_at.is_some_and(|at| now >= at) {
+            self.idle_check_at = None;
+            self.recycle_idle_endpoint();
+        }
+    }
+
+    /// Replaces an idle CoAP endpoint by a fresh one and drops spare capacity, so an idle client
+    /// holds about 1 KiB instead of the ~4 KiB of hash-map capacity an endpoint keeps after its
+    /// first exchanges (`CoapEndpoint` has no way to shrink; see the `memory` test).
+    ///
+    /// Safe only when nothing is in flight and no observation is served (the endpoint keeps
+    /// their request keys), and called EXCHANGE_LIFETIME after the last datagram: by then every
+    /// deduplication record has expired and the message IDs the old endpoint used can no longer
+    /// be confused with new ones (RFC 7252 §4.4), so a fresh random start is as good as the old
+    /// counter.
+    fn recycle_idle_endpoint(&mut self) {
+        let stats = self.coap.stats();
+        let idle = stats.exchanges == 0
+            && stats.pending_requests == 0
+            && stats.sent_messages == 0
+            && stats.timers == 0
+            && stats.queued_outputs == 0
+            && stats.observations == 0
+            && self.observations.is_empty()
+            && self.sends.is_empty();
+        if !idle {
+            return;
+        }
+        self.endpoint_generation = self.endpoint_generation.wrapping_add(1);
+        // A different seed per generation (SplitMix64 step), so tokens and IDs do not repeat.
+        let seed = self
+            .seed
+            .wrapping_add(u64::from(self.endpoint_generation).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let config = self.coap.config().clone();
+        self.coap = CoapEndpoint::new(config, seed);
+        self.events.shrink_to_fit();
+        self.sends.shrink_to_fit();
+        self.observations.shrink_to_fit();
     }
 
     fn drain_coap(&mut self, now: Instant) {
