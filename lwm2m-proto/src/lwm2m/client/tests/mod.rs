@@ -6,6 +6,7 @@
 mod dm;
 mod memory;
 mod observe;
+mod pair;
 mod registration;
 mod send;
 
