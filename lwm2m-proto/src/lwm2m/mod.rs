@@ -5,6 +5,9 @@
 //!   the server side (which parses them) and the client side (which writes them).
 //! - [`client`]: the sans-I/O LwM2M client (one per simulated device): registration, device
 //!   management answered from an object store, observations, Send.
+//! - [`server`]: the sans-I/O LwM2M server (one per socket): registrations, operations on
+//!   registered clients, observations, Send, queue mode.
 
 pub mod client;
 pub mod registration;
+pub mod server;

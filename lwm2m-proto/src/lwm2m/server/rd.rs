@@ -1,0 +1,759 @@
+//! The Client Registration interface (OMA LwM2M TS Core 1.1 §6.2; TS 1.0 §5.3): Register
+//! (`POST /rd?…`), Update (`POST /rd/{id}?…`), De-register (`DELETE /rd/{id}`), lifetime expiry,
+//! restoring registrations after a restart; and the clients' Send (`POST /dp`, §6.4.6).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lwm2m_objects::link::{RegistrationLinks, parse_registration};
+use lwm2m_objects::{ContentFormat as Format, ObjectModel, Path, codec};
+
+use super::events::{
+    ObservationEndReason, RefusalReason, RegistrationTicket, Rejection, SendRefusal, ServerEvent,
+};
+use super::ops::OpError;
+use super::registrations::{
+    PeerAuth, RegisteredObjects, Registration, RegistrationId, RestoredRegistration,
+};
+use super::{Lwm2mServer, PendingRegister, QueuedOp, RegState, TimerKey, deadline};
+use crate::coap::option::ContentFormat as CoapFormat;
+use crate::coap::{Code, Method, Request, Responder, Response};
+use crate::lwm2m::registration::{RegisterParams, RegistrationError, UpdateParams};
+
+/// Why [`Lwm2mServer::accept_registration`] or [`Lwm2mServer::reject_registration`] could not
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// The ticket was already answered, never issued, or forgotten after
+    /// [`crate::coap::CoapConfig::pending_request_timeout`].
+    #[error("no such Register request is waiting")]
+    UnknownTicket,
+    /// The CoAP layer no longer holds the request (answered too late); the client will retry.
+    #[error("the Register request has expired")]
+    Expired,
+    /// [`super::ServerConfig::max_registrations`] reached; the client was answered 5.03.
+    #[error("too many registrations")]
+    TooManyRegistrations,
+}
+
+/// Why [`Lwm2mServer::restore_registration`] refused a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// Another registration has this ID.
+    #[error("the registration ID is already in use")]
+    DuplicateId,
+    /// The endpoint is already registered (it registered again since the restart).
+    #[error("the endpoint is already registered")]
+    EndpointRegistered,
+    /// [`super::ServerConfig::max_registrations`] reached.
+    #[error("too many registrations")]
+    TooManyRegistrations,
+}
+
+/// Why a registration ends; decides the error its operations fail with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EndReason {
+    Deregistered,
+    Expired,
+    Replaced,
+    Removed,
+}
+
+impl EndReason {
+    pub(super) fn op_error(self) -> OpError {
+        match self {
+            EndReason::Deregistered => OpError::Deregistered,
+            EndReason::Expired => OpError::RegistrationExpired,
+            EndReason::Replaced => OpError::Replaced,
+            EndReason::Removed => OpError::Removed,
+        }
+    }
+
+    fn observation_end(self) -> ObservationEndReason {
+        match self {
+            EndReason::Deregistered => ObservationEndReason::Deregistered,
+            EndReason::Expired => ObservationEndReason::RegistrationExpired,
+            EndReason::Replaced => ObservationEndReason::Replaced,
+            EndReason::Removed => ObservationEndReason::Removed,
+        }
+    }
+}
+
+/// The `ep=` value of a query that failed to parse, for diagnostics.
+fn endpoint_in(query: &[String]) -> Option<String> {
+    query
+        .iter()
+        .find_map(|q| q.strip_prefix("ep="))
+        .filter(|ep| !ep.is_empty())
+        .map(|ep| ep.chars().take(64).collect())
+}
+
+/// Reads a registration payload: link format (RFC 6690, Content-Format 40 or none).
+fn read_links(request: &Request) -> Result<RegistrationLinks, RefusalReason> {
+    if let Some(cf) = request.content_format()
+        && cf != CoapFormat::LINK_FORMAT
+    {
+        return Err(RefusalReason::UnsupportedContentFormat(cf.0));
+    }
+    let text = std::str::from_utf8(&request.payload).map_err(|_| RefusalReason::PayloadNotUtf8)?;
+    parse_registration(text).map_err(RefusalReason::InvalidLinks)
+}
+
+fn code_of(e: &RegistrationError) -> Code {
+    let (class, detail) = e.coap_code();
+    Code::new(class, detail)
+}
+
+impl Lwm2mServer {
+    /// Accepts a Register: the client gets 2.01 Created with Location-Path `rd/{id}`, the
+    /// application [`ServerEvent::Registered`]. A previous registration of the same endpoint is
+    /// replaced (a reboot): its observations and in-flight operations end, its queued operations
+    /// carry over to the new one.
+    pub fn accept_registration(
+        &mut self,
+        now: Instant,
+        ticket: RegistrationTicket,
+    ) -> Result<RegistrationId, TicketError> {
+        let pending = self
+            .tickets
+            .remove(&ticket)
+            .ok_or(TicketError::UnknownTicket)?;
+        self.timers.cancel(TimerKey::Ticket(ticket));
+        let endpoint = pending.params.endpoint.clone();
+        let previous = self.by_endpoint.get(&endpoint).copied();
+        if previous.is_none() && self.registrations.len() >= self.config.max_registrations {
+            self.answer(
+                now,
+                pending.responder,
+                Response::new(Code::SERVICE_UNAVAILABLE),
+            );
+            self.drain_coap(now, None);
+            return Err(TicketError::TooManyRegistrations);
+        }
+        let id = self.fresh_registration_id();
+        let created = Response::new(Code::CREATED).with_location_path(["rd", &id.to_string()]);
+        if self.coap.respond(now, pending.responder, created).is_err() {
+            return Err(TicketError::Expired);
+        }
+        let (replaced, carried) = match previous {
+            Some(old) => match self.end_registration(now, old, EndReason::Replaced) {
+                Some((reg, waiting)) => (Some(reg), waiting),
+                None => (None, Default::default()),
+            },
+            None => (None, Default::default()),
+        };
+        let PendingRegister {
+            peer,
+            auth,
+            params,
+            objects,
+            ..
+        } = pending;
+        let RegisterParams {
+            endpoint,
+            lifetime,
+            version,
+            binding,
+            sms_number,
+        } = params;
+        let registration = Registration {
+            id,
+            endpoint,
+            version,
+            binding,
+            lifetime,
+            sms_number,
+            objects,
+            peer,
+            auth,
+            registered_at: now,
+            last_update: now,
+        };
+        let expires_at = self.lifetime_end(now, lifetime);
+        self.insert_registration(RegState {
+            reg: registration.clone(),
+            expires_at,
+            awake_until: deadline(now, self.config.queue_awake_window),
+            in_flight: Vec::new(),
+            waiting: carried,
+            observations: Vec::new(),
+        });
+        self.events.push_back(ServerEvent::Registered {
+            registration,
+            replaced,
+        });
+        self.pump(now, id);
+        self.drain_coap(now, None);
+        Ok(id)
+    }
+
+    /// Refuses a Register with `rejection`'s code.
+    pub fn reject_registration(
+        &mut self,
+        now: Instant,
+        ticket: RegistrationTicket,
+        rejection: Rejection,
+    ) -> Result<(), TicketError> {
+        let pending = self
+            .tickets
+            .remove(&ticket)
+            .ok_or(TicketError::UnknownTicket)?;
+        self.timers.cancel(TimerKey::Ticket(ticket));
+        let result = self
+            .coap
+            .respond(now, pending.responder, Response::new(rejection.code()))
+            .map_err(|_| TicketError::Expired);
+        self.drain_coap(now, None);
+        result
+    }
+
+    /// Restores a registration persisted before a restart. Its lifetime runs on from the
+    /// persisted last update (one already past its lifetime expires at the next
+    /// [`handle_timeout`](Self::handle_timeout), with [`ServerEvent::Expired`]); a queue-mode
+    /// client counts as asleep unless its last update is within the awake window. No event.
+    pub fn restore_registration(
+        &mut self,
+        now: Instant,
+        restored: RestoredRegistration,
+    ) -> Result<(), RestoreError> {
+        if self.registrations.contains_key(&restored.id) {
+            return Err(RestoreError::DuplicateId);
+        }
+        if self.by_endpoint.contains_key(&restored.endpoint) {
+            return Err(RestoreError::EndpointRegistered);
+        }
+        if self.registrations.len() >= self.config.max_registrations {
+            return Err(RestoreError::TooManyRegistrations);
+        }
+        let since = restored.since_last_update;
+        // Instants before the process started may not exist; the deadlines below are computed
+        // from `now` so they hold either way.
+        let last_update = now.checked_sub(since).unwrap_or(now);
+        let registered_at = now.checked_sub(restored.since_registered).unwrap_or(now);
+        let remaining = Duration::from_secs(u64::from(restored.lifetime)).saturating_sub(since);
+        let expires_at = deadline(now, remaining + self.config.lifetime_grace);
+        let awake_until = deadline(now, self.config.queue_awake_window.saturating_sub(since));
+        let registration = Registration {
+            id: restored.id,
+            endpoint: restored.endpoint,
+            version: restored.version,
+            binding: restored.binding,
+            lifetime: restored.lifetime,
+            sms_number: restored.sms_number,
+            objects: restored.objects,
+            peer: restored.peer,
+            auth: restored.auth,
+            registered_at,
+            last_update,
+        };
+        self.insert_registration(RegState {
+            reg: registration,
+            expires_at,
+            awake_until,
+            in_flight: Vec::new(),
+            waiting: Default::default(),
+            observations: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Removes `endpoint`'s registration at the application's request (e.g. the device was
+    /// decommissioned): its operations fail with [`OpError::Removed`], its observations end.
+    /// The client is not told; its next Update gets 4.04 and it registers again (which the
+    /// application may then reject).
+    pub fn remove_registration(&mut self, now: Instant, endpoint: &str) -> Option<Registration> {
+        let id = *self.by_endpoint.get(endpoint)?;
+        let removed = self
+            .end_registration(now, id, EndReason::Removed)
+            .map(|(reg, _)| reg);
+        self.drain_coap(now, None);
+        removed
+    }
+
+    /// A request from a client: the `/rd` and `/dp` resources of the server.
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        auth: &PeerAuth,
+        request: Request,
+        responder: Responder,
+    ) {
+        let path = request.path();
+        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+        match (segments.as_slice(), request.method) {
+            (["rd"], Method::Post) => self.on_register(now, peer, auth, &request, responder),
+            (["rd", id], Method::Post) => self.on_update(now, peer, auth, id, &request, responder),
+            (["rd", id], Method::Delete) => self.on_deregister(now, peer, auth, id, responder),
+            (["rd"] | ["rd", _], _) => self.refuse(
+                now,
+                responder,
+                peer,
+                auth,
+                None,
+                Code::METHOD_NOT_ALLOWED,
+                RefusalReason::MethodNotAllowed,
+            ),
+            (["dp"], Method::Post) => self.on_send(now, peer, auth, &request, responder),
+            (["dp"], _) => {
+                self.answer(now, responder, Response::new(Code::METHOD_NOT_ALLOWED));
+            }
+            _ => self.answer(now, responder, Response::new(Code::NOT_FOUND)),
+        }
+    }
+
+    /// Answers `code` and reports the refusal.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &mut self,
+        now: Instant,
+        responder: Responder,
+        peer: SocketAddr,
+        auth: &PeerAuth,
+        endpoint: Option<String>,
+        code: Code,
+        reason: RefusalReason,
+    ) {
+        self.answer(now, responder, Response::new(code));
+        self.events.push_back(ServerEvent::RegistrationRefused {
+            peer,
+            auth: auth.clone(),
+            endpoint,
+            code,
+            reason,
+        });
+    }
+
+    /// Register (TS Core 1.1 §6.2.1): checks what the engine can check, then asks the
+    /// application with a [`ServerEvent::RegistrationRequest`].
+    fn on_register(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        auth: &PeerAuth,
+        request: &Request,
+        responder: Responder,
+    ) {
+        let query = request.query();
+        let params = match RegisterParams::from_query(&query) {
+            Ok(params) => params,
+            Err(e) => {
+                let code = code_of(&e);
+                let endpoint = endpoint_in(&query);
+                let reason = RefusalReason::InvalidParameters(e);
+                return self.refuse(now, responder, peer, auth, endpoint, code, reason);
+            }
+        };
+        let endpoint = Some(params.endpoint.clone());
+        let links = match read_links(request) {
+            Ok(links) => links,
+            Err(reason) => {
+                return self.refuse(
+                    now,
+                    responder,
+                    peer,
+                    auth,
+                    endpoint,
+                    Code::BAD_REQUEST,
+                    reason,
+                );
+            }
+        };
+        if self.tickets.len() >= self.config.max_pending_registrations {
+            let reason = RefusalReason::TooManyPendingRegistrations;
+            let code = Code::SERVICE_UNAVAILABLE;
+            return self.refuse(now, responder, peer, auth, endpoint, code, reason);
+        }
+        if !self.by_endpoint.contains_key(&params.endpoint)
+            && self.registrations.len() >= self.config.max_registrations
+        {
+            let reason = RefusalReason::TooManyRegistrations;
+            let code = Code::SERVICE_UNAVAILABLE;
+            return self.refuse(now, responder, peer, auth, endpoint, code, reason);
+        }
+        let ticket = RegistrationTicket(self.next_ticket);
+        self.next_ticket += 1;
+        self.tickets.insert(
+            ticket,
+            PendingRegister {
+                responder,
+                peer,
+                auth: auth.clone(),
+                params: params.clone(),
+                objects: RegisteredObjects::new(&links),
+            },
+        );
+        let at = deadline(now, self.config.coap.pending_request_timeout);
+        self.timers.set(TimerKey::Ticket(ticket), at);
+        self.events.push_back(ServerEvent::RegistrationRequest {
+            ticket,
+            peer,
+            auth: auth.clone(),
+            params,
+            links,
+        });
+    }
+
+    /// Finds the registration an Update or De-register names, checking the sender's identity;
+    /// refuses (4.04 / 4.03) and returns `None` otherwise.
+    fn registration_for(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        auth: &PeerAuth,
+        id_text: &str,
+        responder: Responder,
+    ) -> Option<(RegistrationId, Responder)> {
+        let found = RegistrationId::parse(id_text).filter(|id| self.registrations.contains_key(id));
+        let Some(id) = found else {
+            let reason = RefusalReason::UnknownRegistration;
+            self.refuse(now, responder, peer, auth, None, Code::NOT_FOUND, reason);
+            return None;
+        };
+        let state = self.registrations.get(&id)?;
+        if state.reg.auth != *auth {
+            // Another identity naming this registration: not the device that registered it.
+            let endpoint = Some(state.reg.endpoint.clone());
+            let reason = RefusalReason::IdentityMismatch { registration: id };
+            self.refuse(
+                now,
+                responder,
+                peer,
+                auth,
+                endpoint,
+                Code::FORBIDDEN,
+                reason,
+            );
+            return None;
+        }
+        Some((id, responder))
+    }
+
+    /// Update (TS Core 1.1 §6.2.2): new lifetime, binding, SMS number or objects; a new source
+    /// address is a NAT rebinding and becomes the registration's address. Resets the lifetime and
+    /// wakes a queue-mode client.
+    fn on_update(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        auth: &PeerAuth,
+        id_text: &str,
+        request: &Request,
+        responder: Responder,
+    ) {
+        let Some((id, responder)) = self.registration_for(now, peer, auth, id_text, responder)
+        else {
+            return;
+        };
+        let endpoint = self.registrations.get(&id).map(|s| s.reg.endpoint.clone());
+        let params = match UpdateParams::from_query(&request.query()) {
+            Ok(params) => params,
+            Err(e) => {
+                let code = code_of(&e);
+                let reason = RefusalReason::InvalidParameters(e);
+                return self.refuse(now, responder, peer, auth, endpoint, code, reason);
+            }
+        };
+        let objects = if request.payload.is_empty() {
+            None
+        } else {
+            match read_links(request) {
+                Ok(links) => Some(RegisteredObjects::new(&links)),
+                Err(reason) => {
+                    let code = Code::BAD_REQUEST;
+                    return self.refuse(now, responder, peer, auth, endpoint, code, reason);
+                }
+            }
+        };
+        let grace = self.config.lifetime_grace;
+        let window = self.config.queue_awake_window;
+        let Some(state) = self.registrations.get_mut(&id) else {
+            return;
+        };
+        let previous = state.reg.clone();
+        let reg = &mut state.reg;
+        if let Some(lifetime) = params.lifetime {
+            reg.lifetime = lifetime;
+        }
+        if let Some(binding) = params.binding {
+            reg.binding = binding;
+        }
+        if params.sms_number.is_some() {
+            reg.sms_number = params.sms_number;
+        }
+        if let Some(objects) = objects {
+            reg.objects = objects;
+        }
+        reg.peer = peer;
+        reg.last_update = now;
+        let lifetime = Duration::from_secs(u64::from(reg.lifetime));
+        state.expires_at = deadline(now, lifetime + grace);
+        state.awake_until = deadline(now, window);
+        let (expires_at, registration) = (state.expires_at, state.reg.clone());
+        self.timers.set(TimerKey::Lifetime(id), expires_at);
+        if previous.peer != peer {
+            if self.by_peer.get(&previous.peer) == Some(&id) {
+                self.by_peer.remove(&previous.peer);
+            }
+            self.by_peer.insert(peer, id);
+        }
+        self.answer(now, responder, Response::new(Code::CHANGED));
+        self.events.push_back(ServerEvent::Updated {
+            registration,
+            previous,
+        });
+        self.pump(now, id);
+    }
+
+    /// De-register (TS Core 1.1 §6.2.3).
+    fn on_deregister(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        auth: &PeerAuth,
+        id_text: &str,
+        responder: Responder,
+    ) {
+        let Some((id, responder)) = self.registration_for(now, peer, auth, id_text, responder)
+        else {
+            return;
+        };
+        self.answer(now, responder, Response::new(Code::DELETED));
+        if let Some((registration, _)) = self.end_registration(now, id, EndReason::Deregistered) {
+            self.events
+                .push_back(ServerEvent::Deregistered { registration });
+        }
+    }
+
+    /// Send (TS Core 1.1 §6.4.6): SenML records from a registered client, answered 2.04. Refusals
+    /// follow TS Transport 1.1 Table 6.7-4 — 4.04 "Reported Object was not registered to the
+    /// LwM2M Server", which is also the answer to a sender with no registration at all (as
+    /// Wakaama does), and 4.00 for anything undecodable — plus 4.03 for a registered address
+    /// speaking with another identity.
+    fn on_send(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        auth: &PeerAuth,
+        request: &Request,
+        responder: Responder,
+    ) {
+        let refuse = |server: &mut Lwm2mServer, responder, endpoint, code, reason| {
+            server.answer(now, responder, Response::new(code));
+            server.events.push_back(ServerEvent::SendRefused {
+                peer,
+                endpoint,
+                code,
+                reason,
+            });
+        };
+        let Some(&id) = self.by_peer.get(&peer) else {
+            return refuse(
+                self,
+                responder,
+                None,
+                Code::NOT_FOUND,
+                SendRefusal::NotRegistered,
+            );
+        };
+        let Some(state) = self.registrations.get(&id) else {
+            return refuse(
+                self,
+                responder,
+                None,
+                Code::NOT_FOUND,
+                SendRefusal::NotRegistered,
+            );
+        };
+        let endpoint = state.reg.endpoint.clone();
+        if state.reg.auth != *auth {
+            let reason = SendRefusal::IdentityMismatch;
+            return refuse(self, responder, Some(endpoint), Code::FORBIDDEN, reason);
+        }
+        let cf = request.content_format().map(|cf| cf.0);
+        let Some(format) = cf
+            .and_then(Format::from_u16)
+            .filter(|f| matches!(f, Format::SenmlJson | Format::SenmlCbor))
+        else {
+            let reason = SendRefusal::UnsupportedContentFormat(cf);
+            return refuse(self, responder, Some(endpoint), Code::BAD_REQUEST, reason);
+        };
+        let model = ObjectModel::builtin();
+        let records = match codec::decode_records(format, &Path::Root, &request.payload, model) {
+            Ok(records) => records,
+            Err(e) => {
+                let reason = SendRefusal::DecodeFailed(e);
+                return refuse(self, responder, Some(endpoint), Code::BAD_REQUEST, reason);
+            }
+        };
+        let unregistered = self.registrations.get(&id).and_then(|state| {
+            let objects = &state.reg.objects;
+            records
+                .iter()
+                .find(|r| match (r.path.object_id(), r.path.instance_id()) {
+                    (Some(o), Some(i)) => !objects.has_instance(o, i),
+                    (Some(o), None) => !objects.has_object(o),
+                    _ => false,
+                })
+                .map(|r| r.path)
+        });
+        if let Some(path) = unregistered {
+            let reason = SendRefusal::InstanceNotRegistered(path);
+            return refuse(self, responder, Some(endpoint), Code::NOT_FOUND, reason);
+        }
+        self.answer(now, responder, Response::new(Code::CHANGED));
+        self.events.push_back(ServerEvent::Send {
+            endpoint,
+            registration: id,
+            records,
+        });
+        self.client_spoke(now, id);
+    }
+
+    /// The lifetime timer fired (TS Core 1.1 §6.2.1: the registration is removed when no Update
+    /// arrives within the lifetime).
+    pub(super) fn on_lifetime_end(&mut self, now: Instant, id: RegistrationId) {
+        let due = self
+            .registrations
+            .get(&id)
+            .is_some_and(|s| s.expires_at <= now);
+        if !due {
+            return;
+        }
+        if let Some((registration, _)) = self.end_registration(now, id, EndReason::Expired) {
+            self.events.push_back(ServerEvent::Expired { registration });
+        }
+    }
+
+    /// Ends registration `id`: its in-flight operations fail and its observations end (events
+    /// now), its queued operations fail too unless it is being replaced, in which case they are
+    /// returned for the new registration.
+    pub(super) fn end_registration(
+        &mut self,
+        now: Instant,
+        id: RegistrationId,
+        reason: EndReason,
+    ) -> Option<(Registration, std::collections::VecDeque<QueuedOp>)> {
+        let state = self.registrations.remove(&id)?;
+        let endpoint = state.reg.endpoint.clone();
+        if self.by_endpoint.get(&endpoint) == Some(&id) {
+            self.by_endpoint.remove(&endpoint);
+        }
+        if self.by_peer.get(&state.reg.peer) == Some(&id) {
+            self.by_peer.remove(&state.reg.peer);
+        }
+        self.timers.cancel(TimerKey::Lifetime(id));
+        for request in &state.in_flight {
+            self.coap.cancel(now, *request);
+            if let Some(flight) = self.requests.remove(request) {
+                self.events.push_back(ServerEvent::OpCompleted {
+                    op: flight.op,
+                    endpoint: endpoint.clone(),
+                    outcome: Err(reason.op_error()),
+                });
+            }
+        }
+        for observation in &state.observations {
+            let Some(obs) = self.observations.remove(observation) else {
+                continue;
+            };
+            self.observation_by_request.remove(&obs.request);
+            // Reactive: the client's next notification is answered with RST (RFC 7641 §3.6).
+            self.coap.cancel(now, obs.request);
+            if let Some(op) = obs.cancel_op {
+                self.events.push_back(ServerEvent::OpCompleted {
+                    op,
+                    endpoint: endpoint.clone(),
+                    outcome: Err(reason.op_error()),
+                });
+            }
+            self.events.push_back(ServerEvent::ObservationEnded {
+                observation: *observation,
+                endpoint: endpoint.clone(),
+                reason: reason.observation_end(),
+            });
+        }
+        let mut waiting = state.waiting;
+        for queued in &waiting {
+            self.timers.cancel(TimerKey::QueuedOp(id, queued.op));
+        }
+        if reason != EndReason::Replaced {
+            for queued in waiting.drain(..) {
+                self.events.push_back(ServerEvent::OpCompleted {
+                    op: queued.op,
+                    endpoint: endpoint.clone(),
+                    outcome: Err(reason.op_error()),
+                });
+            }
+        }
+        Some((state.reg, waiting))
+    }
+
+    /// Indexes a new registration and arms its timers (including its carried-over queue's).
+    fn insert_registration(&mut self, state: RegState) {
+        let id = state.reg.id;
+        self.by_endpoint.insert(state.reg.endpoint.clone(), id);
+        self.by_peer.insert(state.reg.peer, id);
+        self.timers.set(TimerKey::Lifetime(id), state.expires_at);
+        for queued in &state.waiting {
+            self.timers
+                .set(TimerKey::QueuedOp(id, queued.op), queued.expires_at);
+        }
+        self.registrations.insert(id, state);
+    }
+
+    fn lifetime_end(&self, now: Instant, lifetime: u32) -> Instant {
+        deadline(
+            now,
+            Duration::from_secs(u64::from(lifetime)) + self.config.lifetime_grace,
+        )
+    }
+
+    /// A random registration ID not in use.
+    fn fresh_registration_id(&mut self) -> RegistrationId {
+        loop {
+            let id = RegistrationId::from_random(self.rng.next_u64());
+            if !self.registrations.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_is_found_in_a_refused_query() {
+        let q = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            endpoint_in(&q(&["lwm2m=9.9", "ep=meter-1"])),
+            Some("meter-1".into())
+        );
+        assert_eq!(endpoint_in(&q(&["ep="])), None);
+        assert_eq!(endpoint_in(&q(&["lt=5"])), None);
+    }
+
+    #[test]
+    fn registration_payload_must_be_link_format() {
+        let r = Request::post()
+            .with_content_format(CoapFormat::SENML_JSON)
+            .with_payload("</3/0>");
+        assert_eq!(
+            read_links(&r),
+            Err(RefusalReason::UnsupportedContentFormat(110))
+        );
+        let r = Request::post().with_payload(vec![0xff, 0xfe]);
+        assert_eq!(read_links(&r), Err(RefusalReason::PayloadNotUtf8));
+        let r = Request::post().with_payload("</3/0>,<");
+        assert!(matches!(
+            read_links(&r),
+            Err(RefusalReason::InvalidLinks(_))
+        ));
+        let r = Request::post()
+            .with_content_format(CoapFormat::LINK_FORMAT)
+            .with_payload("</3/0>");
+        assert_eq!(read_links(&r).map(|l| l.objects.len()), Ok(1));
+    }
+}
