@@ -51,12 +51,38 @@ impl<S: ObjectStore> Lwm2mClient<S> {
     /// Answers one request from the server.
     pub(crate) fn on_request(&mut self, now: Instant, request: Request, responder: Responder) {
         let token = responder.token();
-        let (answer, followup) = self.dispatch(now, &request, token);
+        let (answer, mut followup) = self.dispatch(now, &request, token);
+        // Any successful write may have touched /1/x/1 (Write, partial update, Write-Composite).
+        let wrote = answer
+            .as_ref()
+            .is_ok_and(|r| r.code == Code::CHANGED && request.method != Method::Get);
         let response = answer.unwrap_or_else(Response::new);
         let _ = self.coap.respond(now, responder, response);
-        if followup == Followup::Update && self.registration.location().is_some() {
-            let _ = self.start_update(now, UpdateParams::default());
+        let mut params = UpdateParams::default();
+        if wrote && let Some(lifetime) = self.written_lifetime() {
+            // TS Core 1.1 Appendix E.2: a new Lifetime (/1/x/1) is announced with an Update.
+            params.lifetime = Some(lifetime);
+            followup = Followup::Update;
         }
+        if followup == Followup::Update && self.registration.location().is_some() {
+            let _ = self.start_update(now, params);
+        }
+    }
+
+    /// The Lifetime resource of the (first) server account, when it differs from the lifetime in
+    /// use.
+    fn written_lifetime(&self) -> Option<u32> {
+        let instance = self
+            .store
+            .objects()
+            .into_iter()
+            .find(|(o, _)| *o == 1)
+            .and_then(|(_, ids)| ids.first().copied())?;
+        let node = self.store.read(&Path::Resource(1, instance, 1)).ok()?;
+        let lifetime = numeric(&node)?;
+        let lifetime =
+            (lifetime >= 1.0 && lifetime <= f64::from(u32::MAX)).then_some(lifetime as u32)?;
+        (lifetime != self.settings.lifetime).then_some(lifetime)
     }
 
     fn dispatch(&mut self, now: Instant, request: &Request, token: Token) -> (Answer, Followup) {

@@ -271,6 +271,19 @@ fn execute_reports_the_event_with_arguments() {
 }
 
 #[test]
+fn writing_the_lifetime_sends_an_update_with_it() {
+    let mut h = registered(Lwm2mVersion::V1_1);
+    assert_eq!(h.request(text_put("/1/0/1", "600")).code, Code::CHANGED);
+    let update = h.answer(Response::new(Code::CHANGED));
+    assert_eq!(update.path(), ["rd", "5a3f"]);
+    assert_eq!(update.query(), ["lt=600"]);
+    assert_eq!(h.client.lifetime(), 600);
+    // Writing the same value again changes nothing.
+    assert_eq!(h.request(text_put("/1/0/1", "600")).code, Code::CHANGED);
+    assert!(h.inbox.is_empty());
+}
+
+#[test]
 fn registration_update_trigger_sends_an_update() {
     let mut h = registered(Lwm2mVersion::V1_1);
     let r = h.request(Request::post().with_path(["1", "0", "8"]));

@@ -102,3 +102,48 @@ fn memory_of_10k_registered_meters() {
     );
     drop(clients);
 }
+
+/// A server request datagram: `method` on `path`, with a message ID and token of its own.
+fn request_datagram(code: Code, path: &str, mid: u16, accept: Option<u16>) -> Vec<u8> {
+    let token = crate::coap::Token::new(&mid.to_be_bytes()).unwrap();
+    let mut m = Message::new(MessageType::Confirmable, code, mid, token);
+    let path: lwm2m_objects::Path = path.parse().unwrap();
+    m.options.set_uri_path(path.segments());
+    if let Some(cf) = accept {
+        m.options.set_accept(crate::coap::ContentFormat(cf));
+    }
+    m.encode().unwrap()
+}
+
+/// CPU per operation on the client side (decode the request, answer from the store, encode the
+/// response). Run in release: `cargo test -p lwm2m-proto --release cpu_per_operation --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "timing; run in release"]
+fn cpu_per_operation() {
+    const N: u16 = 20_000;
+    let now = Instant::now();
+    let mut client = Lwm2mClient::new(config(Lwm2mVersion::V1_1), meter_store(), 1);
+    client.register(now).unwrap();
+    let register = client.poll_transmit().unwrap();
+    client.handle_datagram(now, &created_ack(&register, "1"));
+    for (label, path, accept) in [
+        ("read /3/0/9 text", "/3/0/9", Some(0)),
+        ("read /3/0 SenML CBOR", "/3/0", None),
+        ("read /3/0 TLV", "/3/0", Some(11542)),
+    ] {
+        let datagrams: Vec<Vec<u8>> = (0..N)
+            .map(|mid| request_datagram(Code::GET, path, mid, accept))
+            .collect();
+        let started = std::time::Instant::now();
+        for d in &datagrams {
+            client.handle_datagram(now, d);
+            let answer = client.poll_transmit().unwrap();
+            assert!(answer.len() > 4);
+        }
+        let per_op = started.elapsed() / u32::from(N);
+        println!("{label}: {per_op:?} per request");
+        // Loose bound so the test asserts something even in debug builds.
+        assert!(per_op < Duration::from_millis(5));
+    }
+}
