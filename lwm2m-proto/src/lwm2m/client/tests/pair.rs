@@ -176,7 +176,8 @@ impl Pair {
                 if d.to_server {
                     self.server
                         .handle_datagram(now, DEVICE_ADDR, PeerAuth::NoSec, &d.bytes);
-                } else {
+                } else if self.client.is_awake(now) {
+                    // A queue-mode device that sleeps has its radio off: the datagram is lost.
                     self.client.handle_datagram(now, &d.bytes);
                 }
             }
@@ -596,4 +597,45 @@ fn many_seeds_over_a_bad_link_all_complete() {
             "seed {seed}: a duplicated write is processed once"
         );
     }
+}
+
+#[test]
+fn queue_mode_requests_wait_for_the_client_to_wake() {
+    let mut pair = Pair::new(
+        config(Lwm2mVersion::V1_1).with_queue_mode(),
+        LinkConfig::perfect(),
+        7,
+    );
+    pair.register();
+    assert!(pair.server.registration("meter-1").unwrap().binding.queue);
+    // Past the 93 s wake window both sides agree the device sleeps.
+    pair.advance(secs(100));
+    assert!(!pair.client.is_awake(pair.now));
+    assert!(!pair.server.is_reachable(pair.now, "meter-1"));
+    let id = pair
+        .server
+        .request(pair.now, "meter-1", Operation::Read(p("/3/0/9")))
+        .unwrap();
+    pair.flush();
+    assert!(
+        pair.server_events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::OpQueued { op, .. } if *op == id))
+    );
+    // The automatic Update at 270 s wakes the device; the server sends the queued Read then.
+    let done = move |p: &Pair| p.completion(id).is_some();
+    assert!(pair.run_until(secs(300), &done));
+    let node = node_of(pair.completion(id).unwrap());
+    assert_eq!(single(&node), Some(Value::Integer(87)));
+    let updated_at = pair
+        .server_events
+        .iter()
+        .position(|e| matches!(e, ServerEvent::Updated { .. }))
+        .unwrap();
+    let completed_at = pair
+        .server_events
+        .iter()
+        .position(|e| matches!(e, ServerEvent::OpCompleted { op, .. } if *op == id))
+        .unwrap();
+    assert!(updated_at < completed_at);
 }
