@@ -32,7 +32,9 @@ pub struct ServerConfig {
     /// Requests on the wire per registration; more wait in the queue. Default 4.
     pub max_in_flight: usize,
     /// Requests waiting per registration (queue mode, or all in-flight slots taken); beyond it
-    /// [`super::Lwm2mServer::request`] fails with `QueueFull`. Default 32.
+    /// [`super::Lwm2mServer::request`] fails with `QueueFull`. Requests that time out because a
+    /// queue-mode client fell asleep go back to the queue even when it is full, so it can hold up
+    /// to `max_queued + max_in_flight`. Default 32.
     pub max_queued: usize,
     /// Observations (established or being set up) per registration. Default 16.
     pub max_observations: usize,

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use super::events::{ObservationEndReason, ServerEvent};
-use super::ops::{self, Built, ObservationId, OpError, OpId, OpOutcome, Operation};
+use super::mapping::{self, Built, ObserveTarget};
+use super::ops::{ObservationId, OpError, OpId, OpOutcome, Operation};
 use super::{InFlight, Lwm2mServer, Observation, QueuedOp, RegistrationId, TimerKey, deadline};
 use crate::coap::{CancelMode, FailureReason, RequestId, Response};
 
@@ -132,7 +133,7 @@ impl Lwm2mServer {
             .get(&id)
             .ok_or(OpError::UnknownEndpoint)?;
         // Validate and encode now, so a bad operation is refused at once even when it would wait.
-        let built = ops::build(&operation, state.reg.version, &state.reg.objects)?;
+        let built = mapping::build(&operation, state.reg.version, &state.reg.objects)?;
         if built.observe.is_some() {
             let pending = state
                 .in_flight
@@ -243,7 +244,7 @@ impl Lwm2mServer {
             };
             self.timers.cancel(TimerKey::QueuedOp(id, queued.op));
             // Built again: the client may have re-registered with other formats meanwhile.
-            match ops::build(&queued.operation, state.reg.version, &state.reg.objects) {
+            match mapping::build(&queued.operation, state.reg.version, &state.reg.objects) {
                 Ok(built) => {
                     self.send_built(
                         now,
@@ -310,7 +311,7 @@ impl Lwm2mServer {
         let established = response.is_success() && response.observe().is_some();
         let outcome = match (&flight.observe, established) {
             (Some(target), true) => {
-                match ops::observed_content(target, flight.format, &response) {
+                match mapping::observed_content(target, flight.format, &response) {
                     Ok(content) => {
                         let observation = ObservationId(self.next_observation);
                         self.next_observation += 1;
@@ -342,7 +343,7 @@ impl Lwm2mServer {
                 }
             }
             // An Observe the client answered without Observe is a plain read (RFC 7641 §3.1).
-            _ => ops::outcome(
+            _ => mapping::outcome(
                 &flight.expect,
                 flight.format,
                 &response,
@@ -422,9 +423,9 @@ impl Lwm2mServer {
             return;
         };
         let content = if response.is_success() {
-            ops::observed_content(&obs.target, obs.format, &response)
+            mapping::observed_content(&obs.target, obs.format, &response)
         } else {
-            Err(ops::error_of(&response))
+            Err(mapping::error_of(&response))
         };
         self.events.push_back(ServerEvent::Notification {
             observation,
@@ -505,7 +506,7 @@ impl Lwm2mServer {
             });
         }
         let request = obs.request;
-        let proactive = reachable && matches!(obs.target, ops::ObserveTarget::Single(_));
+        let proactive = reachable && matches!(obs.target, ObserveTarget::Single(_));
         let op = self.next_op_id();
         if proactive {
             if let Some(obs) = self.observations.get_mut(&observation) {

@@ -100,6 +100,9 @@ pub enum ObservationEndReason {
     RegistrationExpired,
     /// The client registered again (a reboot): its observations are gone on its side too.
     Replaced,
+    /// The client's address changed (NAT rebinding, seen in an Update): CoAP observations are
+    /// bound to the address they were made from, so observe again.
+    AddressChanged,
     /// The application removed the registration.
     Removed,
 }

@@ -1,24 +1,24 @@
 //! The LwM2M server side of the sans-I/O engine: the Client Registration interface (OMA LwM2M TS
 //! Core 1.1 §6.2, TS 1.0 §5.3), device-management and information-reporting operations sent to
 //! registered clients (§6.3, §6.4), the clients' Send (§6.4.6), and queue mode, on top of one
-//! [`CoapEndpoint`].
+//! [`CoapEndpoint`]. [`Lwm2mServer`] is the entry point; its documentation gives the call order.
 //!
-//! - [`registrations`]-level types: [`Registration`], [`RegistrationId`], [`PeerAuth`],
-//!   [`RegisteredObjects`], [`RestoredRegistration`];
-//! - operations: [`Operation`], [`OpId`], [`OpOutcome`], [`OpError`], [`Content`],
-//!   [`ObservationId`];
-//! - events: [`ServerEvent`] and the reasons it carries;
-//! - [`ServerConfig`]: timing and memory caps.
-//!
-//! [`registrations`]: self
+//! Code map: `rd` (Register / Update / De-register), `lifecycle` (restore, removal, expiry, what
+//! ending a registration ends), `send` (`/dp`), `dm` (sending, queueing and answering
+//! operations), `mapping` (operations as CoAP requests, responses as typed content), `formats`
+//! (which content format a client gets), `registrations`, `ops`, `events`, `config` (the public
+//! types), `timers`.
 
 mod config;
 mod dm;
 mod events;
 mod formats;
+mod lifecycle;
+mod mapping;
 mod ops;
 mod rd;
 mod registrations;
+mod send;
 mod timers;
 
 #[cfg(test)]
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use lwm2m_objects::ContentFormat as Format;
 
-use self::ops::{Expect, ObserveTarget};
+use self::mapping::{Expect, ObserveTarget};
 use self::timers::{Rng, Timers};
 use crate::coap::{CoapEndpoint, EndpointStats, Event, RequestId, Responder, Transmit};
 use crate::lwm2m::registration::RegisterParams;
@@ -40,8 +40,9 @@ pub use self::dm::{ObservationInfo, QueuedOpInfo};
 pub use self::events::{
     ObservationEndReason, RefusalReason, RegistrationTicket, Rejection, SendRefusal, ServerEvent,
 };
+pub use self::lifecycle::RestoreError;
 pub use self::ops::{Content, ObservationId, OpError, OpId, OpOutcome, Operation, WriteMode};
-pub use self::rd::{RestoreError, TicketError};
+pub use self::rd::TicketError;
 pub use self::registrations::{
     PeerAuth, RegisteredObjects, Registration, RegistrationId, RestoredRegistration,
 };

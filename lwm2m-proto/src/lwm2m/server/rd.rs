@@ -1,21 +1,18 @@
 //! The Client Registration interface (OMA LwM2M TS Core 1.1 §6.2; TS 1.0 §5.3): Register
-//! (`POST /rd?…`), Update (`POST /rd/{id}?…`), De-register (`DELETE /rd/{id}`), lifetime expiry,
-//! restoring registrations after a restart; and the clients' Send (`POST /dp`, §6.4.6).
+//! (`POST /rd?…`) with the application's verdict, Update (`POST /rd/{id}?…`), De-register
+//! (`DELETE /rd/{id}`), and the routing of every request a client sends to the server.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lwm2m_objects::link::{RegistrationLinks, parse_registration};
-use lwm2m_objects::{ContentFormat as Format, ObjectModel, Path, codec};
 
 use super::events::{
-    ObservationEndReason, RefusalReason, RegistrationTicket, Rejection, SendRefusal, ServerEvent,
+    ObservationEndReason, RefusalReason, RegistrationTicket, Rejection, ServerEvent,
 };
-use super::ops::OpError;
-use super::registrations::{
-    PeerAuth, RegisteredObjects, Registration, RegistrationId, RestoredRegistration,
-};
-use super::{Lwm2mServer, PendingRegister, QueuedOp, RegState, TimerKey, deadline};
+use super::lifecycle::EndReason;
+use super::registrations::{PeerAuth, RegisteredObjects, Registration, RegistrationId};
+use super::{Lwm2mServer, PendingRegister, RegState, TimerKey, deadline};
 use crate::coap::option::ContentFormat as CoapFormat;
 use crate::coap::{Code, Method, Request, Responder, Response};
 use crate::lwm2m::registration::{RegisterParams, RegistrationError, UpdateParams};
@@ -34,49 +31,6 @@ pub enum TicketError {
     /// [`super::ServerConfig::max_registrations`] reached; the client was answered 5.03.
     #[error("too many registrations")]
     TooManyRegistrations,
-}
-
-/// Why [`Lwm2mServer::restore_registration`] refused a registration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RestoreError {
-    /// Another registration has this ID.
-    #[error("the registration ID is already in use")]
-    DuplicateId,
-    /// The endpoint is already registered (it registered again since the restart).
-    #[error("the endpoint is already registered")]
-    EndpointRegistered,
-    /// [`super::ServerConfig::max_registrations`] reached.
-    #[error("too many registrations")]
-    TooManyRegistrations,
-}
-
-/// Why a registration ends; decides the error its operations fail with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum EndReason {
-    Deregistered,
-    Expired,
-    Replaced,
-    Removed,
-}
-
-impl EndReason {
-    pub(super) fn op_error(self) -> OpError {
-        match self {
-            EndReason::Deregistered => OpError::Deregistered,
-            EndReason::Expired => OpError::RegistrationExpired,
-            EndReason::Replaced => OpError::Replaced,
-            EndReason::Removed => OpError::Removed,
-        }
-    }
-
-    fn observation_end(self) -> ObservationEndReason {
-        match self {
-            EndReason::Deregistered => ObservationEndReason::Deregistered,
-            EndReason::Expired => ObservationEndReason::RegistrationExpired,
-            EndReason::Replaced => ObservationEndReason::Replaced,
-            EndReason::Removed => ObservationEndReason::Removed,
-        }
-    }
 }
 
 /// The `ep=` value of a query that failed to parse, for diagnostics.
@@ -205,69 +159,6 @@ impl Lwm2mServer {
             .map_err(|_| TicketError::Expired);
         self.drain_coap(now, None);
         result
-    }
-
-    /// Restores a registration persisted before a restart. Its lifetime runs on from the
-    /// persisted last update (one already past its lifetime expires at the next
-    /// [`handle_timeout`](Self::handle_timeout), with [`ServerEvent::Expired`]); a queue-mode
-    /// client counts as asleep unless its last update is within the awake window. No event.
-    pub fn restore_registration(
-        &mut self,
-        now: Instant,
-        restored: RestoredRegistration,
-    ) -> Result<(), RestoreError> {
-        if self.registrations.contains_key(&restored.id) {
-            return Err(RestoreError::DuplicateId);
-        }
-        if self.by_endpoint.contains_key(&restored.endpoint) {
-            return Err(RestoreError::EndpointRegistered);
-        }
-        if self.registrations.len() >= self.config.max_registrations {
-            return Err(RestoreError::TooManyRegistrations);
-        }
-        let since = restored.since_last_update;
-        // Instants before the process started may not exist; the deadlines below are computed
-        // from `now` so they hold either way.
-        let last_update = now.checked_sub(since).unwrap_or(now);
-        let registered_at = now.checked_sub(restored.since_registered).unwrap_or(now);
-        let remaining = Duration::from_secs(u64::from(restored.lifetime)).saturating_sub(since);
-        let expires_at = deadline(now, remaining + self.config.lifetime_grace);
-        let awake_until = deadline(now, self.config.queue_awake_window.saturating_sub(since));
-        let registration = Registration {
-            id: restored.id,
-            endpoint: restored.endpoint,
-            version: restored.version,
-            binding: restored.binding,
-            lifetime: restored.lifetime,
-            sms_number: restored.sms_number,
-            objects: restored.objects,
-            peer: restored.peer,
-            auth: restored.auth,
-            registered_at,
-            last_update,
-        };
-        self.insert_registration(RegState {
-            reg: registration,
-            expires_at,
-            awake_until,
-            in_flight: Vec::new(),
-            waiting: Default::default(),
-            observations: Vec::new(),
-        });
-        Ok(())
-    }
-
-    /// Removes `endpoint`'s registration at the application's request (e.g. the device was
-    /// decommissioned): its operations fail with [`OpError::Removed`], its observations end.
-    /// The client is not told; its next Update gets 4.04 and it registers again (which the
-    /// application may then reject).
-    pub fn remove_registration(&mut self, now: Instant, endpoint: &str) -> Option<Registration> {
-        let id = *self.by_endpoint.get(endpoint)?;
-        let removed = self
-            .end_registration(now, id, EndReason::Removed)
-            .map(|(reg, _)| reg);
-        self.drain_coap(now, None);
-        removed
     }
 
     /// A request from a client: the `/rd` and `/dp` resources of the server.
@@ -496,6 +387,16 @@ impl Lwm2mServer {
                 self.by_peer.remove(&previous.peer);
             }
             self.by_peer.insert(peer, id);
+            // CoAP binds an observation to the address it was made from (RFC 7252 §5.3.2
+            // matches responses by endpoint and token), so notifications from the new address
+            // would be rejected: end them here so the application can observe again.
+            let observations = self
+                .registrations
+                .get(&id)
+                .map(|s| s.observations.clone())
+                .unwrap_or_default();
+            let ended = ObservationEndReason::AddressChanged;
+            self.end_observations(now, &registration.endpoint, &observations, ended, None);
         }
         self.answer(now, responder, Response::new(Code::CHANGED));
         self.events.push_back(ServerEvent::Updated {
@@ -522,200 +423,6 @@ impl Lwm2mServer {
         if let Some((registration, _)) = self.end_registration(now, id, EndReason::Deregistered) {
             self.events
                 .push_back(ServerEvent::Deregistered { registration });
-        }
-    }
-
-    /// Send (TS Core 1.1 §6.4.6): SenML records from a registered client, answered 2.04. Refusals
-    /// follow TS Transport 1.1 Table 6.7-4 — 4.04 "Reported Object was not registered to the
-    /// LwM2M Server", which is also the answer to a sender with no registration at all (as
-    /// Wakaama does), and 4.00 for anything undecodable — plus 4.03 for a registered address
-    /// speaking with another identity.
-    fn on_send(
-        &mut self,
-        now: Instant,
-        peer: SocketAddr,
-        auth: &PeerAuth,
-        request: &Request,
-        responder: Responder,
-    ) {
-        let refuse = |server: &mut Lwm2mServer, responder, endpoint, code, reason| {
-            server.answer(now, responder, Response::new(code));
-            server.events.push_back(ServerEvent::SendRefused {
-                peer,
-                endpoint,
-                code,
-                reason,
-            });
-        };
-        let Some(&id) = self.by_peer.get(&peer) else {
-            return refuse(
-                self,
-                responder,
-                None,
-                Code::NOT_FOUND,
-                SendRefusal::NotRegistered,
-            );
-        };
-        let Some(state) = self.registrations.get(&id) else {
-            return refuse(
-                self,
-                responder,
-                None,
-                Code::NOT_FOUND,
-                SendRefusal::NotRegistered,
-            );
-        };
-        let endpoint = state.reg.endpoint.clone();
-        if state.reg.auth != *auth {
-            let reason = SendRefusal::IdentityMismatch;
-            return refuse(self, responder, Some(endpoint), Code::FORBIDDEN, reason);
-        }
-        let cf = request.content_format().map(|cf| cf.0);
-        let Some(format) = cf
-            .and_then(Format::from_u16)
-            .filter(|f| matches!(f, Format::SenmlJson | Format::SenmlCbor))
-        else {
-            let reason = SendRefusal::UnsupportedContentFormat(cf);
-            return refuse(self, responder, Some(endpoint), Code::BAD_REQUEST, reason);
-        };
-        let model = ObjectModel::builtin();
-        let records = match codec::decode_records(format, &Path::Root, &request.payload, model) {
-            Ok(records) => records,
-            Err(e) => {
-                let reason = SendRefusal::DecodeFailed(e);
-                return refuse(self, responder, Some(endpoint), Code::BAD_REQUEST, reason);
-            }
-        };
-        let unregistered = self.registrations.get(&id).and_then(|state| {
-            let objects = &state.reg.objects;
-            records
-                .iter()
-                .find(|r| match (r.path.object_id(), r.path.instance_id()) {
-                    (Some(o), Some(i)) => !objects.has_instance(o, i),
-                    (Some(o), None) => !objects.has_object(o),
-                    _ => false,
-                })
-                .map(|r| r.path)
-        });
-        if let Some(path) = unregistered {
-            let reason = SendRefusal::InstanceNotRegistered(path);
-            return refuse(self, responder, Some(endpoint), Code::NOT_FOUND, reason);
-        }
-        self.answer(now, responder, Response::new(Code::CHANGED));
-        self.events.push_back(ServerEvent::Send {
-            endpoint,
-            registration: id,
-            records,
-        });
-        self.client_spoke(now, id);
-    }
-
-    /// The lifetime timer fired (TS Core 1.1 §6.2.1: the registration is removed when no Update
-    /// arrives within the lifetime).
-    pub(super) fn on_lifetime_end(&mut self, now: Instant, id: RegistrationId) {
-        let due = self
-            .registrations
-            .get(&id)
-            .is_some_and(|s| s.expires_at <= now);
-        if !due {
-            return;
-        }
-        if let Some((registration, _)) = self.end_registration(now, id, EndReason::Expired) {
-            self.events.push_back(ServerEvent::Expired { registration });
-        }
-    }
-
-    /// Ends registration `id`: its in-flight operations fail and its observations end (events
-    /// now), its queued operations fail too unless it is being replaced, in which case they are
-    /// returned for the new registration.
-    pub(super) fn end_registration(
-        &mut self,
-        now: Instant,
-        id: RegistrationId,
-        reason: EndReason,
-    ) -> Option<(Registration, std::collections::VecDeque<QueuedOp>)> {
-        let state = self.registrations.remove(&id)?;
-        let endpoint = state.reg.endpoint.clone();
-        if self.by_endpoint.get(&endpoint) == Some(&id) {
-            self.by_endpoint.remove(&endpoint);
-        }
-        if self.by_peer.get(&state.reg.peer) == Some(&id) {
-            self.by_peer.remove(&state.reg.peer);
-        }
-        self.timers.cancel(TimerKey::Lifetime(id));
-        for request in &state.in_flight {
-            self.coap.cancel(now, *request);
-            if let Some(flight) = self.requests.remove(request) {
-                self.events.push_back(ServerEvent::OpCompleted {
-                    op: flight.op,
-                    endpoint: endpoint.clone(),
-                    outcome: Err(reason.op_error()),
-                });
-            }
-        }
-        for observation in &state.observations {
-            let Some(obs) = self.observations.remove(observation) else {
-                continue;
-            };
-            self.observation_by_request.remove(&obs.request);
-            // Reactive: the client's next notification is answered with RST (RFC 7641 §3.6).
-            self.coap.cancel(now, obs.request);
-            if let Some(op) = obs.cancel_op {
-                self.events.push_back(ServerEvent::OpCompleted {
-                    op,
-                    endpoint: endpoint.clone(),
-                    outcome: Err(reason.op_error()),
-                });
-            }
-            self.events.push_back(ServerEvent::ObservationEnded {
-                observation: *observation,
-                endpoint: endpoint.clone(),
-                reason: reason.observation_end(),
-            });
-        }
-        let mut waiting = state.waiting;
-        for queued in &waiting {
-            self.timers.cancel(TimerKey::QueuedOp(id, queued.op));
-        }
-        if reason != EndReason::Replaced {
-            for queued in waiting.drain(..) {
-                self.events.push_back(ServerEvent::OpCompleted {
-                    op: queued.op,
-                    endpoint: endpoint.clone(),
-                    outcome: Err(reason.op_error()),
-                });
-            }
-        }
-        Some((state.reg, waiting))
-    }
-
-    /// Indexes a new registration and arms its timers (including its carried-over queue's).
-    fn insert_registration(&mut self, state: RegState) {
-        let id = state.reg.id;
-        self.by_endpoint.insert(state.reg.endpoint.clone(), id);
-        self.by_peer.insert(state.reg.peer, id);
-        self.timers.set(TimerKey::Lifetime(id), state.expires_at);
-        for queued in &state.waiting {
-            self.timers
-                .set(TimerKey::QueuedOp(id, queued.op), queued.expires_at);
-        }
-        self.registrations.insert(id, state);
-    }
-
-    fn lifetime_end(&self, now: Instant, lifetime: u32) -> Instant {
-        deadline(
-            now,
-            Duration::from_secs(u64::from(lifetime)) + self.config.lifetime_grace,
-        )
-    }
-
-    /// A random registration ID not in use.
-    fn fresh_registration_id(&mut self) -> RegistrationId {
-        loop {
-            let id = RegistrationId::from_random(self.rng.next_u64());
-            if !self.registrations.contains_key(&id) {
-                return id;
-            }
         }
     }
 }

@@ -531,3 +531,43 @@ fn remove_registration_ends_it_without_telling_the_client() {
         Some(Code::NOT_FOUND)
     );
 }
+
+#[test]
+fn a_new_address_ends_the_observations_made_from_the_old_one() {
+    let mut net = Net::new(config());
+    let (dev, _) = registered_meter(&mut net, "meter-1");
+    let path = Path::Resource(3, 0, 9);
+    let op = net
+        .server
+        .request(net.now, "meter-1", Operation::Observe(path))
+        .expect("sent");
+    net.flush();
+    let node = Node::Resource(Resource::single(9, Value::Integer(80)));
+    net.serve(dev, |_| {
+        content(Format::SenmlCbor, path, &node).with_observe(1)
+    });
+    let OpOutcome::Observing { observation, .. } = net.outcome(op) else {
+        panic!("observing");
+    };
+    net.take_events();
+    // Same address: the observation stays.
+    net.update(dev, &[], "");
+    assert!(matches!(
+        net.take_events().as_slice(),
+        [ServerEvent::Updated { .. }]
+    ));
+    assert_eq!(net.server.observations("meter-1").len(), 1);
+    net.devices[dev].addr = SocketAddr::from(([10, 0, 9, 9], 50_001));
+    net.update(dev, &[], "");
+    let events = net.take_events();
+    assert_eq!(
+        events[0],
+        ServerEvent::ObservationEnded {
+            observation,
+            endpoint: "meter-1".into(),
+            reason: ObservationEndReason::AddressChanged
+        }
+    );
+    assert!(matches!(events[1], ServerEvent::Updated { .. }));
+    assert!(net.server.observations("meter-1").is_empty());
+}
