@@ -59,7 +59,7 @@
 //! NAT rebinding costs a new handshake instead), session resumption and abbreviated handshakes,
 //! renegotiation, DTLS 1.3, fragmented ClientHellos, and a ClientHello answering a second
 //! HelloVerifyRequest (message_seq 2; dropped and counted, the client retries from scratch).
-//! Idle sessions are held in full (≈ 6–8 KiB each, see `benches/handshake.rs`); parking them as
+//! Idle sessions are held in full (≈ 6.5 KB each, see `benches/handshake.rs`); parking them as
 //! serialized rtc-dtls `State` would be the way to a few hundred bytes per sleeping device.
 
 mod client;

@@ -298,7 +298,7 @@ fn handshake_survives_lost_and_duplicated_datagrams() {
             let mut count = 0usize;
             net.filter = Box::new(move |dir, _, _| {
                 if dir != direction {
-                    return if count % 2 == 0 {
+                    return if count.is_multiple_of(2) {
                         Fate::Duplicate
                     } else {
                         Fate::Deliver
@@ -560,8 +560,10 @@ fn a_replayed_cookie_from_another_address_is_refused() {
 
 #[test]
 fn a_handshake_that_stalls_times_out() {
-    let mut config = DtlsServerConfig::default();
-    config.handshake_timeout = Duration::from_secs(5);
+    let config = DtlsServerConfig {
+        handshake_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
     let mut net = Net::new(config);
     // Deliver the two ClientHellos, then nothing more from the client.
     let mut to_server = 0;
@@ -602,8 +604,10 @@ fn a_handshake_that_stalls_times_out() {
 
 #[test]
 fn the_handshake_table_is_bounded() {
-    let mut config = DtlsServerConfig::default();
-    config.max_handshakes = 2;
+    let config = DtlsServerConfig {
+        max_handshakes: 2,
+        ..Default::default()
+    };
     let mut net = Net::new(config);
     // Clients whose third datagram (ClientKeyExchange flight) never arrives stay mid-handshake.
     net.filter = Box::new(|dir, _, bytes| {
@@ -624,8 +628,10 @@ fn the_handshake_table_is_bounded() {
 
 #[test]
 fn idle_sessions_expire_and_traffic_keeps_them_alive() {
-    let mut config = DtlsServerConfig::default();
-    config.idle_timeout = Duration::from_secs(600);
+    let config = DtlsServerConfig {
+        idle_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
     let mut net = Net::new(config);
     net.connect(addr(1), client(IDENTITY, &KEY));
     net.take_server_events();
@@ -765,8 +771,10 @@ fn the_same_identity_from_a_new_address_moves_the_session() {
 
 #[test]
 fn a_full_session_table_evicts_the_least_recently_active_session() {
-    let mut config = DtlsServerConfig::default();
-    config.max_sessions = 2;
+    let config = DtlsServerConfig {
+        max_sessions: 2,
+        ..Default::default()
+    };
     let mut net = Net::new(config);
     net.connect(addr(1), client(IDENTITY, &KEY));
     net.advance(Duration::from_secs(1));
