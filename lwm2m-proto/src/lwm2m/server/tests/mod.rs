@@ -1,6 +1,6 @@
 //! Scenario tests of [`Lwm2mServer`]: fake devices (bare [`CoapEndpoint`]s answered by hand) and
-//! the server joined by a perfect virtual network on a virtual clock that jumps to the next
-//! deadline. One file per concern; the harness is here.
+//! the server joined by a virtual network (perfect, or dropping chosen datagrams) on a virtual
+//! clock that jumps to the next deadline. One file per concern; the harness is here.
 
 mod observe;
 mod operations;
@@ -47,6 +47,10 @@ pub(super) struct Net {
     pub events: Vec<ServerEvent>,
     /// How many events [`Net::take_events`] has handed out.
     taken: usize,
+    /// Drop this many of the next datagrams from the server to devices (loss).
+    pub drop_to_devices: usize,
+    /// Drop this many of the next datagrams from devices to the server.
+    pub drop_to_server: usize,
 }
 
 pub(super) fn config() -> ServerConfig {
@@ -68,6 +72,8 @@ impl Net {
             devices: Vec::new(),
             events: Vec::new(),
             taken: 0,
+            drop_to_devices: 0,
+            drop_to_server: 0,
         }
     }
 
@@ -93,6 +99,10 @@ impl Net {
             let mut moved = false;
             while let Some(t) = self.server.poll_transmit() {
                 moved = true;
+                if self.drop_to_devices > 0 {
+                    self.drop_to_devices -= 1;
+                    continue;
+                }
                 if let Some(d) = self.devices.iter_mut().find(|d| d.addr == t.peer)
                     && d.online
                 {
@@ -102,6 +112,10 @@ impl Net {
             for d in &mut self.devices {
                 while let Some(t) = d.coap.poll_transmit() {
                     moved = true;
+                    if self.drop_to_server > 0 {
+                        self.drop_to_server -= 1;
+                        continue;
+                    }
                     if d.online {
                         self.server
                             .handle_datagram(self.now, d.addr, d.auth.clone(), &t.bytes);

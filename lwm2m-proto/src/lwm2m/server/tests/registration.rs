@@ -571,3 +571,51 @@ fn a_new_address_ends_the_observations_made_from_the_old_one() {
     assert!(matches!(events[1], ServerEvent::Updated { .. }));
     assert!(net.server.observations("meter-1").is_empty());
 }
+
+#[test]
+fn lost_datagrams_are_retransmitted_without_a_second_ticket() {
+    let mut net = Net::new(config());
+    let dev = net.device(PeerAuth::NoSec);
+    // The server's Empty ACK (sent after 1 s while the application thinks) is lost: the device
+    // retransmits its Register, which deduplication absorbs (RFC 7252 §4.5).
+    let req = net.register_request(dev, &["ep=lossy", "lt=300"], METER_LINKS_1_0);
+    net.drop_to_devices = 1;
+    net.advance(Duration::from_secs(10));
+    let events = net.take_events();
+    let tickets: Vec<RegistrationTicket> = events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::RegistrationRequest { ticket, .. } => Some(*ticket),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tickets.len(), 1, "{events:?}");
+    // The verdict goes out as a separate Confirmable response; its first copy is lost too.
+    net.server
+        .accept_registration(net.now, tickets[0])
+        .expect("accepted");
+    net.drop_to_devices = 1;
+    net.advance(Duration::from_secs(10));
+    assert_eq!(net.response(dev, req).map(|r| r.code), Some(Code::CREATED));
+    assert_eq!(net.server.stats().registrations, 1);
+    // A Read whose request is lost is retransmitted by the server and completes.
+    let op = net
+        .server
+        .request(net.now, "lossy", Operation::Read(Path::Resource(3, 0, 9)))
+        .expect("sent");
+    net.drop_to_devices = 1;
+    net.advance(Duration::from_secs(5));
+    let node = Node::Resource(Resource::single(9, Value::Integer(40)));
+    net.drop_to_server = 1; // and the piggybacked answer is lost once as well
+    net.serve(dev, |_| {
+        content(Format::Tlv, Path::Resource(3, 0, 9), &node)
+    });
+    net.advance(Duration::from_secs(10));
+    assert_eq!(
+        net.outcome(op),
+        OpOutcome::Content(Content::Node {
+            path: Path::Resource(3, 0, 9),
+            node
+        })
+    );
+}
