@@ -912,3 +912,52 @@ fn debug_output_never_shows_keys_and_the_types_can_move_between_threads() {
         );
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever arrives from unknown addresses, the server never panics and never keeps
+        /// state: at most it answers with stateless HelloVerifyRequests.
+        #[test]
+        fn arbitrary_datagrams_from_strangers_create_no_state(
+            datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..20),
+        ) {
+            let mut server = DtlsServer::new(DtlsServerConfig::default(), store()).expect("server");
+            let now = Instant::now();
+            for (n, datagram) in datagrams.iter().enumerate() {
+                server.handle_datagram(now, addr(n as u16), datagram);
+            }
+            prop_assert_eq!(server.poll_timeout(), None);
+            prop_assert_eq!(server.stats().handshakes_in_progress, 0);
+            prop_assert!(server.poll_event().is_none());
+            while let Some((_, reply)) = server.poll_transmit() {
+                prop_assert!(crate::wire::hello_verify_cookie(&reply).is_some());
+            }
+        }
+
+        /// Arbitrary datagrams "from" an established peer never panic and never end its session
+        /// (unless one happens to be a valid close_notify, which random bytes are not).
+        #[test]
+        fn arbitrary_datagrams_on_an_established_session_leave_it_up(
+            datagrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..10),
+        ) {
+            let mut net = Net::new(DtlsServerConfig::default());
+            net.connect(addr(1), client(IDENTITY, &KEY));
+            net.take_server_events();
+            for datagram in &datagrams {
+                net.server.handle_datagram(net.now, addr(1), datagram);
+            }
+            net.pump();
+            prop_assert_eq!(net.server.stats().sessions, 1);
+            net.client_send(addr(1), b"alive");
+            let data = net.take_server_events().into_iter().any(|event| {
+                matches!(event, DtlsEvent::Data { bytes, .. } if bytes == b"alive")
+            });
+            prop_assert!(data);
+        }
+    }
+}
