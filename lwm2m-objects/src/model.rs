@@ -15,11 +15,31 @@ pub struct Operations {
 }
 
 impl Operations {
-    pub const NONE: Operations = Operations { read: false, write: false, execute: false };
-    pub const R: Operations = Operations { read: true, write: false, execute: false };
-    pub const W: Operations = Operations { read: false, write: true, execute: false };
-    pub const RW: Operations = Operations { read: true, write: true, execute: false };
-    pub const E: Operations = Operations { read: false, write: false, execute: true };
+    pub const NONE: Operations = Operations {
+        read: false,
+        write: false,
+        execute: false,
+    };
+    pub const R: Operations = Operations {
+        read: true,
+        write: false,
+        execute: false,
+    };
+    pub const W: Operations = Operations {
+        read: false,
+        write: true,
+        execute: false,
+    };
+    pub const RW: Operations = Operations {
+        read: true,
+        write: true,
+        execute: false,
+    };
+    pub const E: Operations = Operations {
+        read: false,
+        write: false,
+        execute: true,
+    };
 
     /// Reads the `<Operations>` text of an object definition (`""`, `R`, `W`, `RW`, `E`).
     pub fn from_oma(text: &str) -> Option<Operations> {
@@ -75,7 +95,9 @@ impl Range {
             (Range::Length { min, max }, Value::String(s) | Value::Corelnk(s)) => {
                 (min..=max).contains(&(s.len() as u64))
             }
-            (Range::Length { min, max }, Value::Opaque(b)) => (min..=max).contains(&(b.len() as u64)),
+            (Range::Length { min, max }, Value::Opaque(b)) => {
+                (min..=max).contains(&(b.len() as u64))
+            }
             (Range::Length { .. }, _) => true,
             (Range::OneOf(allowed), v) => match v.as_i64() {
                 Some(x) => allowed.contains(&x),
@@ -121,7 +143,10 @@ pub struct ObjectDef {
 impl ObjectDef {
     /// The definition of resource `id`, if the object defines it.
     pub fn resource(&self, id: u16) -> Option<&'static ResourceDef> {
-        self.resources.binary_search_by_key(&id, |r| r.id).ok().map(|i| &self.resources[i])
+        self.resources
+            .binary_search_by_key(&id, |r| r.id)
+            .ok()
+            .map(|i| &self.resources[i])
     }
 }
 
@@ -194,7 +219,14 @@ mod tests {
         assert_eq!(voltage.units, None);
         let rssi = model.resource(4, 2).unwrap();
         assert_eq!(rssi.units, Some("dBm"));
-        assert!(model.object(3).unwrap().resources.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(
+            model
+                .object(3)
+                .unwrap()
+                .resources
+                .windows(2)
+                .all(|w| w[0].id < w[1].id)
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ use crate::value::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     /// All instances of an object (`/3`).
-    Object { id: u16, instances: BTreeMap<u16, ObjectInstance> },
+    Object {
+        id: u16,
+        instances: BTreeMap<u16, ObjectInstance>,
+    },
     /// One object instance (`/3/0`).
     Instance(ObjectInstance),
     /// One resource (`/3/0/7`), single or multiple-instance.
@@ -46,7 +49,9 @@ pub enum ResourceValue {
 pub enum TreeError {
     #[error("{path} is not inside the requested path {requested}")]
     OutsideRequest { requested: Path, path: Path },
-    #[error("{path} names a {depth}-segment path; values belong to resources or resource instances")]
+    #[error(
+        "{path} names a {depth}-segment path; values belong to resources or resource instances"
+    )]
     NotAValuePath { path: Path, depth: usize },
     #[error("{path} is given both as a single resource and with resource instances")]
     MixedMultiplicity { path: Path },
@@ -58,17 +63,26 @@ pub enum TreeError {
 
 impl Resource {
     pub fn single(id: u16, value: Value) -> Resource {
-        Resource { id, value: ResourceValue::Single(value) }
+        Resource {
+            id,
+            value: ResourceValue::Single(value),
+        }
     }
 
     pub fn multiple(id: u16, instances: impl IntoIterator<Item = (u16, Value)>) -> Resource {
-        Resource { id, value: ResourceValue::Multiple(instances.into_iter().collect()) }
+        Resource {
+            id,
+            value: ResourceValue::Multiple(instances.into_iter().collect()),
+        }
     }
 }
 
 impl ObjectInstance {
     pub fn new(id: u16, resources: impl IntoIterator<Item = Resource>) -> ObjectInstance {
-        ObjectInstance { id, resources: resources.into_iter().map(|r| (r.id, r)).collect() }
+        ObjectInstance {
+            id,
+            resources: resources.into_iter().map(|r| (r.id, r)).collect(),
+        }
     }
 
     /// The value of single-instance resource `id`, if present.
@@ -116,7 +130,8 @@ impl Node {
                 }
             }
             (Node::ResourceInstance { id, value }, p) => {
-                if let (Some(o), Some(i), Some(r)) = (p.object_id(), p.instance_id(), p.resource_id())
+                if let (Some(o), Some(i), Some(r)) =
+                    (p.object_id(), p.instance_id(), p.resource_id())
                 {
                     out.push((Path::ResourceInstance(o, i, r, *id), value));
                 }
@@ -142,24 +157,31 @@ impl Node {
         let mut instances: BTreeMap<(u16, u16), ObjectInstance> = BTreeMap::new();
         for (path, value) in entries {
             if !requested.contains(&path) {
-                return Err(TreeError::OutsideRequest { requested: *requested, path });
+                return Err(TreeError::OutsideRequest {
+                    requested: *requested,
+                    path,
+                });
             }
             match path {
                 Path::Resource(o, i, r) => {
-                    let inst = instances
-                        .entry((o, i))
-                        .or_insert_with(|| ObjectInstance { id: i, ..Default::default() });
-                    if let Some(Resource { value: ResourceValue::Multiple(_), .. }) =
-                        inst.resources.get(&r)
+                    let inst = instances.entry((o, i)).or_insert_with(|| ObjectInstance {
+                        id: i,
+                        ..Default::default()
+                    });
+                    if let Some(Resource {
+                        value: ResourceValue::Multiple(_),
+                        ..
+                    }) = inst.resources.get(&r)
                     {
                         return Err(TreeError::MixedMultiplicity { path });
                     }
                     inst.resources.insert(r, Resource::single(r, value));
                 }
                 Path::ResourceInstance(o, i, r, ri) => {
-                    let inst = instances
-                        .entry((o, i))
-                        .or_insert_with(|| ObjectInstance { id: i, ..Default::default() });
+                    let inst = instances.entry((o, i)).or_insert_with(|| ObjectInstance {
+                        id: i,
+                        ..Default::default()
+                    });
                     let res = inst
                         .resources
                         .entry(r)
@@ -176,7 +198,10 @@ impl Node {
                     }
                 }
                 other => {
-                    return Err(TreeError::NotAValuePath { path: other, depth: other.depth() });
+                    return Err(TreeError::NotAValuePath {
+                        path: other,
+                        depth: other.depth(),
+                    });
                 }
             }
         }
@@ -184,19 +209,27 @@ impl Node {
             Path::Root => Err(TreeError::RootNode),
             Path::Object(o) => Ok(Node::Object {
                 id: o,
-                instances: instances.into_iter().map(|((_, i), inst)| (i, inst)).collect(),
+                instances: instances
+                    .into_iter()
+                    .map(|((_, i), inst)| (i, inst))
+                    .collect(),
             }),
             Path::Instance(o, i) => match instances.remove(&(o, i)) {
                 Some(inst) => Ok(Node::Instance(inst)),
                 // An instance with no readable resource is legal (and is what an empty SenML
                 // array means for a Read of an instance).
-                None => Ok(Node::Instance(ObjectInstance { id: i, ..Default::default() })),
+                None => Ok(Node::Instance(ObjectInstance {
+                    id: i,
+                    ..Default::default()
+                })),
             },
             Path::Resource(o, i, r) => instances
                 .remove(&(o, i))
                 .and_then(|mut inst| inst.resources.remove(&r))
                 .map(Node::Resource)
-                .ok_or(TreeError::Empty { requested: *requested }),
+                .ok_or(TreeError::Empty {
+                    requested: *requested,
+                }),
             Path::ResourceInstance(o, i, r, ri) => instances
                 .remove(&(o, i))
                 .and_then(|mut inst| inst.resources.remove(&r))
@@ -205,7 +238,9 @@ impl Node {
                     ResourceValue::Single(_) => None,
                 })
                 .map(|value| Node::ResourceInstance { id: ri, value })
-                .ok_or(TreeError::Empty { requested: *requested }),
+                .ok_or(TreeError::Empty {
+                    requested: *requested,
+                }),
         }
     }
 }
@@ -227,10 +262,15 @@ mod tests {
             (p("/3/0/9"), Value::Integer(87)),
         ];
         let node = Node::from_entries(&p("/3/0"), entries.clone()).unwrap();
-        let Node::Instance(inst) = &node else { panic!("{node:?}") };
+        let Node::Instance(inst) = &node else {
+            panic!("{node:?}")
+        };
         assert_eq!(inst.value(9), Some(&Value::Integer(87)));
-        let flat: Vec<(Path, Value)> =
-            node.flatten(&p("/3/0")).into_iter().map(|(p, v)| (p, v.clone())).collect();
+        let flat: Vec<(Path, Value)> = node
+            .flatten(&p("/3/0"))
+            .into_iter()
+            .map(|(p, v)| (p, v.clone()))
+            .collect();
         assert_eq!(flat, entries);
     }
 
@@ -240,7 +280,10 @@ mod tests {
         assert!(matches!(err, Err(TreeError::OutsideRequest { .. })));
         let err = Node::from_entries(
             &p("/3/0"),
-            vec![(p("/3/0/7"), Value::Integer(1)), (p("/3/0/7/0"), Value::Integer(1))],
+            vec![
+                (p("/3/0/7"), Value::Integer(1)),
+                (p("/3/0/7/0"), Value::Integer(1)),
+            ],
         );
         assert!(matches!(err, Err(TreeError::MixedMultiplicity { .. })));
         let err = Node::from_entries(&p("/3"), vec![(p("/3/0"), Value::Integer(1))]);
@@ -251,10 +294,17 @@ mod tests {
 
     #[test]
     fn single_resource_and_resource_instance() {
-        let node = Node::from_entries(&p("/3/0/9"), vec![(p("/3/0/9"), Value::Integer(5))]).unwrap();
+        let node =
+            Node::from_entries(&p("/3/0/9"), vec![(p("/3/0/9"), Value::Integer(5))]).unwrap();
         assert_eq!(node, Node::Resource(Resource::single(9, Value::Integer(5))));
         let node =
             Node::from_entries(&p("/3/0/7/1"), vec![(p("/3/0/7/1"), Value::Integer(5))]).unwrap();
-        assert_eq!(node, Node::ResourceInstance { id: 1, value: Value::Integer(5) });
+        assert_eq!(
+            node,
+            Node::ResourceInstance {
+                id: 1,
+                value: Value::Integer(5)
+            }
+        );
     }
 }

@@ -32,10 +32,20 @@ pub enum PathError {
     #[error("path {path:?} has an empty segment at byte {offset}")]
     EmptySegment { path: String, offset: usize },
     #[error("path {path:?}: segment {segment:?} at byte {offset} is not a decimal ID")]
-    NotANumber { path: String, segment: String, offset: usize },
+    NotANumber {
+        path: String,
+        segment: String,
+        offset: usize,
+    },
     #[error("path {path:?}: ID {id} at byte {offset} is above the maximum {MAX_ID}")]
-    IdTooLarge { path: String, id: u32, offset: usize },
-    #[error("path {path:?} has {depth} segments; at most 4 (object/instance/resource/resource instance)")]
+    IdTooLarge {
+        path: String,
+        id: u32,
+        offset: usize,
+    },
+    #[error(
+        "path {path:?} has {depth} segments; at most 4 (object/instance/resource/resource instance)"
+    )]
     TooDeep { path: String, depth: usize },
 }
 
@@ -176,9 +186,11 @@ impl FromStr for Path {
     /// Parses `/`, `/3`, `/3/0`, `/3/0/7` or `/3/0/7/1`. A trailing slash is not allowed except for
     /// the root; IDs are plain decimal digits (no sign, no spaces) up to [`MAX_ID`].
     fn from_str(text: &str) -> Result<Path, PathError> {
-        let rest = text.strip_prefix('/').ok_or_else(|| PathError::NoLeadingSlash {
-            path: text.to_owned(),
-        })?;
+        let rest = text
+            .strip_prefix('/')
+            .ok_or_else(|| PathError::NoLeadingSlash {
+                path: text.to_owned(),
+            })?;
         if rest.is_empty() {
             return Ok(Path::Root);
         }
@@ -193,7 +205,10 @@ impl FromStr for Path {
                 });
             }
             if segment.is_empty() {
-                return Err(PathError::EmptySegment { path: text.to_owned(), offset });
+                return Err(PathError::EmptySegment {
+                    path: text.to_owned(),
+                    offset,
+                });
             }
             if segment.len() > 5 || !segment.bytes().all(|b| b.is_ascii_digit()) {
                 // More than five digits can only be out of range or junk; either way say what it is.
@@ -211,16 +226,25 @@ impl FromStr for Path {
                 });
             }
             // At most five ASCII digits: always fits in u32.
-            let id: u32 = segment.bytes().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
+            let id: u32 = segment
+                .bytes()
+                .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'));
             if id > u32::from(MAX_ID) {
-                return Err(PathError::IdTooLarge { path: text.to_owned(), id, offset });
+                return Err(PathError::IdTooLarge {
+                    path: text.to_owned(),
+                    id,
+                    offset,
+                });
             }
             ids[depth] = id as u16;
             depth += 1;
             offset += segment.len() + 1;
         }
         // depth is 1..=4 here and every ID was range-checked above.
-        Path::from_ids(&ids[..depth]).ok_or(PathError::TooDeep { path: text.to_owned(), depth })
+        Path::from_ids(&ids[..depth]).ok_or(PathError::TooDeep {
+            path: text.to_owned(),
+            depth,
+        })
     }
 }
 
@@ -248,31 +272,62 @@ mod tests {
         assert_eq!("/3".parse::<Path>(), Ok(Path::Object(3)));
         assert_eq!("/3/0".parse::<Path>(), Ok(Path::Instance(3, 0)));
         assert_eq!("/3/0/7".parse::<Path>(), Ok(Path::Resource(3, 0, 7)));
-        assert_eq!("/3/0/7/1".parse::<Path>(), Ok(Path::ResourceInstance(3, 0, 7, 1)));
-        assert_eq!("/65534/65534".parse::<Path>(), Ok(Path::Instance(65534, 65534)));
+        assert_eq!(
+            "/3/0/7/1".parse::<Path>(),
+            Ok(Path::ResourceInstance(3, 0, 7, 1))
+        );
+        assert_eq!(
+            "/65534/65534".parse::<Path>(),
+            Ok(Path::Instance(65534, 65534))
+        );
     }
 
     #[test]
     fn rejects_malformed_paths_with_position() {
-        assert!(matches!("3/0".parse::<Path>(), Err(PathError::NoLeadingSlash { .. })));
+        assert!(matches!(
+            "3/0".parse::<Path>(),
+            Err(PathError::NoLeadingSlash { .. })
+        ));
         assert!(matches!(
             "/3//7".parse::<Path>(),
             Err(PathError::EmptySegment { offset: 3, .. })
         ));
-        assert!(matches!("/3/0/".parse::<Path>(), Err(PathError::EmptySegment { offset: 5, .. })));
+        assert!(matches!(
+            "/3/0/".parse::<Path>(),
+            Err(PathError::EmptySegment { offset: 5, .. })
+        ));
         assert!(matches!(
             "/3/x".parse::<Path>(),
             Err(PathError::NotANumber { offset: 3, .. })
         ));
-        assert!(matches!("/3/-1".parse::<Path>(), Err(PathError::NotANumber { .. })));
-        assert!(matches!("/3/+1".parse::<Path>(), Err(PathError::NotANumber { .. })));
+        assert!(matches!(
+            "/3/-1".parse::<Path>(),
+            Err(PathError::NotANumber { .. })
+        ));
+        assert!(matches!(
+            "/3/+1".parse::<Path>(),
+            Err(PathError::NotANumber { .. })
+        ));
         assert!(matches!(
             "/65535".parse::<Path>(),
-            Err(PathError::IdTooLarge { id: 65535, offset: 1, .. })
+            Err(PathError::IdTooLarge {
+                id: 65535,
+                offset: 1,
+                ..
+            })
         ));
-        assert!(matches!("/99999999999".parse::<Path>(), Err(PathError::IdTooLarge { .. })));
-        assert!(matches!("/1/2/3/4/5".parse::<Path>(), Err(PathError::TooDeep { depth: 5, .. })));
-        assert!(matches!("".parse::<Path>(), Err(PathError::NoLeadingSlash { .. })));
+        assert!(matches!(
+            "/99999999999".parse::<Path>(),
+            Err(PathError::IdTooLarge { .. })
+        ));
+        assert!(matches!(
+            "/1/2/3/4/5".parse::<Path>(),
+            Err(PathError::TooDeep { depth: 5, .. })
+        ));
+        assert!(matches!(
+            "".parse::<Path>(),
+            Err(PathError::NoLeadingSlash { .. })
+        ));
     }
 
     #[test]

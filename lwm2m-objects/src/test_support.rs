@@ -21,9 +21,9 @@ pub fn value_of(ty: ResourceType) -> BoxedStrategy<Value> {
             .prop_map(Value::Float)
             .boxed(),
         ResourceType::Boolean => any::<bool>().prop_map(Value::Boolean).boxed(),
-        ResourceType::Opaque => {
-            proptest::collection::vec(any::<u8>(), 0..300).prop_map(Value::Opaque).boxed()
-        }
+        ResourceType::Opaque => proptest::collection::vec(any::<u8>(), 0..300)
+            .prop_map(Value::Opaque)
+            .boxed(),
         ResourceType::Time => any::<i64>().prop_map(Value::Time).boxed(),
         ResourceType::Objlnk => (any::<u16>(), any::<u16>())
             .prop_map(|(object, instance)| Value::Objlnk(ObjLink { object, instance }))

@@ -72,7 +72,10 @@ pub struct ObjLink {
 }
 
 impl ObjLink {
-    pub const NULL: ObjLink = ObjLink { object: u16::MAX, instance: u16::MAX };
+    pub const NULL: ObjLink = ObjLink {
+        object: u16::MAX,
+        instance: u16::MAX,
+    };
 }
 
 impl fmt::Display for ObjLink {
@@ -86,7 +89,10 @@ impl std::str::FromStr for ObjLink {
 
     /// Parses `"3:0"` (the SenML `vlo` and plain-text form).
     fn from_str(s: &str) -> Result<ObjLink, ValueError> {
-        let bad = || ValueError::Unparsable { expected: ResourceType::Objlnk, text: s.to_owned() };
+        let bad = || ValueError::Unparsable {
+            expected: ResourceType::Objlnk,
+            text: s.to_owned(),
+        };
         let (o, i) = s.split_once(':').ok_or_else(bad)?;
         let parse = |t: &str| {
             if t.is_empty() || t.len() > 5 || !t.bytes().all(|b| b.is_ascii_digit()) {
@@ -94,7 +100,10 @@ impl std::str::FromStr for ObjLink {
             }
             t.parse::<u16>().ok()
         };
-        Ok(ObjLink { object: parse(o).ok_or_else(bad)?, instance: parse(i).ok_or_else(bad)? })
+        Ok(ObjLink {
+            object: parse(o).ok_or_else(bad)?,
+            instance: parse(i).ok_or_else(bad)?,
+        })
     }
 }
 
@@ -123,11 +132,20 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
     #[error("{text:?} is not a valid {expected}")]
-    Unparsable { expected: ResourceType, text: String },
+    Unparsable {
+        expected: ResourceType,
+        text: String,
+    },
     #[error("a {found} value cannot be used as {expected}")]
-    WrongType { expected: ResourceType, found: &'static str },
+    WrongType {
+        expected: ResourceType,
+        found: &'static str,
+    },
     #[error("{value} is out of range for {expected}")]
-    OutOfRange { expected: ResourceType, value: String },
+    OutOfRange {
+        expected: ResourceType,
+        value: String,
+    },
 }
 
 impl Value {
@@ -190,8 +208,10 @@ impl Value {
         if self.resource_type() == Some(ty) {
             return Ok(self);
         }
-        let out_of_range =
-            |v: &dyn fmt::Display| ValueError::OutOfRange { expected: ty, value: v.to_string() };
+        let out_of_range = |v: &dyn fmt::Display| ValueError::OutOfRange {
+            expected: ty,
+            value: v.to_string(),
+        };
         match (self, ty) {
             (Value::Untyped(bytes), ResourceType::Opaque) => Ok(Value::Opaque(bytes)),
             (Value::Untyped(bytes), _) => {
@@ -201,23 +221,27 @@ impl Value {
                 })?;
                 Value::parse_text(&text, ty)
             }
-            (Value::Integer(v), ResourceType::UnsignedInteger) => {
-                u64::try_from(v).map(Value::UnsignedInteger).map_err(|_| out_of_range(&v))
-            }
+            (Value::Integer(v), ResourceType::UnsignedInteger) => u64::try_from(v)
+                .map(Value::UnsignedInteger)
+                .map_err(|_| out_of_range(&v)),
             (Value::Integer(v), ResourceType::Time) => Ok(Value::Time(v)),
             (Value::Integer(v), ResourceType::Float) => Ok(Value::Float(v as f64)),
-            (Value::UnsignedInteger(v), ResourceType::Integer) => {
-                i64::try_from(v).map(Value::Integer).map_err(|_| out_of_range(&v))
-            }
-            (Value::UnsignedInteger(v), ResourceType::Time) => {
-                i64::try_from(v).map(Value::Time).map_err(|_| out_of_range(&v))
-            }
+            (Value::UnsignedInteger(v), ResourceType::Integer) => i64::try_from(v)
+                .map(Value::Integer)
+                .map_err(|_| out_of_range(&v)),
+            (Value::UnsignedInteger(v), ResourceType::Time) => i64::try_from(v)
+                .map(Value::Time)
+                .map_err(|_| out_of_range(&v)),
             (Value::UnsignedInteger(v), ResourceType::Float) => Ok(Value::Float(v as f64)),
             (Value::Time(v), ResourceType::Integer) => Ok(Value::Integer(v)),
             (Value::Float(v), ResourceType::Integer | ResourceType::Time) => {
                 if v.fract() == 0.0 && v >= i64::MIN as f64 && v < i64::MAX as f64 {
                     let i = v as i64;
-                    Ok(if ty == ResourceType::Time { Value::Time(i) } else { Value::Integer(i) })
+                    Ok(if ty == ResourceType::Time {
+                        Value::Time(i)
+                    } else {
+                        Value::Integer(i)
+                    })
                 } else {
                     Err(out_of_range(&v))
                 }
@@ -231,14 +255,20 @@ impl Value {
             }
             (Value::String(s), ResourceType::Corelnk) => Ok(Value::Corelnk(s)),
             (Value::Corelnk(s), ResourceType::String) => Ok(Value::String(s)),
-            (other, _) => Err(ValueError::WrongType { expected: ty, found: other.kind_name() }),
+            (other, _) => Err(ValueError::WrongType {
+                expected: ty,
+                found: other.kind_name(),
+            }),
         }
     }
 
     /// Reads the plain-text representation of a value of type `ty` (TS Core 1.1 §7.4.1 "Plain
     /// Text"): decimal numbers, `0`/`1` for Boolean, `obj:inst` for Objlnk, base64 for Opaque.
     pub fn parse_text(text: &str, ty: ResourceType) -> Result<Value, ValueError> {
-        let bad = || ValueError::Unparsable { expected: ty, text: text.to_owned() };
+        let bad = || ValueError::Unparsable {
+            expected: ty,
+            text: text.to_owned(),
+        };
         Ok(match ty {
             ResourceType::String => Value::String(text.to_owned()),
             ResourceType::Corelnk => Value::Corelnk(text.to_owned()),
@@ -251,14 +281,19 @@ impl Value {
                 let t = text.trim();
                 // Rust also accepts "inf"/"NaN"; LwM2M text floats are decimal numbers only.
                 if t.is_empty()
-                    || !t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
                 {
                     return Err(bad());
                 }
                 let v: f64 = t.parse().map_err(|_| bad())?;
                 // "1e400" parses to infinity, which has no text form to write back.
                 if !v.is_finite() {
-                    return Err(ValueError::OutOfRange { expected: ty, value: t.to_owned() });
+                    return Err(ValueError::OutOfRange {
+                        expected: ty,
+                        value: t.to_owned(),
+                    });
                 }
                 Value::Float(v)
             }
@@ -346,12 +381,21 @@ mod tests {
 
     #[test]
     fn text_forms() {
-        assert_eq!(Value::parse_text("42", ResourceType::Integer), Ok(Value::Integer(42)));
-        assert_eq!(Value::parse_text("1", ResourceType::Boolean), Ok(Value::Boolean(true)));
+        assert_eq!(
+            Value::parse_text("42", ResourceType::Integer),
+            Ok(Value::Integer(42))
+        );
+        assert_eq!(
+            Value::parse_text("1", ResourceType::Boolean),
+            Ok(Value::Boolean(true))
+        );
         assert!(Value::parse_text("true", ResourceType::Boolean).is_err());
         assert_eq!(
             Value::parse_text("3:0", ResourceType::Objlnk),
-            Ok(Value::Objlnk(ObjLink { object: 3, instance: 0 }))
+            Ok(Value::Objlnk(ObjLink {
+                object: 3,
+                instance: 0
+            }))
         );
         assert!(Value::parse_text("NaN", ResourceType::Float).is_err());
         assert!(matches!(
@@ -366,7 +410,10 @@ mod tests {
     #[test]
     fn untyped_values_coerce_through_their_text() {
         let raw = Value::Untyped(b"-110".to_vec());
-        assert_eq!(raw.clone().coerce(ResourceType::Integer), Ok(Value::Integer(-110)));
+        assert_eq!(
+            raw.clone().coerce(ResourceType::Integer),
+            Ok(Value::Integer(-110))
+        );
         assert!(raw.clone().coerce(ResourceType::UnsignedInteger).is_err());
         assert_eq!(raw.to_string(), "-110");
         assert_eq!(Value::Untyped(vec![0, 1, 0xff]).to_string(), "0x0001ff");
@@ -374,10 +421,21 @@ mod tests {
 
     #[test]
     fn numeric_coercions_are_exact() {
-        assert_eq!(Value::Float(5.0).coerce(ResourceType::Integer), Ok(Value::Integer(5)));
+        assert_eq!(
+            Value::Float(5.0).coerce(ResourceType::Integer),
+            Ok(Value::Integer(5))
+        );
         assert!(Value::Float(5.5).coerce(ResourceType::Integer).is_err());
-        assert!(Value::Integer(-1).coerce(ResourceType::UnsignedInteger).is_err());
-        assert!(Value::UnsignedInteger(u64::MAX).coerce(ResourceType::Integer).is_err());
+        assert!(
+            Value::Integer(-1)
+                .coerce(ResourceType::UnsignedInteger)
+                .is_err()
+        );
+        assert!(
+            Value::UnsignedInteger(u64::MAX)
+                .coerce(ResourceType::Integer)
+                .is_err()
+        );
         assert!(Value::Boolean(true).coerce(ResourceType::Integer).is_err());
     }
 
