@@ -26,7 +26,7 @@ mod value;
 pub use codec::ContentFormat;
 pub use model::{ObjectDef, ObjectModel, Operations, Range, ResourceDef};
 pub use node::{Node, ObjectInstance, Resource, ResourceValue};
-pub use path::{Path, PathError, MAX_ID};
+pub use path::{MAX_ID, Path, PathError};
 pub use value::{ObjLink, ResourceType, Value, ValueError};
 
 /// The object definitions generated from the OMA LwM2M registry (see `xtask gen-objects`).
