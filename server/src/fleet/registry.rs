@@ -189,6 +189,24 @@ pub struct PskCredentials {
     pub state: LifecycleState,
 }
 
+/// A page of live credentials in identity order, for filling the DTLS layer's in-memory
+/// identity → key map (its PSK callback is synchronous).
+#[derive(Debug, Clone)]
+pub struct CredentialsPage {
+    pub credentials: Vec<PskCredentials>,
+    /// Pass as `after` for the next page; None on the last page.
+    pub next_after: Option<String>,
+}
+
+/// One entry of a batched connectivity update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectivityUpdate {
+    pub endpoint: String,
+    pub connectivity: Connectivity,
+    /// When the device was last heard; None keeps the stored time.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
     #[error("the {field} is missing")]

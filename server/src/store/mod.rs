@@ -31,8 +31,9 @@ use crate::fleet::lifecycle::{
 use crate::fleet::onboarding::{self, ImportError, ImportOutcome, ImportRejection, ImportReport};
 use crate::fleet::registry::{
     self, AUDIT_CREATED, AUDIT_IMPORTED, AuditEntry, AuditPage, AuditPageRequest, Connectivity,
-    CreatedDevice, Device, DeviceFilter, DevicePage, NewDevice, PageRequest, PskCredentials,
-    RegistrationFacts, RegistrationRefusal, SecurityMode, ValidationError,
+    ConnectivityUpdate, CreatedDevice, CredentialsPage, Device, DeviceFilter, DevicePage,
+    NewDevice, PageRequest, PskCredentials, RegistrationFacts, RegistrationRefusal, SecurityMode,
+    ValidationError,
 };
 use crate::fleet::secrets::{self, PskKey, SecretError, ServerKey};
 
@@ -366,6 +367,42 @@ impl Store {
         }))
     }
 
+    /// Live credentials (not revoked, not decommissioned) in identity order, `limit` (1–1000) at a
+    /// time after `after`: for loading the DTLS layer's identity → key map at start.
+    pub async fn psk_credentials_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<CredentialsPage, StoreError> {
+        PageRequest::first(limit).validate()?;
+        // Identities are never empty, so "" is before the first one.
+        let rows = on_backend!(self, b => b.credentials_page(after.unwrap_or(""), i64::from(limit)).await)?;
+        let full = rows.len() == usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut credentials = Vec::with_capacity(rows.len());
+        for row in rows {
+            let state = rows::parse_state(&row.endpoint, &row.state)?;
+            let (Some(identity), Some(sealed)) = (row.psk_identity, row.psk_key_sealed) else {
+                continue;
+            };
+            let key = self.server_key.open_psk(&row.endpoint, &sealed)?;
+            credentials.push(PskCredentials {
+                endpoint: row.endpoint,
+                identity,
+                key,
+                state,
+            });
+        }
+        let next_after = if full {
+            credentials.last().map(|c| c.identity.clone())
+        } else {
+            None
+        };
+        Ok(CredentialsPage {
+            credentials,
+            next_after,
+        })
+    }
+
     /// Whether `endpoint` may Register, given the PSK identity its DTLS session authenticated
     /// (None for plain CoAP) and whether NoSec is enabled on the server. The outer error is a
     /// storage failure; the inner one the refusal (answer 4.03 and log it).
@@ -429,6 +466,25 @@ impl Store {
             return Err(StoreError::NotFound(endpoint.to_owned()));
         }
         Ok(())
+    }
+
+    /// Many connectivity updates in one transaction, e.g. a lifetime-expiry sweep marking devices
+    /// offline. Unknown endpoints are skipped; returns how many devices were updated.
+    pub async fn set_connectivity_many(
+        &self,
+        updates: &[ConnectivityUpdate],
+    ) -> Result<u64, StoreError> {
+        let updates: Vec<(&str, Connectivity, Option<DateTime<Utc>>)> = updates
+            .iter()
+            .map(|u| {
+                (
+                    u.endpoint.as_str(),
+                    u.connectivity,
+                    u.last_seen.map(|t| t.trunc_subsecs(6)),
+                )
+            })
+            .collect();
+        Ok(on_backend!(self, b => b.set_connectivity_many(&updates, now()).await)?)
     }
 
     /// Records the firmware version the device reported (3/0/3).

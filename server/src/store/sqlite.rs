@@ -125,6 +125,40 @@ impl SqliteBackend {
             .await
     }
 
+    pub(crate) async fn credentials_page(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<CredentialsRow>, sqlx::Error> {
+        sqlx::query_as::<_, CredentialsRow>(sql::SELECT_CREDENTIALS_PAGE)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Several connectivity updates in one transaction (one commit, one fsync on SQLite).
+    pub(crate) async fn set_connectivity_many(
+        &self,
+        updates: &[(&str, Connectivity, Option<DateTime<Utc>>)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for (endpoint, connectivity, last_seen) in updates {
+            changed += sqlx::query(sql::UPDATE_CONNECTIVITY)
+                .bind(connectivity.as_str())
+                .bind(*last_seen)
+                .bind(now)
+                .bind(*endpoint)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     pub(crate) async fn registration_facts(
         &self,
         endpoint: &str,

@@ -101,6 +101,8 @@ dual_backend_tests!(
     case_import_report_covers_every_reason,
     case_import_crosses_batches,
     case_export_has_no_keys,
+    case_credentials_pages_hold_only_live_keys,
+    case_batched_connectivity_updates,
 );
 
 fn psk_device(endpoint: &str, identity: &str, key_hex: &str) -> NewDevice {
@@ -1205,6 +1207,95 @@ async fn case_export_has_no_keys(store: Store) {
         .await
         .unwrap();
     assert_eq!(filtered, 1);
+}
+
+async fn case_credentials_pages_hold_only_live_keys(store: Store) {
+    for i in 0..7 {
+        store
+            .create_device(
+                psk_device(&format!("meter-{i}"), &format!("id-{i}"), KEY_A),
+                &alice(),
+            )
+            .await
+            .unwrap();
+    }
+    let nosec = NewDevice {
+        security_mode: SecurityMode::NoSec,
+        ..NewDevice::psk("meter-ns", "SN", "WM-1")
+    };
+    store.create_device(nosec, &alice()).await.unwrap();
+    store
+        .decommission("meter-3", &alice(), "scrapped")
+        .await
+        .unwrap();
+    let mut identities = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .psk_credentials_page(after.as_deref(), 2)
+            .await
+            .unwrap();
+        assert!(page.credentials.len() <= 2);
+        for c in &page.credentials {
+            assert_eq!(c.key.to_hex(), KEY_A);
+            assert_eq!(c.endpoint, c.identity.replace("id-", "meter-"));
+            identities.push(c.identity.clone());
+        }
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(identities, ["id-0", "id-1", "id-2", "id-4", "id-5", "id-6"]);
+    assert!(matches!(
+        store.psk_credentials_page(None, 0).await,
+        Err(StoreError::Invalid(ValidationError::PageSize))
+    ));
+}
+
+async fn case_batched_connectivity_updates(store: Store) {
+    for i in 0..3 {
+        store
+            .create_device(
+                NewDevice::psk(&format!("meter-{i}"), "SN", "EM-100"),
+                &alice(),
+            )
+            .await
+            .unwrap();
+    }
+    let seen = Utc.with_ymd_and_hms(2025, 6, 1, 8, 30, 0).unwrap();
+    let update = |endpoint: &str, connectivity, last_seen| crate::fleet::ConnectivityUpdate {
+        endpoint: endpoint.to_owned(),
+        connectivity,
+        last_seen,
+    };
+    let changed = store
+        .set_connectivity_many(&[
+            update("meter-0", Connectivity::Online, Some(seen)),
+            update("meter-1", Connectivity::Sleeping, Some(seen)),
+            update("meter-404", Connectivity::Online, None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(changed, 2, "unknown endpoints are skipped");
+    let changed = store
+        .set_connectivity_many(&[update("meter-0", Connectivity::Offline, None)])
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    let zero = store.get_device("meter-0").await.unwrap().unwrap();
+    assert_eq!(
+        (zero.connectivity, zero.last_seen),
+        (Connectivity::Offline, Some(seen))
+    );
+    let one = store.get_device("meter-1").await.unwrap().unwrap();
+    assert_eq!(one.connectivity, Connectivity::Sleeping);
+    let two = store.get_device("meter-2").await.unwrap().unwrap();
+    assert_eq!(
+        (two.connectivity, two.last_seen),
+        (Connectivity::Offline, None)
+    );
+    assert_eq!(store.set_connectivity_many(&[]).await.unwrap(), 0);
 }
 
 // Durability: what was acknowledged is there after closing and reopening the database.
