@@ -319,6 +319,7 @@ impl FromStr for Actor {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::LifecycleState::*;
     use super::*;

@@ -397,6 +397,7 @@ pub fn write_export_row<W: Write>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

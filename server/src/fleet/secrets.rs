@@ -195,6 +195,7 @@ pub fn generate_psk_identity() -> Result<String, SecretError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

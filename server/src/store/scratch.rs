@@ -104,6 +104,7 @@ impl ScratchPostgres {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::with_database;
 

@@ -269,6 +269,7 @@ pub(crate) enum ExistingColumn {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
     use crate::fleet::lifecycle::LifecycleState;

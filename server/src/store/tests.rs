@@ -3,6 +3,9 @@
 //! (a fresh database per test, dropped afterwards, when `FERRITE_TEST_POSTGRES_URL` is set;
 //! skipped with a message otherwise, and failing instead when `CI=true`).
 
+// A failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::future::Future;
 
