@@ -126,10 +126,19 @@ macro_rules! on_backend {
 }
 
 /// The fleet registry's storage. Cheap to clone (a pool handle and the server key).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     backend: Backend,
     server_key: Arc<ServerKey>,
+}
+
+// Hand-written: the pools' Debug shows their connect options, which may include a password.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend_kind())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Timestamps are kept to microseconds, PostgreSQL's precision, so both engines return exactly

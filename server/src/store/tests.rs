@@ -1403,6 +1403,20 @@ async fn postgres_durability_close_and_reopen() {
 }
 
 #[tokio::test]
+async fn sqlite_in_memory_keeps_its_data_across_calls() {
+    let store = Store::connect("sqlite::memory:", test_key()).await.unwrap();
+    store
+        .create_device(NewDevice::psk("meter-1", "SN", "EM-100"), &alice())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(store.get_device("meter-1").await.unwrap().is_some());
+    }
+    assert_eq!(format!("{store:?}"), "Store { backend: Sqlite, .. }");
+    store.close().await;
+}
+
+#[tokio::test]
 async fn unsupported_urls_are_refused() {
     let error = Store::connect("mysql://localhost/x", test_key())
         .await
