@@ -20,7 +20,8 @@ use crate::fleet::registry::Connectivity;
 
 #[derive(Debug, Clone)]
 pub(crate) struct PostgresBackend {
-    pool: PgPool,
+    /// Visible to sibling store modules (e.g. the LwM2M persistence) that run their own SQL.
+    pub(super) pool: PgPool,
 }
 
 impl PostgresBackend {

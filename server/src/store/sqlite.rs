@@ -22,7 +22,8 @@ use crate::fleet::registry::Connectivity;
 
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteBackend {
-    pool: SqlitePool,
+    /// Visible to sibling store modules (e.g. the LwM2M persistence) that run their own SQL.
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteBackend {
