@@ -1,0 +1,385 @@
+//! One worker thread: its meters, their sockets in one epoll set, a heap of deadlines, and the
+//! fault layer between the meters and their sockets (see the module documentation of `fleet`).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use super::Shared;
+use super::faults::{Delayed, Fate, fate};
+use crate::ledger::LedgerWriter;
+use crate::meter::{Ctx, Profile, SimMeter};
+use crate::rng::Rng;
+use crate::stats::Stats;
+
+/// The longest the loop sleeps without looking at the stop flag.
+const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Largest datagram read (CoAP over UDP stays under ~1152 bytes with 1 KiB blocks; DTLS adds a
+/// record header and tag).
+const RECV_BUFFER: usize = 2048;
+
+/// One meter with its socket.
+struct Slot {
+    meter: SimMeter,
+    socket: Option<UdpSocket>,
+    /// The deadline this slot has a live heap entry for.
+    scheduled: Option<Instant>,
+    stopped: bool,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    poll: Poll,
+    slots: Vec<Slot>,
+    heap: BinaryHeap<Reverse<(Instant, u32)>>,
+    ledger: Option<LedgerWriter>,
+    out: Vec<Vec<u8>>,
+    delayed: BinaryHeap<Reverse<Delayed>>,
+    delay_seq: u64,
+    rng: Rng,
+    stopped: usize,
+}
+
+fn open_socket(poll: &Poll, server: SocketAddr, token: usize) -> std::io::Result<UdpSocket> {
+    let any: SocketAddr = if server.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let mut socket = UdpSocket::bind(any)?;
+    // Connected: the kernel drops datagrams from anyone but the server, and send needs no address.
+    socket.connect(server)?;
+    poll.registry()
+        .register(&mut socket, Token(token), Interest::READABLE)?;
+    Ok(socket)
+}
+
+/// Runs worker `id` of `workers` until the fleet is stopped and its meters are done.
+pub(super) fn run(
+    id: usize,
+    workers: usize,
+    shared: Arc<Shared>,
+    ledger: Option<LedgerWriter>,
+    started: Instant,
+) {
+    let poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("worker {id}: cannot create the poller: {e}");
+            return;
+        }
+    };
+    let settings = &shared.settings;
+    let mut slots = Vec::new();
+    let mut index = id as u32;
+    while index < shared.meters {
+        let profile = Profile::generate(&shared.profiles, index);
+        let start_at = started + Duration::from_secs_f64(f64::from(index) / shared.start_rate);
+        let meter = SimMeter::new(profile, settings, start_at);
+        let socket = match open_socket(&poll, settings.server, slots.len()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                shared.socket_errors.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = shared.first_socket_error.lock() {
+                    first.get_or_insert_with(|| e.to_string());
+                }
+                None
+            }
+        };
+        slots.push(Slot {
+            meter,
+            socket,
+            scheduled: None,
+            stopped: false,
+        });
+        shared.created.fetch_add(1, Ordering::Relaxed);
+        index = index.saturating_add(workers as u32);
+    }
+    let mut worker = Worker {
+        rng: Rng::derive(shared.profiles.seed, 99, id as u64),
+        shared: Arc::clone(&shared),
+        poll,
+        slots,
+        heap: BinaryHeap::new(),
+        ledger,
+        out: Vec::new(),
+        delayed: BinaryHeap::new(),
+        delay_seq: 0,
+        stopped: 0,
+    };
+    for i in 0..worker.slots.len() {
+        worker.reschedule(i);
+    }
+    worker.run_loop();
+    if let Some(ledger) = worker.ledger.as_mut() {
+        ledger.flush();
+    }
+}
+
+impl Worker {
+    fn run_loop(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut buf = vec![0u8; RECV_BUFFER];
+        let mut stop_started: Option<Instant> = None;
+        let mut stop_next = 0usize;
+        let mut last_rebind_check = Instant::now();
+        let give_up = self.shared.settings.stop_flush + Duration::from_secs(20);
+        loop {
+            let now = Instant::now();
+            if stop_started.is_none() && self.shared.stop.load(Ordering::Relaxed) {
+                stop_started = Some(now);
+            }
+            // Stop gracefully at the start rate (per worker), so de-registrations do not arrive
+            // all at once.
+            if let Some(since) = stop_started {
+                let rate = self.shared.start_rate / self.shared_workers();
+                let due = ((now - since).as_secs_f64() * rate) as usize + 1;
+                while stop_next < due.min(self.slots.len()) {
+                    self.with_meter(stop_next, now, |meter, ctx| meter.stop(ctx, now));
+                    stop_next += 1;
+                }
+                if self.stopped >= self.slots.len() || now - since > give_up {
+                    break;
+                }
+            }
+            self.run_delayed(now);
+            self.maybe_rebind(now, &mut last_rebind_check);
+            // Due timers. A stale entry (the slot was rescheduled earlier) is skipped.
+            while let Some(&Reverse((at, slot))) = self.heap.peek() {
+                if at > now {
+                    break;
+                }
+                self.heap.pop();
+                let i = slot as usize;
+                let Some(s) = self.slots.get_mut(i) else {
+                    continue;
+                };
+                if s.scheduled != Some(at) {
+                    continue;
+                }
+                s.scheduled = None;
+                self.with_meter(i, now, |meter, ctx| meter.handle_timeout(ctx, now));
+            }
+            let mut timeout = MAX_SLEEP;
+            if let Some(&Reverse((at, _))) = self.heap.peek() {
+                timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+            }
+            if let Some(Reverse(d)) = self.delayed.peek() {
+                timeout = timeout.min(d.at.saturating_duration_since(Instant::now()));
+            }
+            if stop_started.is_some() && stop_next < self.slots.len() {
+                timeout = timeout.min(Duration::from_millis(5));
+            }
+            if self.poll.poll(&mut events, Some(timeout)).is_err() {
+                // EINTR and the like: go round again.
+                continue;
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                let i = event.token().0;
+                self.receive(i, now, &mut buf);
+            }
+        }
+    }
+
+    fn shared_workers(&self) -> f64 {
+        // Each worker holds about meters / workers of the fleet; its share of the rate follows.
+        let mine = self.slots.len().max(1) as f64;
+        (f64::from(self.shared.meters) / mine).max(1.0)
+    }
+
+    /// Reads everything waiting on slot `i`'s socket.
+    fn receive(&mut self, i: usize, now: Instant, buf: &mut [u8]) {
+        loop {
+            let Some(socket) = self.slots.get(i).and_then(|s| s.socket.as_ref()) else {
+                return;
+            };
+            match socket.recv(buf) {
+                Ok(n) => {
+                    let bytes = buf.get(..n).unwrap_or(&[]);
+                    if self.shared.faults.any_datagram_fault() {
+                        let unreachable = self.unreachable(now);
+                        match fate(&self.shared.faults, &mut self.rng, now, unreachable) {
+                            Fate::Lost => {
+                                Stats::inc(&self.shared.stats.fault_lost);
+                                continue;
+                            }
+                            Fate::Delay(at) => {
+                                Stats::inc(&self.shared.stats.fault_delayed);
+                                self.hold(at, i, true, bytes.to_vec());
+                                continue;
+                            }
+                            Fate::Deliver { copies } => {
+                                for _ in 0..copies {
+                                    self.with_meter(i, now, |m, ctx| {
+                                        m.handle_datagram(ctx, now, bytes)
+                                    });
+                                }
+                                if copies > 1 {
+                                    Stats::inc(&self.shared.stats.fault_duplicated);
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    self.with_meter(i, now, |m, ctx| m.handle_datagram(ctx, now, bytes));
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // ICMP port unreachable surfaces as ConnectionRefused on a connected socket: the
+                // server is not there; CoAP retransmission handles it.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn unreachable(&self, now: Instant) -> bool {
+        let clock = &self.shared.settings.clock;
+        !self.shared.faults.unreachable.is_empty()
+            && self
+                .shared
+                .faults
+                .unreachable_at(clock.sim(now) - clock.sim_start())
+    }
+
+    fn hold(&mut self, at: Instant, slot: usize, inbound: bool, bytes: Vec<u8>) {
+        self.delay_seq += 1;
+        self.delayed.push(Reverse(Delayed {
+            at,
+            seq: self.delay_seq,
+            meter: slot as u32,
+            inbound,
+            bytes,
+        }));
+    }
+
+    fn run_delayed(&mut self, now: Instant) {
+        while self.delayed.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            let Some(Reverse(d)) = self.delayed.pop() else {
+                return;
+            };
+            let i = d.meter as usize;
+            if d.inbound {
+                self.with_meter(i, now, |m, ctx| m.handle_datagram(ctx, now, &d.bytes));
+            } else {
+                self.send_raw(i, &d.bytes);
+            }
+        }
+    }
+
+    /// Runs `f` on slot `i`'s meter, sends what it queued, and re-arms its deadline.
+    fn with_meter(&mut self, i: usize, now: Instant, f: impl FnOnce(&mut SimMeter, &mut Ctx<'_>)) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            settings: &self.shared.settings,
+            stats: &self.shared.stats,
+            ledger: &mut self.ledger,
+            out: &mut self.out,
+        };
+        f(&mut slot.meter, &mut ctx);
+        if slot.meter.is_stopped() && !slot.stopped {
+            slot.stopped = true;
+            self.stopped += 1;
+        }
+        let out = std::mem::take(&mut self.out);
+        for bytes in &out {
+            self.send(i, now, bytes);
+        }
+        self.out = out;
+        self.out.clear();
+        self.reschedule(i);
+    }
+
+    fn send(&mut self, i: usize, now: Instant, bytes: &[u8]) {
+        if self.shared.faults.any_datagram_fault() {
+            let unreachable = self.unreachable(now);
+            match fate(&self.shared.faults, &mut self.rng, now, unreachable) {
+                Fate::Lost => {
+                    Stats::inc(&self.shared.stats.fault_lost);
+                    return;
+                }
+                Fate::Delay(at) => {
+                    Stats::inc(&self.shared.stats.fault_delayed);
+                    self.hold(at, i, false, bytes.to_vec());
+                    return;
+                }
+                Fate::Deliver { copies } => {
+                    if copies > 1 {
+                        Stats::inc(&self.shared.stats.fault_duplicated);
+                        self.send_raw(i, bytes);
+                    }
+                }
+            }
+        }
+        self.send_raw(i, bytes);
+    }
+
+    fn send_raw(&mut self, i: usize, bytes: &[u8]) {
+        let Some(socket) = self.slots.get(i).and_then(|s| s.socket.as_ref()) else {
+            return;
+        };
+        if socket.send(bytes).is_err() {
+            // Full socket buffer or ICMP error: the datagram is lost, CoAP retransmits.
+            Stats::inc(&self.shared.stats.send_errors);
+        }
+    }
+
+    fn reschedule(&mut self, i: usize) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let Some(at) = slot.meter.poll_timeout(&self.shared.settings) else {
+            return;
+        };
+        if slot.scheduled.is_none_or(|s| at < s) {
+            slot.scheduled = Some(at);
+            self.heap.push(Reverse((at, i as u32)));
+        }
+    }
+
+    /// NAT rebinding: meters change source port at the configured rate per simulated day.
+    fn maybe_rebind(&mut self, now: Instant, last: &mut Instant) {
+        let rate = self.shared.faults.rebind_per_day;
+        if rate <= 0.0 || now < *last + Duration::from_millis(100) || self.slots.is_empty() {
+            return;
+        }
+        let real = (now - *last).as_secs_f64();
+        *last = now;
+        let sim_days = real * self.shared.settings.clock.speed() / 86_400.0;
+        let expected = rate * sim_days * self.slots.len() as f64;
+        let mut count = expected.floor() as u64;
+        if self.rng.chance(expected.fract()) {
+            count += 1;
+        }
+        for _ in 0..count {
+            let i = self.rng.below(self.slots.len() as u64) as usize;
+            self.rebind(i, now);
+        }
+    }
+
+    fn rebind(&mut self, i: usize, now: Instant) {
+        let server = self.shared.settings.server;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        if slot.stopped {
+            return;
+        }
+        // Open the new socket first so the port surely changes.
+        let Ok(socket) = open_socket(&self.poll, server, i) else {
+            return;
+        };
+        if let Some(mut old) = slot.socket.replace(socket) {
+            let _ = self.poll.registry().deregister(&mut old);
+        }
+        self.with_meter(i, now, |m, ctx| m.rebind(ctx, now));
+    }
+}
