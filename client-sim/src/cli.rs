@@ -240,7 +240,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Err(format!("{text:?}: expected a number before {rest:?}"));
         }
         let (num, tail) = rest.split_at(num_len);
-        let value: f64 = num.parse().map_err(|_| format!("{text:?}: bad number {num:?}"))?;
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("{text:?}: bad number {num:?}"))?;
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(tail.len());
@@ -253,7 +255,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "d" => 86_400.0,
             "w" => 7.0 * 86_400.0,
             "" => return Err(format!("{text:?}: missing unit after {num}")),
-            other => return Err(format!("{text:?}: unknown unit {other:?} (ms, s, m, h, d, w)")),
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (ms, s, m, h, d, w)"
+                ));
+            }
         };
         total += value * scale;
         rest = next;

@@ -123,7 +123,13 @@ mod tests {
             let expected: Vec<String> = p
                 .problems
                 .iter()
-                .map(|p| serde_json::to_value(p).unwrap().as_str().unwrap().to_owned())
+                .map(|p| {
+                    serde_json::to_value(p)
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
                 .collect();
             assert_eq!(problems, expected);
             if !problems.is_empty() {
@@ -134,11 +140,23 @@ mod tests {
         // Names of the problems as the file spells them.
         let names: Vec<String> = Problem::ALL
             .iter()
-            .map(|p| serde_json::to_value(p).unwrap().as_str().unwrap().to_owned())
+            .map(|p| {
+                serde_json::to_value(p)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(
             names,
-            ["weak_signal", "dying_battery", "periodic_reboots", "memory_leak", "error_codes"]
+            [
+                "weak_signal",
+                "dying_battery",
+                "periodic_reboots",
+                "memory_leak",
+                "error_codes"
+            ]
         );
     }
 }

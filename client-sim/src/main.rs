@@ -68,9 +68,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("invalid options")?;
     if let Some(path) = &args.ground_truth {
-        GroundTruth::of_fleet(&config.profiles, config.meters, &config.meter.endpoint_prefix)
-            .write(path)
-            .with_context(|| format!("cannot write the ground truth {}", path.display()))?;
+        GroundTruth::of_fleet(
+            &config.profiles,
+            config.meters,
+            &config.meter.endpoint_prefix,
+        )
+        .write(path)
+        .with_context(|| format!("cannot write the ground truth {}", path.display()))?;
     }
     if args.duration.is_none() && args.sim_start.is_none() && args.speed > 1.0 {
         eprintln!(
@@ -124,7 +128,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     udp_kernel_bytes(),
                 ));
             }
-            progress.update(&stats, elapsed.as_secs_f64(), fleet.clock().sim(Instant::now()));
+            progress.update(
+                &stats,
+                elapsed.as_secs_f64(),
+                fleet.clock().sim(Instant::now()),
+            );
             if args.duration.is_some_and(|d| elapsed >= d) {
                 break;
             }

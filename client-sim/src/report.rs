@@ -131,7 +131,10 @@ impl Summary {
                 s.fault_lost, s.fault_duplicated, s.fault_delayed, s.fault_rebinds
             ));
         }
-        match (self.all_registered_after_seconds, self.registrations_per_second) {
+        match (
+            self.all_registered_after_seconds,
+            self.registrations_per_second,
+        ) {
             (Some(t), Some(rate)) => out.push(format!(
                 "all {} meters registered after {t:.2} s ({rate:.0} registrations/s)",
                 self.meters
@@ -185,16 +188,21 @@ pub enum Progress {
 
 impl Progress {
     /// Bars if `bars` (or on a terminal when `auto`), lines otherwise, nothing if `quiet`.
-    pub fn new(meters: u32, duration: Option<Duration>, auto: bool, bars: bool, quiet: bool) -> Progress {
+    pub fn new(
+        meters: u32,
+        duration: Option<Duration>,
+        auto: bool,
+        bars: bool,
+        quiet: bool,
+    ) -> Progress {
         if quiet {
             return Progress::Quiet;
         }
         if bars || (auto && std::io::stderr().is_terminal()) {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-            let style = ProgressStyle::with_template(
-                "{prefix:>11} [{bar:40.cyan/blue}] {pos}/{len} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style =
+                ProgressStyle::with_template("{prefix:>11} [{bar:40.cyan/blue}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
             let registered = multi.add(ProgressBar::new(u64::from(meters)));
             registered.set_style(style.clone());
             registered.set_prefix("registered");
@@ -302,7 +310,11 @@ pub fn format_sim(unix: f64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).

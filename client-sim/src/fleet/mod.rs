@@ -131,14 +131,12 @@ impl Fleet {
             )));
         }
         let ledger = match &config.ledger {
-            Some(path) => Some(
-                Ledger::create(path, &config.meter.endpoint_prefix).map_err(|source| {
-                    FleetError::Ledger {
-                        path: path.clone(),
-                        source,
-                    }
-                })?,
-            ),
+            Some(path) => Some(Ledger::create(path, &config.meter.endpoint_prefix).map_err(
+                |source| FleetError::Ledger {
+                    path: path.clone(),
+                    source,
+                },
+            )?),
             None => None,
         };
         let started = Instant::now();
@@ -244,7 +242,9 @@ pub fn parse_server_uri(uri: &str) -> Result<(SocketAddr, bool), String> {
     } else if let Some(rest) = uri.strip_prefix("coap://") {
         (false, rest)
     } else {
-        return Err(format!("{uri:?}: expected coap://HOST:PORT or coaps://HOST:PORT"));
+        return Err(format!(
+            "{uri:?}: expected coap://HOST:PORT or coaps://HOST:PORT"
+        ));
     };
     let rest = rest.trim_end_matches('/');
     let default_port = if secure { 5684 } else { 5683 };

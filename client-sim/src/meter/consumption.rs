@@ -20,11 +20,36 @@ pub struct Band {
 /// morning peak 06–09 1.5–3.0, daytime 09–17 0.8–1.2, evening peak 17–22 2.0–4.0,
 /// late night 22–24 0.5–0.8.
 pub const ELECTRIC_BANDS: [Band; 5] = [
-    Band { from: 0, to: 6, lo: 0.3, hi: 0.5 },
-    Band { from: 6, to: 9, lo: 1.5, hi: 3.0 },
-    Band { from: 9, to: 17, lo: 0.8, hi: 1.2 },
-    Band { from: 17, to: 22, lo: 2.0, hi: 4.0 },
-    Band { from: 22, to: 24, lo: 0.5, hi: 0.8 },
+    Band {
+        from: 0,
+        to: 6,
+        lo: 0.3,
+        hi: 0.5,
+    },
+    Band {
+        from: 6,
+        to: 9,
+        lo: 1.5,
+        hi: 3.0,
+    },
+    Band {
+        from: 9,
+        to: 17,
+        lo: 0.8,
+        hi: 1.2,
+    },
+    Band {
+        from: 17,
+        to: 22,
+        lo: 2.0,
+        hi: 4.0,
+    },
+    Band {
+        from: 22,
+        to: 24,
+        lo: 0.5,
+        hi: 0.8,
+    },
 ];
 
 /// The band of `hour` (0–23; larger values wrap).

@@ -203,7 +203,8 @@ impl Dynamics {
         }
         let total = profile.model_def().memory_kb as f64;
         let hours_up = ((now - self.boot_time) / 3600.0).max(0.0);
-        total * f64::from(profile.memory_free_share) - hours_up * f64::from(profile.leak_kb_per_hour)
+        total * f64::from(profile.memory_free_share)
+            - hours_up * f64::from(profile.leak_kb_per_hour)
             < total * 0.02
     }
 
@@ -244,7 +245,10 @@ mod tests {
             assert!(r.active_kwh > last, "reading {k}");
             assert!(r.reactive_kvarh >= last_r);
             assert_eq!(r.seq, (k - 1) as u32);
-            assert!(r.power_kw > 0.0 && r.power_kw < 13.8, "within a 60 A meter's capacity");
+            assert!(
+                r.power_kw > 0.0 && r.power_kw < 13.8,
+                "within a 60 A meter's capacity"
+            );
             last = r.active_kwh;
             last_r = r.reactive_kvarh;
         }

@@ -314,7 +314,12 @@ impl Profile {
     /// Its IPv4 address in the operator's private range (4/0/4).
     pub fn ip_address(&self) -> String {
         let i = self.index;
-        format!("10.{}.{}.{}", 64 + (i >> 16) % 64, (i >> 8) & 0xFF, i & 0xFF)
+        format!(
+            "10.{}.{}.{}",
+            64 + (i >> 16) % 64,
+            (i >> 8) & 0xFF,
+            i & 0xFF
+        )
     }
 }
 

@@ -18,7 +18,8 @@ pub const READING_SD_DB: f64 = 2.0;
 /// meter never crosses −110 dBm with its reading-to-reading spread (the weak tail is the
 /// weak-signal profile's, and its size is what `--problem-share` configures).
 pub fn healthy_mean_dbm(rng: &mut Rng) -> f64 {
-    rng.gauss(HEALTHY_MEDIAN_DBM, HEALTHY_SD_DB).clamp(-106.0, -60.0)
+    rng.gauss(HEALTHY_MEDIAN_DBM, HEALTHY_SD_DB)
+        .clamp(-106.0, -60.0)
 }
 
 /// A weak-signal meter's mean: between −121 and −113 dBm, below the threshold even with the
@@ -64,7 +65,10 @@ mod tests {
             readings.sort_unstable();
             let median = readings[readings.len() / 2];
             assert!((-87..=-83).contains(&median), "median {median} dBm");
-            let below = readings.iter().filter(|r| (**r as f64) < WEAK_THRESHOLD_DBM).count();
+            let below = readings
+                .iter()
+                .filter(|r| (**r as f64) < WEAK_THRESHOLD_DBM)
+                .count();
             let share = below as f64 / readings.len() as f64;
             assert!(
                 (share - weak_share).abs() < 0.01,
@@ -76,8 +80,14 @@ mod tests {
     #[test]
     fn link_quality_follows_signal() {
         let mut rng = Rng::new(1);
-        let good: f64 = (0..1000).map(|_| link_quality_db(-75, &mut rng) as f64).sum::<f64>() / 1000.0;
-        let bad: f64 = (0..1000).map(|_| link_quality_db(-118, &mut rng) as f64).sum::<f64>() / 1000.0;
+        let good: f64 = (0..1000)
+            .map(|_| link_quality_db(-75, &mut rng) as f64)
+            .sum::<f64>()
+            / 1000.0;
+        let bad: f64 = (0..1000)
+            .map(|_| link_quality_db(-118, &mut rng) as f64)
+            .sum::<f64>()
+            / 1000.0;
         assert!(good > -7.0 && good < -5.0, "{good}");
         assert!(bad < -15.0, "{bad}");
     }

@@ -152,7 +152,10 @@ enum Phase {
     /// Restarting: silent until then.
     Rebooting { until: Instant },
     /// Asked to stop: flushing readings, then de-registering, by these deadlines.
-    Stopping { flush_until: Instant, give_up_at: Instant },
+    Stopping {
+        flush_until: Instant,
+        give_up_at: Instant,
+    },
     /// Done.
     Stopped,
 }
@@ -164,7 +167,9 @@ enum Delivery {
     /// A Send of the buffer's in-flight readings.
     Send(SendId),
     /// A notification of the front reading (1.0): its message ID once it left.
-    Notify { message_id: Option<u16> },
+    Notify {
+        message_id: Option<u16>,
+    },
 }
 
 /// The first retry waits about this long; each further one doubles it.
@@ -227,7 +232,11 @@ impl SimMeter {
             f64::INFINITY
         };
         let store = MeterStore::new(&profile, settings.real_lifetime(), sim_start);
-        let client = Lwm2mClient::new(client_config(&profile, settings), store, protocol_seed(settings, &profile, 0));
+        let client = Lwm2mClient::new(
+            client_config(&profile, settings),
+            store,
+            protocol_seed(settings, &profile, 0),
+        );
         let mut meter = SimMeter {
             profile,
             dynamics,
@@ -494,7 +503,8 @@ impl SimMeter {
     fn resume(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         let need_session = matches!(ctx.settings.security, Security::Psk { .. })
             && !self.dtls.as_ref().is_some_and(|d| d.is_connected());
-        if need_session || self.client.state() != RegistrationState::Registered || self.needs_update {
+        if need_session || self.client.state() != RegistrationState::Registered || self.needs_update
+        {
             self.connect_or_register(ctx, now);
         }
         // A failed delivery simply becomes possible again (pump tries it).
@@ -524,7 +534,11 @@ impl SimMeter {
         self.generation = self.generation.wrapping_add(1);
         let seed = protocol_seed(ctx.settings, &self.profile, self.generation);
         let placeholder = MeterStore::new(&self.profile, ctx.settings.real_lifetime(), sim_now);
-        let fresh = Lwm2mClient::new(client_config(&self.profile, ctx.settings), placeholder, seed);
+        let fresh = Lwm2mClient::new(
+            client_config(&self.profile, ctx.settings),
+            placeholder,
+            seed,
+        );
         let old = std::mem::replace(&mut self.client, fresh);
         *self.client.store_mut() = old.into_store();
         self.dtls = None;
@@ -582,8 +596,12 @@ impl SimMeter {
         let sim_start = settings.clock.sim_start();
         let mut next: Option<(f64, f64)> = None;
         // Membership in the scheduled share is fixed per meter.
-        let member = Rng::derive(settings.seed, stream::OUTAGES, u64::from(self.profile.index))
-            .chance(plan.scheduled_share);
+        let member = Rng::derive(
+            settings.seed,
+            stream::OUTAGES,
+            u64::from(self.profile.index),
+        )
+        .chance(plan.scheduled_share);
         if member {
             while let Some(&(start, len)) = plan.scheduled.get(usize::from(self.scheduled_outage)) {
                 let (s, e) = (sim_start + start, sim_start + start + len);
@@ -935,7 +953,9 @@ impl SimMeter {
                     }
                 }
             }
-            ClientEvent::Written { .. } | ClientEvent::Created { .. } | ClientEvent::Deleted { .. } => {}
+            ClientEvent::Written { .. }
+            | ClientEvent::Created { .. }
+            | ClientEvent::Deleted { .. } => {}
         }
     }
 
@@ -1010,7 +1030,8 @@ impl SimMeter {
             };
             Stats::inc(&ctx.stats.readings_sent);
             self.delivery = Delivery::Notify { message_id: None };
-            self.client.with_store(now, |s| s.set_reading(reading, None));
+            self.client
+                .with_store(now, |s| s.set_reading(reading, None));
         }
     }
 }

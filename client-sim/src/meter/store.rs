@@ -53,10 +53,22 @@ fn live_value(live: &Live, object: u16, resource: u16) -> Option<ResourceValue> 
             let mains = live
                 .electrical
                 .map_or(230_000, |e| (e.voltage * 1000.0).round() as i64);
-            ResourceValue::Multiple([(0, Value::Integer(mains)), (1, Value::Integer(d.battery_mv))].into())
+            ResourceValue::Multiple(
+                [
+                    (0, Value::Integer(mains)),
+                    (1, Value::Integer(d.battery_mv)),
+                ]
+                .into(),
+            )
         }),
-        (3, 9) => live.device.as_ref().and_then(|d| single(Value::Integer(d.battery_level))),
-        (3, 10) => live.device.as_ref().and_then(|d| single(Value::Integer(d.memory_free_kb))),
+        (3, 9) => live
+            .device
+            .as_ref()
+            .and_then(|d| single(Value::Integer(d.battery_level))),
+        (3, 10) => live
+            .device
+            .as_ref()
+            .and_then(|d| single(Value::Integer(d.memory_free_kb))),
         (3, 11) => live.device.as_ref().map(|d| {
             ResourceValue::Multiple(
                 d.error_codes
@@ -66,9 +78,18 @@ fn live_value(live: &Live, object: u16, resource: u16) -> Option<ResourceValue> 
                     .collect(),
             )
         }),
-        (3, 20) => live.device.as_ref().and_then(|d| single(Value::Integer(d.battery_status))),
-        (4, 2) => live.device.as_ref().and_then(|d| single(Value::Integer(d.rssi))),
-        (4, 3) => live.device.as_ref().and_then(|d| single(Value::Integer(d.link_quality))),
+        (3, 20) => live
+            .device
+            .as_ref()
+            .and_then(|d| single(Value::Integer(d.battery_status))),
+        (4, 2) => live
+            .device
+            .as_ref()
+            .and_then(|d| single(Value::Integer(d.rssi))),
+        (4, 3) => live
+            .device
+            .as_ref()
+            .and_then(|d| single(Value::Integer(d.link_quality))),
         (7, 2) => single(Value::Integer((live.tx_bytes / 1000) as i64)),
         (7, 3) => single(Value::Integer((live.rx_bytes / 1000) as i64)),
         (7, 4) => single(Value::Integer(i64::from(live.max_message))),
@@ -257,9 +278,8 @@ impl MeterStore {
     /// Sets the device values, recording the resources that changed.
     pub fn set_device(&mut self, values: DeviceValues) {
         let old = self.live.device.take();
-        let changed = |f: &dyn Fn(&DeviceValues) -> i64| {
-            old.as_ref().is_none_or(|o| f(o) != f(&values))
-        };
+        let changed =
+            |f: &dyn Fn(&DeviceValues) -> i64| old.as_ref().is_none_or(|o| f(o) != f(&values));
         let mut paths = Vec::new();
         if changed(&|d| d.battery_mv) {
             paths.push(Path::Resource(3, 0, 7));
@@ -270,7 +290,10 @@ impl MeterStore {
         if changed(&|d| d.memory_free_kb) {
             paths.push(Path::Resource(3, 0, 10));
         }
-        if old.as_ref().is_none_or(|o| o.error_codes != values.error_codes) {
+        if old
+            .as_ref()
+            .is_none_or(|o| o.error_codes != values.error_codes)
+        {
             paths.push(Path::Resource(3, 0, 11));
         }
         if changed(&|d| d.battery_status) {
