@@ -12,7 +12,8 @@ pub use lifecycle::{
 pub use onboarding::{ImportOutcome, ImportRejection, ImportReport, ImportRow};
 pub use registry::{
     AuditEntry, AuditPage, AuditPageRequest, Connectivity, ConnectivityUpdate, CreatedDevice,
-    CredentialsPage, Device, DeviceFilter, DevicePage, NewDevice, PageRequest, PskCredentials,
-    RegistrationFacts, RegistrationRefusal, SecurityMode, Tags, ValidationError,
+    CredentialsPage, Device, DeviceChanges, DeviceFilter, DevicePage, NewDevice, PageRequest,
+    PskCredentials, RegistrationFacts, RegistrationRefusal, RotatedCredentials, SecurityMode, Tags,
+    ValidationError,
 };
 pub use secrets::{PskKey, ServerKey};

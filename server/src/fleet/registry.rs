@@ -493,6 +493,28 @@ pub struct AuditEntry {
 /// Audit action names that are not lifecycle transitions.
 pub const AUDIT_CREATED: &str = "created";
 pub const AUDIT_IMPORTED: &str = "imported";
+pub const AUDIT_UPDATED: &str = "updated";
+pub const AUDIT_CREDENTIALS_ROTATED: &str = "credentials_rotated";
+
+/// An edit of a device's descriptive fields; None leaves a field as it is. The endpoint name,
+/// security mode and lifecycle state are not editable here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceChanges {
+    pub serial: Option<String>,
+    pub model: Option<String>,
+    /// `Some(None)` removes the customer reference.
+    pub customer: Option<Option<String>>,
+    /// Replaces the whole tag set.
+    pub tags: Option<Tags>,
+}
+
+/// A device's new credentials after a rotation, for the bootstrap server to write to the device
+/// (Security object /0: PSK identity and secret key).
+#[derive(Debug, Clone)]
+pub struct RotatedCredentials {
+    pub identity: String,
+    pub key: PskKey,
+}
 
 /// Newest-first pagination of the audit trail: entries with an id below `before`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

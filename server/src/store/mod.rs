@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use self::postgres::PostgresBackend;
-use self::rows::{InsertAudit, PreparedDevice, TransitionWrite};
+use self::rows::{AuditWrite, InfoWrite, InsertAudit, PreparedDevice, TransitionWrite};
 use self::sql::{Dialect, ExistingColumn};
 use self::sqlite::SqliteBackend;
 use crate::fleet::lifecycle::{
@@ -31,9 +31,9 @@ use crate::fleet::lifecycle::{
 use crate::fleet::onboarding::{self, ImportError, ImportOutcome, ImportRejection, ImportReport};
 use crate::fleet::registry::{
     self, AUDIT_CREATED, AUDIT_IMPORTED, AuditEntry, AuditPage, AuditPageRequest, Connectivity,
-    ConnectivityUpdate, CreatedDevice, CredentialsPage, Device, DeviceFilter, DevicePage,
-    NewDevice, PageRequest, PskCredentials, RegistrationFacts, RegistrationRefusal, SecurityMode,
-    ValidationError,
+    ConnectivityUpdate, CreatedDevice, CredentialsPage, Device, DeviceChanges, DeviceFilter,
+    DevicePage, NewDevice, PageRequest, PskCredentials, RegistrationFacts, RegistrationRefusal,
+    RotatedCredentials, SecurityMode, ValidationError,
 };
 use crate::fleet::secrets::{self, PskKey, SecretError, ServerKey};
 
@@ -65,6 +65,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("device {0:?} not found")]
     NotFound(String),
+    #[error("the credentials of device {0:?} were revoked (it is decommissioned)")]
+    CredentialsRevoked(String),
+    #[error("device {0:?} uses NoSec and has no PSK credentials")]
+    NotPskDevice(String),
     #[error("a device with endpoint {0:?} already exists")]
     DuplicateEndpoint(String),
     #[error("the PSK identity {0:?} is already in use")]
@@ -509,6 +513,112 @@ impl Store {
             return Err(StoreError::NotFound(endpoint.to_owned()));
         }
         Ok(())
+    }
+
+    /// Edits serial, model, customer and tags (audited as `updated`). Concurrent edits of the same
+    /// device: the last one wins.
+    pub async fn update_device(
+        &self,
+        endpoint: &str,
+        changes: DeviceChanges,
+        actor: &Actor,
+    ) -> Result<Device, StoreError> {
+        let (device_id, _) = self.current_state(endpoint).await?;
+        let current = self
+            .get_device(endpoint)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(endpoint.to_owned()))?;
+        // Validate the merged fields with the rules of a new device (credentials are not part of
+        // an edit, hence NoSec without any).
+        let merged = NewDevice {
+            endpoint: current.endpoint,
+            serial: changes.serial.unwrap_or(current.serial),
+            model: changes.model.unwrap_or(current.model),
+            tags: changes.tags.unwrap_or(current.tags),
+            customer: changes.customer.unwrap_or(current.customer),
+            security_mode: SecurityMode::NoSec,
+            psk_identity: None,
+            psk_key: None,
+        };
+        merged.validate()?;
+        let tags_json = serde_json::to_string(&merged.tags)
+            .map_err(|e| StoreError::Corrupt(format!("tags cannot be serialised: {e}")))?;
+        let actor = actor.to_string();
+        let info = InfoWrite {
+            serial: &merged.serial,
+            model: &merged.model,
+            customer: merged.customer.as_deref(),
+            tags: &merged.tags,
+            tags_json: &tags_json,
+        };
+        let audit = AuditWrite {
+            device_id,
+            endpoint,
+            actor: &actor,
+            action: registry::AUDIT_UPDATED,
+            reason: None,
+            at: now(),
+        };
+        on_backend!(self, b => b.update_info(&info, &audit).await)?;
+        self.get_device(endpoint)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(endpoint.to_owned()))
+    }
+
+    /// Gives a PSK device new credentials (audited as `credentials_rotated`), e.g. when the
+    /// bootstrap server provisions a fresh per-device key. Absent identity or key are generated.
+    /// The old key stops working at once. Refused for NoSec and decommissioned devices.
+    pub async fn rotate_credentials(
+        &self,
+        endpoint: &str,
+        identity: Option<String>,
+        key: Option<PskKey>,
+        actor: &Actor,
+        reason: Option<&str>,
+    ) -> Result<RotatedCredentials, StoreError> {
+        let (device_id, _) = self.current_state(endpoint).await?;
+        let identity = match identity {
+            Some(identity) => {
+                registry::validate_psk_identity(&identity)?;
+                identity
+            }
+            None => secrets::generate_psk_identity()?,
+        };
+        let key = match key {
+            Some(key) => key,
+            None => PskKey::generate()?,
+        };
+        let sealed = self.server_key.seal_psk(endpoint, &key)?;
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        let actor = actor.to_string();
+        let audit = AuditWrite {
+            device_id,
+            endpoint,
+            actor: &actor,
+            action: registry::AUDIT_CREDENTIALS_ROTATED,
+            reason,
+            at: now(),
+        };
+        let replaced =
+            on_backend!(self, b => b.replace_credentials(&identity, &sealed, &audit).await);
+        match replaced {
+            Ok(true) => Ok(RotatedCredentials { identity, key }),
+            Ok(false) => {
+                let device = self
+                    .get_device(endpoint)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(endpoint.to_owned()))?;
+                Err(if device.security_mode == SecurityMode::NoSec {
+                    StoreError::NotPskDevice(endpoint.to_owned())
+                } else {
+                    StoreError::CredentialsRevoked(endpoint.to_owned())
+                })
+            }
+            Err(error) if unique_violation(&error) == Some(UniqueField::PskIdentity) => {
+                Err(StoreError::DuplicateIdentity(identity))
+            }
+            Err(error) => Err(StoreError::Database(error)),
+        }
     }
 
     async fn current_state(&self, endpoint: &str) -> Result<(i64, LifecycleState), StoreError> {

@@ -171,3 +171,24 @@ pub(crate) struct TransitionWrite<'a> {
     pub reason: Option<&'a str>,
     pub at: DateTime<Utc>,
 }
+
+/// An audit entry written alongside a change that is not a lifecycle transition.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditWrite<'a> {
+    pub device_id: i64,
+    pub endpoint: &'a str,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub reason: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
+/// New descriptive fields of a device (tags replace the old set).
+#[derive(Debug, Clone)]
+pub(crate) struct InfoWrite<'a> {
+    pub serial: &'a str,
+    pub model: &'a str,
+    pub customer: Option<&'a str>,
+    pub tags: &'a Tags,
+    pub tags_json: &'a str,
+}

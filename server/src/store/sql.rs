@@ -49,6 +49,16 @@ pub(crate) const UPDATE_STATE_REVOKE: &str = "UPDATE devices SET state = $1, upd
 pub(crate) const INSERT_AUDIT: &str = "INSERT INTO device_audit (device_id, endpoint, at, actor, \
     action, from_state, to_state, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+/// New credentials; refused (zero rows) once decommissioning revoked them.
+pub(crate) const UPDATE_CREDENTIALS: &str = "UPDATE devices SET psk_identity = $1, \
+    psk_key_sealed = $2, updated_at = $3 WHERE id = $4 AND credentials_revoked = FALSE \
+    AND security_mode = 'psk'";
+
+pub(crate) const UPDATE_INFO: &str = "UPDATE devices SET serial = $1, model = $2, customer = $3, \
+    tags = $4, updated_at = $5 WHERE id = $6";
+
+pub(crate) const DELETE_TAGS: &str = "DELETE FROM device_tags WHERE device_id = $1";
+
 pub(crate) const AUDIT_COLUMNS: &str =
     "a.id, a.endpoint, a.at, a.actor, a.action, a.from_state, a.to_state, a.reason";
 

@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
 
 use super::rows::{
-    AuditRow, CredentialsRow, DeviceRow, FactsRow, InsertAudit, PreparedDevice, StateRow,
-    TransitionWrite,
+    AuditRow, AuditWrite, CredentialsRow, DeviceRow, FactsRow, InfoWrite, InsertAudit,
+    PreparedDevice, StateRow, TransitionWrite,
 };
 use super::sql::{self, Bind, BuiltQuery, ExistingColumn};
 use super::{StoreError, StoreOptions};
@@ -253,6 +253,66 @@ impl SqliteBackend {
         Ok(true)
     }
 
+    /// Replaces a device's PSK identity and sealed key, with its audit entry, in one
+    /// transaction. False when the device's credentials are revoked or it is not a PSK device.
+    pub(crate) async fn replace_credentials(
+        &self,
+        identity: &str,
+        sealed: &[u8],
+        audit: &AuditWrite<'_>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(sql::UPDATE_CREDENTIALS)
+            .bind(identity)
+            .bind(sealed)
+            .bind(audit.at)
+            .bind(audit.device_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Rewrites serial, model, customer and tags, with its audit entry, in one transaction.
+    pub(crate) async fn update_info(
+        &self,
+        info: &InfoWrite<'_>,
+        audit: &AuditWrite<'_>,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::UPDATE_INFO)
+            .bind(info.serial)
+            .bind(info.model)
+            .bind(info.customer)
+            .bind(info.tags_json)
+            .bind(audit.at)
+            .bind(audit.device_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::DELETE_TAGS)
+            .bind(audit.device_id)
+            .execute(&mut *tx)
+            .await?;
+        if !info.tags.is_empty() {
+            let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_TAGS_HEAD);
+            insert.push_values(info.tags, |mut row, (key, value)| {
+                row.push_bind(audit.device_id)
+                    .push_bind(key.as_str())
+                    .push_bind(value.as_str())
+                    .push_bind(audit.endpoint);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        insert_audit(&mut tx, audit).await?;
+        tx.commit().await
+    }
+
     pub(crate) async fn existing(
         &self,
         column: ExistingColumn,
@@ -380,4 +440,23 @@ impl SqliteBackend {
             .await?;
         Ok((journal_mode, synchronous, foreign_keys, busy_timeout))
     }
+}
+
+/// Appends a non-transition audit entry inside `tx`.
+async fn insert_audit(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    audit: &AuditWrite<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sql::INSERT_AUDIT)
+        .bind(audit.device_id)
+        .bind(audit.endpoint)
+        .bind(audit.at)
+        .bind(audit.actor)
+        .bind(audit.action)
+        .bind(None::<&str>)
+        .bind(None::<&str>)
+        .bind(audit.reason)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

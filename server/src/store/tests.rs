@@ -106,6 +106,8 @@ dual_backend_tests!(
     case_export_has_no_keys,
     case_credentials_pages_hold_only_live_keys,
     case_batched_connectivity_updates,
+    case_update_device_replaces_tags_and_audits,
+    case_rotate_credentials,
 );
 
 fn psk_device(endpoint: &str, identity: &str, key_hex: &str) -> NewDevice {
@@ -1299,6 +1301,159 @@ async fn case_batched_connectivity_updates(store: Store) {
         (Connectivity::Offline, None)
     );
     assert_eq!(store.set_connectivity_many(&[]).await.unwrap(), 0);
+}
+
+async fn case_update_device_replaces_tags_and_audits(store: Store) {
+    let mut new = NewDevice::psk("meter-1", "SN-1", "EM-100");
+    new.tags = Tags::from([("region".to_owned(), "north".to_owned())]);
+    new.customer = Some("C-1".into());
+    store.create_device(new, &alice()).await.unwrap();
+    let changes = crate::fleet::DeviceChanges {
+        model: Some("EM-200".into()),
+        customer: Some(None),
+        tags: Some(Tags::from([
+            ("region".to_owned(), "south".to_owned()),
+            ("feeder".to_owned(), "F9".to_owned()),
+        ])),
+        ..Default::default()
+    };
+    let device = store
+        .update_device("meter-1", changes, &alice())
+        .await
+        .unwrap();
+    assert_eq!(
+        (device.serial.as_str(), device.model.as_str()),
+        ("SN-1", "EM-200")
+    );
+    assert_eq!(device.customer, None);
+    assert_eq!(device.tags.len(), 2);
+    let by_tag = |key: &str, value: &str| DeviceFilter {
+        tags: vec![(key.into(), value.into())],
+        ..Default::default()
+    };
+    // The tag index follows the edit: the old tag no longer matches, the new ones do.
+    assert_eq!(
+        store
+            .count_devices(&by_tag("region", "north"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .count_devices(&by_tag("region", "south"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_devices(&by_tag("feeder", "F9")).await.unwrap(),
+        1
+    );
+    let audit = store
+        .device_audit("meter-1", AuditPageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(audit.entries[0].action, "updated");
+    assert_eq!(audit.entries[0].actor, "user:alice");
+    // Invalid edits change nothing.
+    let bad = crate::fleet::DeviceChanges {
+        tags: Some(Tags::from([("bad key".to_owned(), "x".to_owned())])),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.update_device("meter-1", bad, &alice()).await,
+        Err(StoreError::Invalid(ValidationError::TagKey(_)))
+    ));
+    assert!(matches!(
+        store
+            .update_device("meter-404", Default::default(), &alice())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.get_device("meter-1").await.unwrap().unwrap(), device);
+}
+
+async fn case_rotate_credentials(store: Store) {
+    store
+        .create_device(psk_device("meter-1", "id-1", KEY_A), &alice())
+        .await
+        .unwrap();
+    store
+        .create_device(psk_device("meter-2", "id-2", KEY_A), &alice())
+        .await
+        .unwrap();
+    let bootstrap = Actor::system(SystemComponent::Bootstrap);
+    let rotated = store
+        .rotate_credentials("meter-1", None, None, &bootstrap, None)
+        .await
+        .unwrap();
+    assert!(rotated.identity.starts_with("fe-"));
+    assert!(
+        store.psk_credentials("id-1").await.unwrap().is_none(),
+        "old identity is gone"
+    );
+    let now = store
+        .psk_credentials(&rotated.identity)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((now.endpoint.as_str(), &now.key), ("meter-1", &rotated.key));
+    let given = PskKey::from_hex(KEY_B).unwrap();
+    let rotated = store
+        .rotate_credentials(
+            "meter-1",
+            Some("id-1b".into()),
+            Some(given.clone()),
+            &bootstrap,
+            Some("re-bootstrap"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((rotated.identity.as_str(), &rotated.key), ("id-1b", &given));
+    assert_eq!(
+        store.psk_credentials("id-1b").await.unwrap().unwrap().key,
+        given
+    );
+    let audit = store
+        .device_audit("meter-1", AuditPageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(audit.entries[0].action, "credentials_rotated");
+    assert_eq!(audit.entries[0].actor, "system:bootstrap");
+    assert_eq!(audit.entries[0].reason.as_deref(), Some("re-bootstrap"));
+    assert!(!format!("{audit:?}").contains(KEY_B));
+
+    let error = store
+        .rotate_credentials("meter-1", Some("id-2".into()), None, &bootstrap, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::DuplicateIdentity(ref i) if i == "id-2"),
+        "{error}"
+    );
+    let nosec = NewDevice {
+        security_mode: SecurityMode::NoSec,
+        ..NewDevice::psk("meter-ns", "SN", "WM-1")
+    };
+    store.create_device(nosec, &alice()).await.unwrap();
+    assert!(matches!(
+        store
+            .rotate_credentials("meter-ns", None, None, &bootstrap, None)
+            .await,
+        Err(StoreError::NotPskDevice(_))
+    ));
+    store
+        .decommission("meter-2", &alice(), "removed")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .rotate_credentials("meter-2", None, None, &bootstrap, None)
+            .await,
+        Err(StoreError::CredentialsRevoked(_))
+    ));
+    assert!(store.psk_credentials("id-2").await.unwrap().is_none());
 }
 
 // Durability: what was acknowledged is there after closing and reopening the database.
