@@ -62,6 +62,9 @@ fn print_keys(args: &KeysArgs) {
     }
 }
 
+/// When the settled memory figure is taken, after every meter registered.
+const IDLE_AFTER: Duration = Duration::from_secs(260);
+
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args
         .fleet_config(unix_now())
@@ -100,6 +103,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("cannot start the signal handler")?;
     let mut all_registered: Option<Duration> = None;
     let mut memory: Option<(MemoryFigure, Option<u64>)> = None;
+    let mut idle_memory: Option<MemoryFigure> = None;
     let started = fleet.started();
     runtime.block_on(async {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -127,6 +131,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     MemoryFigure::new(rss_before, after, u64::from(meters)),
                     udp_kernel_bytes(),
                 ));
+            }
+            // Past EXCHANGE_LIFETIME (247 s) the clients drop their CoAP exchange state: the
+            // figure for a settled fleet.
+            if idle_memory.is_none() && all_registered.is_some_and(|t| elapsed >= t + IDLE_AFTER) {
+                let after = resident_bytes().unwrap_or(0);
+                idle_memory = Some(MemoryFigure::new(rss_before, after, u64::from(meters)));
             }
             progress.update(
                 &stats,
@@ -176,6 +186,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         all_registered_after_seconds: all_registered.map(|d| d.as_secs_f64()),
         registrations_per_second: all_registered.map(|d| f64::from(meters) / d.as_secs_f64()),
         memory: memory.0,
+        memory_settled: idle_memory,
         udp_kernel_bytes: memory.1,
         socket_errors: report.socket_errors,
         stats: report.stats,

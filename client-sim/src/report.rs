@@ -69,8 +69,11 @@ pub struct Summary {
     pub all_registered_after_seconds: Option<f64>,
     /// Registrations per second over that time.
     pub registrations_per_second: Option<f64>,
-    /// Memory per meter, measured when all were registered (or at the end).
+    /// Memory per meter, measured 2 s after all were registered (or at the end).
     pub memory: MemoryFigure,
+    /// Memory per meter 260 s after all were registered (past CoAP's EXCHANGE_LIFETIME, when
+    /// idle clients have dropped their exchange state), if the run lasted that long.
+    pub memory_settled: Option<MemoryFigure>,
     /// Kernel memory of UDP sockets at that moment, bytes (whole machine).
     pub udp_kernel_bytes: Option<u64>,
     /// Meters without a socket.
@@ -151,6 +154,13 @@ impl Summary {
                 .map(|b| format!(" (+ kernel UDP buffers {:.1} MB)", b as f64 / 1e6))
                 .unwrap_or_default()
         ));
+        if let Some(m) = &self.memory_settled {
+            out.push(format!(
+                "memory settled (260 s after the last registration): RSS {:.1} MB, {:.1} KB per meter",
+                m.rss_after as f64 / 1e6,
+                m.bytes_per_meter as f64 / 1000.0
+            ));
+        }
         if self.socket_errors > 0 {
             out.push(format!(
                 "{} meters had no socket (raise `ulimit -n`?)",

@@ -55,6 +55,11 @@ impl ReadingBuffer {
         self.items.iter().take(usize::from(self.in_flight))
     }
 
+    /// Every reading held, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Reading> {
+        self.items.iter()
+    }
+
     /// How many readings are in flight.
     pub fn in_flight_len(&self) -> usize {
         usize::from(self.in_flight)

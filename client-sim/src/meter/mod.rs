@@ -14,3 +14,6 @@ pub mod store;
 pub use dynamics::Reading;
 pub use profile::{Problem, Profile, ProfileParams, VersionMix};
 pub use sim::{Ctx, MeterSettings, OutagePlan, Security, SimMeter, endpoint_name, psk_key};
+
+#[cfg(test)]
+mod tests;

@@ -62,17 +62,28 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// A NoSec server.
+    /// A NoSec server on a free port of 127.0.0.1.
     pub fn start_nosec() -> TestServer {
-        Self::start(None)
+        Self::start("127.0.0.1:0", None)
     }
 
     /// A DTLS server knowing these identities and keys.
     pub fn start_psk(keys: Vec<(String, Vec<u8>)>) -> TestServer {
-        Self::start(Some(keys))
+        Self::start("127.0.0.1:0", Some(keys))
     }
 
-    fn start(keys: Option<Vec<(String, Vec<u8>)>>) -> TestServer {
+    /// A NoSec server on `addr`.
+    pub fn start_nosec_on(addr: &str) -> TestServer {
+        Self::start(addr, None)
+    }
+
+    /// A DTLS server on `addr`.
+    pub fn start_psk_on(addr: &str, keys: Vec<(String, Vec<u8>)>) -> TestServer {
+        Self::start(addr, Some(keys))
+    }
+
+    fn start(bind: &str, keys: Option<Vec<(String, Vec<u8>)>>) -> TestServer {
+        let bind = bind.to_owned();
         let log = Arc::new(Mutex::new(ServerLog::default()));
         let (tx, rx) = mpsc::unbounded_channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -82,7 +93,7 @@ impl TestServer {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(serve(keys, thread_log, rx, addr_tx));
+            rt.block_on(serve(&bind, keys, thread_log, rx, addr_tx));
         });
         let addr = addr_rx
             .recv_timeout(Duration::from_secs(5))
@@ -125,12 +136,13 @@ struct Driver {
 }
 
 async fn serve(
+    bind: &str,
     keys: Option<Vec<(String, Vec<u8>)>>,
     log: Arc<Mutex<ServerLog>>,
     mut commands: mpsc::UnboundedReceiver<ServerCommand>,
     addr_tx: std::sync::mpsc::Sender<SocketAddr>,
 ) {
-    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    let socket = Arc::new(UdpSocket::bind(bind).await.expect("bind"));
     addr_tx.send(socket.local_addr().expect("addr")).ok();
     let dtls = keys.map(|keys| {
         let mut store = InMemoryPskStore::new();

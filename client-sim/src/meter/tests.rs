@@ -1,0 +1,378 @@
+//! [`SimMeter`] against the sans-I/O `Lwm2mServer` on a virtual clock (no sockets): simulated
+//! days pass in milliseconds, so reboots, outages, buffering and lifetimes can be checked
+//! exactly.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lwm2m_objects::{Path, Value};
+use lwm2m_proto::lwm2m::server::{Lwm2mServer, Operation, PeerAuth, ServerConfig, ServerEvent};
+
+use super::profile::{Problem, ProblemSet};
+use super::*;
+use crate::clock::SimClock;
+use crate::stats::Stats;
+
+const METER_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(10, 0, 0, 9),
+    40_000,
+));
+const SIM_START: f64 = 1_750_000_000.0;
+
+struct Rig {
+    now: Instant,
+    settings: MeterSettings,
+    stats: Stats,
+    meter: SimMeter,
+    server: Lwm2mServer,
+    events: Vec<ServerEvent>,
+    /// Drop everything on the wire (the server is unreachable).
+    cut: bool,
+}
+
+fn settings(start: Instant, speed: f64) -> MeterSettings {
+    MeterSettings {
+        seed: 3,
+        endpoint_prefix: "vt-".into(),
+        server: "192.0.2.1:5683".parse().unwrap(),
+        security: Security::NoSec,
+        clock: SimClock::new(start, SIM_START, speed),
+        lifetime: 86_400,
+        min_real_lifetime: 10,
+        reading_interval: 900,
+        send_batch: 4,
+        replay_batch: 12,
+        buffer_capacity: 40,
+        utc_offset: 0,
+        reboot_period_hours: 6.0,
+        reboot_downtime: 30.0,
+        outages: OutagePlan::default(),
+        stop_flush: Duration::from_secs(2),
+    }
+}
+
+impl Rig {
+    fn new(v1_1: bool, problems: &[Problem], speed: f64) -> Rig {
+        let start = Instant::now();
+        let settings = settings(start, speed);
+        let mut profile = Profile::generate(&ProfileParams::default(), 0);
+        profile.v1_1 = v1_1;
+        profile.queue_mode = false;
+        profile.problems = ProblemSet::default();
+        for p in problems {
+            profile.problems.insert(*p);
+        }
+        profile.reboot_phase_hours = 3.0;
+        let meter = SimMeter::new(profile, &settings, start);
+        Rig {
+            now: start,
+            settings,
+            stats: Stats::default(),
+            meter,
+            server: Lwm2mServer::new(ServerConfig::default(), 5),
+            events: Vec::new(),
+            cut: false,
+        }
+    }
+
+    fn with_meter(&mut self, f: impl FnOnce(&mut SimMeter, &mut Ctx<'_>)) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut ledger = None;
+        let mut ctx = Ctx {
+            settings: &self.settings,
+            stats: &self.stats,
+            ledger: &mut ledger,
+            out: &mut out,
+        };
+        f(&mut self.meter, &mut ctx);
+        out
+    }
+
+    /// Moves the virtual clock to `until`, delivering every datagram at once and answering the
+    /// server's events (accept every Register; read /3/0 and, on 1.0, observe /10243/0).
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            let next = [
+                self.meter.poll_timeout(&self.settings),
+                self.server.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next.filter(|t| *t <= until) else {
+                self.now = until;
+                return;
+            };
+            self.now = self.now.max(next);
+            let now = self.now;
+            let out = self.with_meter(|m, ctx| m.handle_timeout(ctx, now));
+            self.deliver_to_server(out);
+            self.server.handle_timeout(now);
+            self.exchange();
+        }
+    }
+
+    fn deliver_to_server(&mut self, out: Vec<Vec<u8>>) {
+        if self.cut {
+            return;
+        }
+        for d in out {
+            self.server
+                .handle_datagram(self.now, METER_ADDR, PeerAuth::NoSec, &d);
+        }
+    }
+
+    fn exchange(&mut self) {
+        for _ in 0..50 {
+            let mut any = false;
+            while let Some(ev) = self.server.poll_event() {
+                any = true;
+                let now = self.now;
+                match &ev {
+                    ServerEvent::RegistrationRequest { ticket, .. } => {
+                        self.server.accept_registration(now, *ticket).unwrap();
+                    }
+                    ServerEvent::Registered { registration, .. }
+                        if !registration.version.is_1_1_or_later() =>
+                    {
+                        let ep = registration.endpoint.clone();
+                        self.server
+                            .request(now, &ep, Operation::Observe(Path::Instance(10243, 0)))
+                            .unwrap();
+                    }
+                    _ => {}
+                }
+                self.events.push(ev);
+            }
+            while let Some(t) = self.server.poll_transmit() {
+                any = true;
+                if self.cut {
+                    continue;
+                }
+                let now = self.now;
+                let out = self.with_meter(|m, ctx| m.handle_datagram(ctx, now, &t.bytes));
+                self.deliver_to_server(out);
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    fn sim_hours(&mut self, hours: f64) {
+        let until = self.now + self.settings.clock.real_span(hours * 3600.0);
+        self.run_until(until);
+    }
+
+    fn count(&self, f: impl Fn(&ServerEvent) -> bool) -> usize {
+        self.events.iter().filter(|e| f(e)).count()
+    }
+
+    fn sent_times(&self) -> Vec<f64> {
+        let mut times: Vec<f64> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Send { records, .. } => Some(records.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|r| r.path == Path::Resource(10243, 0, 14))
+            .filter_map(|r| r.time)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times
+    }
+}
+
+#[test]
+fn registers_and_sends_a_day_of_readings_in_batches() {
+    let mut rig = Rig::new(true, &[], 3600.0);
+    rig.sim_hours(24.2);
+    assert_eq!(
+        rig.count(|e| matches!(e, ServerEvent::Registered { .. })),
+        1
+    );
+    let times = rig.sent_times();
+    // 96 readings a day (the last partial batch may still be waiting).
+    assert!(times.len() >= 92, "{} readings", times.len());
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] == 900.0),
+        "15-minute grid, no gaps"
+    );
+    let sends = rig.count(|e| matches!(e, ServerEvent::Send { .. }));
+    assert_eq!(sends, times.len() / 4, "batches of four");
+    let s = rig.stats.snapshot();
+    assert_eq!(s.readings_acked as usize, times.len());
+    assert_eq!(s.registered, 1);
+    // The lifetime on the wire is a simulated day at 3600× (24 s real): Updates keep the
+    // registration alive.
+    assert!(s.updates >= 1, "{s:?}");
+    assert_eq!(s.expirations, 0);
+}
+
+#[test]
+fn periodic_reboots_register_again_every_six_hours() {
+    let mut rig = Rig::new(true, &[Problem::PeriodicReboots], 3600.0);
+    rig.sim_hours(24.0);
+    // First reboot at 3 h (the phase), then 9 h, 15 h, 21 h.
+    let replaced = rig.count(|e| {
+        matches!(
+            e,
+            ServerEvent::Registered {
+                replaced: Some(_),
+                ..
+            }
+        )
+    });
+    assert_eq!(replaced, 4);
+    assert_eq!(rig.stats.snapshot().reboots, 4);
+    // No reading is lost across reboots: the buffer survives in the meter.
+    let times = rig.sent_times();
+    assert!(times.windows(2).all(|w| w[1] - w[0] == 900.0));
+}
+
+#[test]
+fn execute_reboot_restarts_the_meter() {
+    let mut rig = Rig::new(true, &[], 3600.0);
+    rig.sim_hours(1.0);
+    let ep = rig.meter.client().endpoint().to_owned();
+    rig.server
+        .request(
+            rig.now,
+            &ep,
+            Operation::Execute {
+                path: Path::Resource(3, 0, 4),
+                args: None,
+            },
+        )
+        .unwrap();
+    rig.exchange();
+    rig.sim_hours(0.5);
+    assert!(
+        rig.events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::OpCompleted { outcome: Ok(_), .. }))
+    );
+    assert_eq!(
+        rig.count(|e| matches!(
+            e,
+            ServerEvent::Registered {
+                replaced: Some(_),
+                ..
+            }
+        )),
+        1
+    );
+}
+
+#[test]
+fn readings_of_an_outage_are_buffered_and_replayed_with_their_times() {
+    let mut rig = Rig::new(true, &[], 3600.0);
+    rig.settings.outages = OutagePlan {
+        scheduled: vec![(2.0 * 3600.0, 5.0 * 3600.0)],
+        scheduled_share: 1.0,
+        ..OutagePlan::default()
+    };
+    // The plan is read when the meter is made.
+    let profile = rig.meter.profile().clone();
+    rig.meter = SimMeter::new(profile, &rig.settings, rig.now);
+    rig.sim_hours(4.0);
+    assert!(rig.meter.is_offline());
+    assert!(rig.meter.pending_readings() >= 8);
+    rig.sim_hours(6.0);
+    assert!(!rig.meter.is_offline());
+    let times = rig.sent_times();
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] == 900.0),
+        "nothing missing"
+    );
+    assert!(times.len() >= 36, "{}", times.len());
+    // Replayed in bigger batches than the normal four.
+    let biggest = rig
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Send { records, .. } => Some(records.len() / 4),
+            _ => None,
+        })
+        .max();
+    assert_eq!(biggest, Some(12));
+}
+
+#[test]
+fn a_full_buffer_evicts_the_oldest_readings() {
+    let mut rig = Rig::new(true, &[], 3600.0);
+    rig.sim_hours(0.6);
+    // The server vanishes for 20 simulated hours: 80 readings into a buffer of 40.
+    rig.cut = true;
+    rig.sim_hours(20.0);
+    let s = rig.stats.snapshot();
+    assert!(s.readings_evicted >= 35, "{s:?}");
+    assert_eq!(rig.meter.buffer().evicted() as u64, s.readings_evicted);
+    assert!(rig.meter.pending_readings() <= 40);
+    // The newest are kept, besides the batch that was on the wire when the server vanished
+    // (its outcome is still unknown: CoAP gives up after MAX_TRANSMIT_WAIT, 93 real seconds).
+    let buffer = rig.meter.buffer();
+    let waiting: Vec<i64> = buffer
+        .iter()
+        .skip(buffer.in_flight_len())
+        .map(|r| r.time)
+        .collect();
+    assert!(waiting.len() > 30);
+    assert!(
+        waiting
+            .iter()
+            .all(|t| *t as f64 > SIM_START + 10.0 * 3600.0)
+    );
+}
+
+#[test]
+fn a_v1_0_meter_delivers_each_reading_by_notification() {
+    let mut rig = Rig::new(false, &[], 3600.0);
+    rig.sim_hours(6.1);
+    let notified: Vec<f64> = rig
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Notification {
+                content: Ok(lwm2m_proto::lwm2m::server::Content::Node { node, .. }),
+                ..
+            } => match node {
+                lwm2m_objects::Node::Instance(i) => match i.value(14) {
+                    Some(Value::Float(v)) => Some(*v),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    // 24 readings in 6 h, each notified once, in order.
+    assert!(notified.len() >= 23, "{}", notified.len());
+    assert!(notified.windows(2).all(|w| w[1] > w[0]));
+    assert_eq!(
+        rig.stats.snapshot().notifications_acked as usize,
+        notified.len()
+    );
+    assert_eq!(rig.stats.snapshot().readings_acked as usize, notified.len());
+}
+
+#[test]
+fn stop_flushes_then_deregisters() {
+    let mut rig = Rig::new(true, &[], 3600.0);
+    rig.sim_hours(1.6); // six readings: one batch of four sent, two waiting
+    assert_eq!(rig.meter.pending_readings(), 2);
+    let now = rig.now;
+    let out = rig.with_meter(|m, ctx| m.stop(ctx, now));
+    rig.deliver_to_server(out);
+    rig.exchange();
+    rig.run_until(rig.now + Duration::from_secs(15));
+    assert!(rig.meter.is_stopped());
+    assert_eq!(rig.meter.pending_readings(), 0);
+    assert_eq!(
+        rig.count(|e| matches!(e, ServerEvent::Deregistered { .. })),
+        1
+    );
+    assert_eq!(rig.stats.snapshot().registered, 0);
+}
