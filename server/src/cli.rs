@@ -36,7 +36,7 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// TOML configuration file; keys: http_addr, coap_addr, coaps_addr, nosec, database_url,
-    /// api_token, log_format.
+    /// api_token, log_format, secret_key, lifetime_grace_secs, queued_request_expiry_secs.
     #[arg(long, env = "FERRITE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address of the HTTP API and web console [default: 127.0.0.1:8080].
@@ -66,6 +66,26 @@ pub struct ServeArgs {
     /// Log format: text (people) or json (log collectors). The level is set with RUST_LOG.
     #[arg(long, env = "FERRITE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Server key sealing the device PSKs at rest: 64 hex characters, the same on every start
+    /// (scripts/run.sh makes one). Prefer the environment variable.
+    #[arg(
+        long,
+        env = "FERRITE_SECRET_KEY",
+        value_name = "HEX",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
+    /// Seconds a registration outlives its lifetime without an Update before it expires
+    /// [default: 30].
+    #[arg(long, env = "FERRITE_LIFETIME_GRACE_SECS", value_name = "SECONDS")]
+    pub lifetime_grace_secs: Option<u64>,
+    /// Seconds a request to a sleeping queue-mode device waits for it to wake [default: 86400].
+    #[arg(
+        long,
+        env = "FERRITE_QUEUED_REQUEST_EXPIRY_SECS",
+        value_name = "SECONDS"
+    )]
+    pub queued_request_expiry_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -96,6 +116,15 @@ impl ServeArgs {
         if let Some(v) = self.log_format {
             config.log_format = v;
         }
+        if let Some(v) = &self.secret_key {
+            config.secret_key = Some(v.clone()).filter(|k| !k.is_empty());
+        }
+        if let Some(v) = self.lifetime_grace_secs {
+            config.lifetime_grace_secs = v;
+        }
+        if let Some(v) = self.queued_request_expiry_secs {
+            config.queued_request_expiry_secs = v;
+        }
         Ok(config)
     }
 }
@@ -118,7 +147,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::http::serve(config, shutdown_signal()))
+    runtime.block_on(crate::run::run(config, shutdown_signal()))
 }
 
 /// Resolves on Ctrl-C or SIGTERM, so the server can finish what it acknowledged.
@@ -169,7 +198,10 @@ mod tests {
         ])
         .unwrap();
         let config = cli.serve.resolve().unwrap();
-        assert_eq!(config.http_addr, "127.0.0.1:9002".parse().unwrap());
+        assert_eq!(
+            config.http_addr,
+            "127.0.0.1:9002".parse::<SocketAddr>().unwrap()
+        );
         assert!(
             config.nosec,
             "the file's value stays where no flag overrides it"
@@ -186,6 +218,7 @@ mod tests {
             "FERRITE_NOSEC",
             "FERRITE_DATABASE_URL",
             "FERRITE_API_TOKEN",
+            "FERRITE_SECRET_KEY",
         ] {
             assert!(help.contains(word), "--help does not mention {word}");
         }

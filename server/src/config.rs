@@ -24,6 +24,14 @@ pub struct Config {
     pub api_token: Option<String>,
     /// Log output: `text` for people, `json` for log collectors.
     pub log_format: LogFormat,
+    /// The server key (64 hex characters, 32 bytes) that seals device PSKs at rest; the same key
+    /// on every start. Required by `serve`; `scripts/run.sh` makes one per installation.
+    pub secret_key: Option<String>,
+    /// Seconds a registration outlives its lifetime without an Update before it expires: slack
+    /// for an Update being retransmitted (OMA LwM2M TS Core 1.1 §6.2.1).
+    pub lifetime_grace_secs: u64,
+    /// Seconds a request to a sleeping queue-mode device waits for it to wake before it fails.
+    pub queued_request_expiry_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -43,6 +51,9 @@ impl Default for Config {
             database_url: "sqlite://ferrite.db".to_owned(),
             api_token: None,
             log_format: LogFormat::Text,
+            secret_key: None,
+            lifetime_grace_secs: 30,
+            queued_request_expiry_secs: 24 * 3600,
         }
     }
 }
@@ -58,6 +69,15 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("log_format", &self.log_format)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("lifetime_grace_secs", &self.lifetime_grace_secs)
+            .field(
+                "queued_request_expiry_secs",
+                &self.queued_request_expiry_secs,
+            )
             .finish()
     }
 }
@@ -115,7 +135,10 @@ mod tests {
     #[test]
     fn file_values_override_defaults_and_unknown_keys_are_refused() {
         let config = Config::from_toml("http_addr = \"0.0.0.0:9000\"\nnosec = true\n").unwrap();
-        assert_eq!(config.http_addr, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(
+            config.http_addr,
+            "0.0.0.0:9000".parse::<SocketAddr>().unwrap()
+        );
         assert!(config.nosec);
         assert_eq!(config.coaps_addr, Config::default().coaps_addr);
         assert!(Config::from_toml("htp_addr = \"0.0.0.0:9000\"").is_err());
@@ -125,12 +148,14 @@ mod tests {
     fn secrets_never_appear_in_debug_output() {
         let config = Config {
             api_token: Some("s3cret-token".into()),
+            secret_key: Some("ab".repeat(32)),
             database_url: "postgres://ferrite:pa55word@localhost/ferrite".into(),
             ..Config::default()
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret-token"), "{shown}");
         assert!(!shown.contains("pa55word"), "{shown}");
+        assert!(!shown.contains(&"ab".repeat(32)), "{shown}");
         assert!(
             shown.contains("postgres://ferrite:***@localhost/ferrite"),
             "{shown}"

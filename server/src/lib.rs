@@ -6,4 +6,6 @@ pub mod config;
 pub mod fleet;
 pub mod http;
 pub mod logging;
+pub mod lwm2m;
+pub mod run;
 pub mod store;

@@ -66,6 +66,7 @@ mod tests {
     async fn without_a_configured_token_nothing_gets_in() {
         let app = super::super::app(AppState {
             config: std::sync::Arc::new(crate::config::Config::default()),
+            lwm2m: None,
         });
         let (status, _) = get(&app, "/api/v1/objects", Some("")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -19,6 +19,9 @@ pub use error::ApiError;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The LwM2M service (devices, operations, live events); None when the app runs without
+    /// sockets (unit tests of routes that do not reach devices).
+    pub lwm2m: Option<crate::lwm2m::Lwm2mService>,
 }
 
 /// The whole HTTP application: every route under `/api/v1` requires a valid credential.
@@ -52,6 +55,7 @@ pub async fn serve(
     tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
     let state = AppState {
         config: Arc::new(config),
+        lwm2m: None,
     };
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
@@ -79,6 +83,7 @@ pub(crate) mod test_util {
         };
         app(AppState {
             config: Arc::new(config),
+            lwm2m: None,
         })
     }
 

@@ -1,0 +1,408 @@
+//! What a socket task does with each `ServerEvent` of its LwM2M engine: registration decisions
+//! against the fleet registry (spawned, the verdict comes back as a command), the shared
+//! directory, store writes through the persistence worker, `DeviceEvent`s for listeners, and the
+//! completion of requests made through the service handle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use lwm2m_proto::lwm2m::server::{
+    OpError, OpId, OpOutcome, PeerAuth, Registration, RegistrationTicket, Rejection, ServerEvent,
+};
+use tokio::sync::mpsc;
+
+use super::directory::RegistrationInfo;
+use super::error::ServiceError;
+use super::events::{DeviceEvent, OperationResult};
+use super::persist::Job;
+use super::socket::{Command, Shared, SocketTask, wall};
+use super::stored::StoredOperation;
+use super::view::{OutcomeView, content_records, records_view, unix_seconds};
+use crate::store::lwm2m::{RegistrationEventKind, RequestStatus, Transport};
+
+impl SocketTask {
+    pub(crate) fn on_engine_event(&mut self, now: Instant, event: ServerEvent) {
+        match event {
+            ServerEvent::RegistrationRequest {
+                ticket,
+                peer,
+                auth,
+                params,
+                links: _,
+            } => self.decide(ticket, peer, auth, params.endpoint),
+            ServerEvent::Registered {
+                registration,
+                replaced,
+            } => self.on_registered(now, &registration, replaced.is_some()),
+            ServerEvent::Updated {
+                registration,
+                previous,
+            } => self.on_updated(now, &registration, registration.peer != previous.peer),
+            ServerEvent::Deregistered { registration } => {
+                self.on_ended(&registration, RegistrationEventKind::Deregistered);
+            }
+            ServerEvent::Expired { registration } => {
+                self.on_ended(&registration, RegistrationEventKind::Expired);
+            }
+            ServerEvent::RegistrationRefused {
+                peer,
+                auth,
+                endpoint,
+                code,
+                reason,
+            } => {
+                tracing::info!(
+                    %peer,
+                    endpoint = endpoint.as_deref().unwrap_or("-"),
+                    identity = identity_of(&auth).unwrap_or("-"),
+                    %code,
+                    ?reason,
+                    "registration request refused by the LwM2M engine"
+                );
+                self.shared.publish(DeviceEvent::RegistrationRefused {
+                    endpoint,
+                    address: peer,
+                    coap_code: code.to_string(),
+                    reason: format!("{reason:?}"),
+                    at: Utc::now(),
+                });
+            }
+            ServerEvent::OpQueued {
+                op,
+                endpoint,
+                expires_at,
+            } => self.on_op_queued(now, op, endpoint, expires_at),
+            ServerEvent::OpCompleted {
+                op,
+                endpoint,
+                outcome,
+            } => self.on_op_completed(op, endpoint, outcome),
+            ServerEvent::Notification {
+                observation,
+                endpoint,
+                paths,
+                content,
+                seq: _,
+            } => {
+                let at = Utc::now();
+                let (values, error) = match &content {
+                    Ok(content) => (content_records(content, unix_seconds(at)), None),
+                    Err(error) => (Vec::new(), Some(error.to_string())),
+                };
+                self.shared.publish(DeviceEvent::Notification {
+                    endpoint,
+                    observation: observation.as_u64(),
+                    paths: paths.iter().map(ToString::to_string).collect(),
+                    values,
+                    error,
+                    at,
+                });
+            }
+            ServerEvent::ObservationEnded {
+                observation,
+                endpoint,
+                reason,
+            } => self.shared.publish(DeviceEvent::ObservationEnded {
+                endpoint,
+                observation: observation.as_u64(),
+                reason: format!("{reason:?}"),
+            }),
+            ServerEvent::Send {
+                endpoint,
+                registration: _,
+                records,
+            } => {
+                // Readings go to listeners only for now; the metering pipeline will consume them.
+                let at = Utc::now();
+                self.shared.publish(DeviceEvent::Send {
+                    endpoint,
+                    records: records_view(&records, unix_seconds(at)),
+                    at,
+                });
+            }
+            ServerEvent::SendRefused {
+                peer,
+                endpoint,
+                code,
+                reason,
+            } => tracing::info!(
+                %peer,
+                endpoint = endpoint.as_deref().unwrap_or("-"),
+                %code,
+                ?reason,
+                "LwM2M Send refused"
+            ),
+        }
+    }
+
+    /// Checks a Register against the fleet registry in a spawned task; the verdict comes back as
+    /// a [`Command::Decision`].
+    fn decide(
+        &mut self,
+        ticket: RegistrationTicket,
+        peer: SocketAddr,
+        auth: PeerAuth,
+        endpoint: String,
+    ) {
+        let Some(reply) = self.shared.sender(self.transport).cloned() else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(decide(shared, reply, ticket, peer, auth, endpoint));
+    }
+
+    fn registration_info(&self, now: Instant, registration: &Registration) -> RegistrationInfo {
+        RegistrationInfo::new(
+            registration,
+            self.transport,
+            wall(now, registration.registered_at),
+            wall(now, registration.last_update),
+        )
+    }
+
+    fn track_sleep(&mut self, now: Instant, registration: &Registration) {
+        if registration.binding.queue {
+            self.sleep
+                .set(&registration.endpoint, now + self.awake_window);
+        } else {
+            self.sleep.clear(&registration.endpoint);
+        }
+    }
+
+    fn on_registered(&mut self, now: Instant, registration: &Registration, reboot: bool) {
+        let info = self.registration_info(now, registration);
+        if let Some(previous) = self.shared.directory.insert(info.clone())
+            && previous.transport != self.transport
+        {
+            // The device moved between NoSec and DTLS: end its stale registration there, without
+            // marking it offline (it is online here).
+            if let Some(other) = self.shared.sender(previous.transport) {
+                let _ = other.send(Command::Remove {
+                    endpoint: previous.endpoint.clone(),
+                    registration_id: Some(previous.registration_id.clone()),
+                    kind: RegistrationEventKind::Removed,
+                    mark_offline: false,
+                    reply: None,
+                });
+            }
+        }
+        tracing::info!(
+            endpoint = %registration.endpoint,
+            registration_id = %registration.id,
+            transport = %self.transport,
+            peer = %registration.peer,
+            identity = identity_of(&registration.auth).unwrap_or("-"),
+            version = %registration.version,
+            lifetime = registration.lifetime,
+            queue_mode = registration.binding.queue,
+            reboot,
+            "device registered"
+        );
+        self.track_sleep(now, registration);
+        self.shared.persist(Job::Registered {
+            info: info.clone(),
+            reboot,
+        });
+        self.shared.publish(DeviceEvent::Registered {
+            registration: info,
+            reboot,
+        });
+    }
+
+    fn on_updated(&mut self, now: Instant, registration: &Registration, address_changed: bool) {
+        let info = self.registration_info(now, registration);
+        self.shared.directory.insert(info.clone());
+        if address_changed {
+            tracing::info!(
+                endpoint = %registration.endpoint,
+                peer = %registration.peer,
+                "registration updated from a new address"
+            );
+        } else {
+            tracing::debug!(endpoint = %registration.endpoint, "registration updated");
+        }
+        self.track_sleep(now, registration);
+        self.shared.persist(Job::Updated { info: info.clone() });
+        self.shared.publish(DeviceEvent::Updated {
+            registration: info,
+            address_changed,
+        });
+    }
+
+    fn on_ended(&mut self, registration: &Registration, kind: RegistrationEventKind) {
+        let endpoint = registration.endpoint.clone();
+        let registration_id = registration.id.to_string();
+        self.sleep.clear(&endpoint);
+        self.shared
+            .directory
+            .remove_if(&endpoint, self.transport, &registration_id);
+        let at = Utc::now();
+        tracing::info!(%endpoint, %registration_id, transport = %self.transport, ?kind, "registration ended");
+        self.shared.persist(Job::Ended {
+            endpoint: endpoint.clone(),
+            registration_id: registration_id.clone(),
+            kind,
+            at,
+            mark_offline: true,
+        });
+        let event = if kind == RegistrationEventKind::Expired {
+            DeviceEvent::Expired {
+                endpoint,
+                registration_id,
+                at,
+            }
+        } else {
+            DeviceEvent::Deregistered {
+                endpoint,
+                registration_id,
+                at,
+            }
+        };
+        self.shared.publish(event);
+    }
+
+    fn on_op_queued(&mut self, now: Instant, op: OpId, endpoint: String, expires_at: Instant) {
+        let expires_wall = {
+            let ahead = expires_at.saturating_duration_since(now);
+            Utc::now() + chrono::Duration::from_std(ahead).unwrap_or_default()
+        };
+        let mut durable = None;
+        let Some(tracked) = self.ops.get_mut(&op) else {
+            return;
+        };
+        if !tracked.persisted
+            && let Some(stored) = tracked
+                .operation
+                .as_ref()
+                .and_then(StoredOperation::from_operation)
+        {
+            let (tell, told) = tokio::sync::oneshot::channel();
+            self.shared.persist(Job::Queue {
+                id: tracked.id.to_string(),
+                endpoint: endpoint.clone(),
+                operation_json: stored.to_json(),
+                created_at: tracked.created_at,
+                expires_at: expires_wall,
+                durable: Some(tell),
+            });
+            tracked.persisted = true;
+            tracked.operation = None;
+            durable = Some(told);
+        }
+        let id = tracked.id;
+        if let Some((submitted, queued, signal)) = self.submitting.as_mut()
+            && *submitted == op
+        {
+            *queued = true;
+            if durable.is_some() {
+                *signal = durable;
+            }
+        }
+        tracing::debug!(%endpoint, operation = %id, "request queued for a sleeping device");
+        self.shared.publish(DeviceEvent::OperationQueued {
+            endpoint,
+            operation: id,
+            expires_at: expires_wall,
+        });
+    }
+
+    fn on_op_completed(&mut self, op: OpId, endpoint: String, outcome: Result<OpOutcome, OpError>) {
+        let Some(tracked) = self.ops.remove(&op) else {
+            return;
+        };
+        let at = Utc::now();
+        let result = match &outcome {
+            Ok(outcome) => OperationResult::Succeeded {
+                outcome: OutcomeView::new(outcome, unix_seconds(at)),
+            },
+            Err(error) => OperationResult::Failed {
+                error: ServiceError::from(error.clone()).to_view(),
+            },
+        };
+        if tracked.persisted {
+            let status = match &outcome {
+                Ok(_) => RequestStatus::Completed,
+                Err(OpError::Expired) => RequestStatus::Expired,
+                Err(_) => RequestStatus::Failed,
+            };
+            self.shared.persist(Job::Finish {
+                id: tracked.id.to_string(),
+                status,
+                at,
+                result_json: serde_json::to_string(&result).unwrap_or_default(),
+            });
+        }
+        if let Some(completion) = tracked.completion {
+            // The requester may have stopped waiting.
+            let _ = completion.send(outcome);
+        }
+        self.shared.publish(DeviceEvent::OperationCompleted {
+            endpoint,
+            operation: tracked.id,
+            result,
+            at,
+        });
+    }
+}
+
+fn identity_of(auth: &PeerAuth) -> Option<&str> {
+    match auth {
+        PeerAuth::Psk { identity } => Some(identity),
+        PeerAuth::NoSec => None,
+    }
+}
+
+/// The registration decision (PRODUCT.md "Security"): the endpoint must be in the fleet registry
+/// and not decommissioned, a DTLS identity must be the endpoint's own, NoSec only where allowed.
+/// Refusals are answered 4.03 Forbidden (TS Core 1.1 §6.2.1), a store failure 5.03.
+async fn decide(
+    shared: Arc<Shared>,
+    reply: mpsc::UnboundedSender<Command>,
+    ticket: RegistrationTicket,
+    peer: SocketAddr,
+    auth: PeerAuth,
+    endpoint: String,
+) {
+    let identity = identity_of(&auth);
+    let transport = if identity.is_some() {
+        Transport::Coaps
+    } else {
+        Transport::Coap
+    };
+    let verdict = match shared
+        .store
+        .may_register(&endpoint, identity, shared.nosec)
+        .await
+    {
+        Ok(Ok(state)) => {
+            tracing::debug!(%endpoint, %peer, %transport, %state, "registration allowed");
+            Ok(())
+        }
+        Ok(Err(refusal)) => {
+            tracing::warn!(
+                %endpoint,
+                %peer,
+                %transport,
+                identity = identity.unwrap_or("-"),
+                reason = %refusal,
+                "registration refused (4.03)"
+            );
+            shared.publish(DeviceEvent::RegistrationRefused {
+                endpoint: Some(endpoint.clone()),
+                address: peer,
+                coap_code: Rejection::Forbidden.code().to_string(),
+                reason: refusal.to_string(),
+                at: Utc::now(),
+            });
+            Err(Rejection::Forbidden)
+        }
+        Err(error) => {
+            tracing::error!(%endpoint, %peer, %error, "cannot check a registration; answered 5.03");
+            Err(Rejection::ServiceUnavailable)
+        }
+    };
+    // A closed channel means the socket is stopping; the client will retry elsewhere or later.
+    let _ = reply.send(Command::Decision { ticket, verdict });
+}

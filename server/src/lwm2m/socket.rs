@@ -1,0 +1,675 @@
+//! One UDP socket and the sans-I/O engines it drives: a tokio task that owns the socket, its
+//! `Lwm2mServer` and, on the CoAPS socket, its `DtlsServer`. It loops over: a datagram received,
+//! a command from the service handle (requests, registration decisions, removals), or the
+//! engines' next deadline (`poll_timeout` + `sleep_until`); after each input it drains the
+//! engines' events and datagrams (the call order documented on `Lwm2mServer` and `DtlsServer`).
+//!
+//! The task never waits for the database: registration checks run in spawned tasks whose verdict
+//! comes back as a command, and store writes go to the ordered persistence worker.
+//!
+//! NAT rebinding on DTLS: a device whose address changed re-handshakes from the new address; the
+//! DTLS layer closes the old session (`Connected { replaced }`), and the LwM2M engine learns the new
+//! address from the device's next Update (TS Core 1.1 §6.2.2), which the client sends after a new
+//! handshake. Until then requests to the device go to the old address, have no session and time
+//! out; its observations end with the Update (`AddressChanged`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ferrite_dtls::{DtlsEvent, DtlsServer, PskIdentity};
+use lwm2m_proto::coap::Transmit;
+use lwm2m_proto::lwm2m::server::{
+    Lwm2mServer, ObservationId, OpError, OpId, OpOutcome, Operation, PeerAuth, RegistrationTicket,
+    Rejection,
+};
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::directory::Directory;
+use super::events::{DeviceEvent, OperationId};
+use super::persist::{Job, JobSender};
+use crate::store::Store;
+use crate::store::lwm2m::{RegistrationEventKind, Transport};
+
+/// Largest datagram accepted: a full DTLS record (2^14 bytes of plaintext, RFC 6347 §4.1, plus
+/// header and AEAD overhead) or a CoAP message of that size. Anything larger is dropped unread:
+/// block-wise transfer (RFC 7959) keeps real LwM2M traffic far below it.
+pub const MAX_DATAGRAM: usize = 16 * 1024 + 256;
+
+/// What the rest of the service shares with the socket tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub store: Store,
+    pub directory: Directory,
+    pub events: broadcast::Sender<DeviceEvent>,
+    pub persist: JobSender,
+    /// NoSec is enabled (the CoAP socket exists).
+    pub nosec: bool,
+    /// Every socket's command channel, to move a registration between sockets.
+    pub sockets: Vec<(Transport, mpsc::UnboundedSender<Command>)>,
+}
+
+impl Shared {
+    pub(crate) fn sender(&self, transport: Transport) -> Option<&mpsc::UnboundedSender<Command>> {
+        self.sockets
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .map(|(_, s)| s)
+    }
+
+    pub(crate) fn publish(&self, event: DeviceEvent) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn persist(&self, job: Job) {
+        if self.persist.send(job).is_err() {
+            tracing::error!("the persistence worker has stopped; a store write is lost");
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug)]
+pub(crate) enum Requested {
+    Operation(Operation),
+    /// Cancel Observation by the observation's number (as events show it).
+    Cancel(u64),
+}
+
+/// A request for the engine.
+#[derive(Debug)]
+pub(crate) struct Submit {
+    pub id: OperationId,
+    pub endpoint: String,
+    pub request: Requested,
+    /// The queue expiry; None: the engine's default.
+    pub expiry: Option<Duration>,
+    /// Already in `lwm2m_queued_requests` (re-submitted at start).
+    pub persisted: bool,
+    pub created_at: DateTime<Utc>,
+    pub completion: Option<oneshot::Sender<Result<OpOutcome, OpError>>>,
+    pub reply: Option<oneshot::Sender<Result<SubmitAck, OpError>>>,
+}
+
+/// The engine took the request.
+#[derive(Debug)]
+pub(crate) struct SubmitAck {
+    /// It waits for a sleeping device (or for an in-flight slot).
+    pub queued: bool,
+    /// Told when the queued request is stored.
+    pub durable: Option<oneshot::Receiver<bool>>,
+}
+
+/// Commands to a socket task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Submit(Box<Submit>),
+    /// The verdict on a Register.
+    Decision {
+        ticket: RegistrationTicket,
+        verdict: Result<(), Rejection>,
+    },
+    /// Remove `endpoint`'s registration (if it is still `registration_id`, when given).
+    Remove {
+        endpoint: String,
+        registration_id: Option<String>,
+        kind: RegistrationEventKind,
+        /// Mark the device offline (false when it moved to the other socket).
+        mark_offline: bool,
+        reply: Option<oneshot::Sender<bool>>,
+    },
+    /// End the DTLS session of an identity (credentials revoked).
+    CloseIdentity {
+        identity: String,
+    },
+    Observations {
+        endpoint: String,
+        reply: oneshot::Sender<Vec<ObservationView>>,
+    },
+    Stats {
+        reply: oneshot::Sender<SocketStats>,
+    },
+}
+
+/// An established observation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservationView {
+    pub observation: u64,
+    pub paths: Vec<String>,
+}
+
+/// Counters and sizes of one socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketStats {
+    pub transport: Option<Transport>,
+    pub local_addr: Option<SocketAddr>,
+    pub registrations: usize,
+    pub pending_registrations: usize,
+    pub in_flight_ops: usize,
+    pub queued_ops: usize,
+    pub observations: usize,
+    pub datagrams_received: u64,
+    pub datagrams_sent: u64,
+    /// Larger than [`MAX_DATAGRAM`].
+    pub datagrams_oversized: u64,
+    /// Socket send failures, and CoAP messages for a DTLS peer without a session.
+    pub send_failures: u64,
+    pub dtls_sessions: Option<usize>,
+    pub dtls_handshakes_completed: Option<u64>,
+    pub dtls_handshakes_failed: Option<u64>,
+}
+
+/// A request the task follows until it completes.
+#[derive(Debug)]
+pub(crate) struct TrackedOp {
+    pub id: OperationId,
+    /// Kept until it is persisted (a queue-mode request) or completes.
+    pub operation: Option<Operation>,
+    pub persisted: bool,
+    pub created_at: DateTime<Utc>,
+    pub completion: Option<oneshot::Sender<Result<OpOutcome, OpError>>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub received: u64,
+    pub sent: u64,
+    pub oversized: u64,
+    pub send_failures: u64,
+}
+
+/// When queue-mode devices are expected to fall asleep (connectivity `sleeping`).
+#[derive(Debug, Default)]
+pub(crate) struct SleepTracker {
+    by_time: BTreeSet<(Instant, String)>,
+    by_endpoint: HashMap<String, Instant>,
+}
+
+impl SleepTracker {
+    pub(crate) fn set(&mut self, endpoint: &str, at: Instant) {
+        self.clear(endpoint);
+        self.by_time.insert((at, endpoint.to_owned()));
+        self.by_endpoint.insert(endpoint.to_owned(), at);
+    }
+
+    pub(crate) fn clear(&mut self, endpoint: &str) {
+        if let Some(at) = self.by_endpoint.remove(endpoint) {
+            self.by_time.remove(&(at, endpoint.to_owned()));
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<String> {
+        let (at, _) = self.by_time.first()?;
+        if *at > now {
+            return None;
+        }
+        let (_, endpoint) = self.by_time.pop_first()?;
+        self.by_endpoint.remove(&endpoint);
+        Some(endpoint)
+    }
+}
+
+/// The socket task's state.
+#[derive(Debug)]
+pub(crate) struct SocketTask {
+    pub transport: Transport,
+    pub socket: UdpSocket,
+    pub local_addr: SocketAddr,
+    pub engine: Lwm2mServer,
+    pub dtls: Option<DtlsServer>,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub shared: Arc<Shared>,
+    pub ops: HashMap<OpId, TrackedOp>,
+    /// Set while a Submit is being handled: whether its op was queued, and its durability signal.
+    pub submitting: Option<(OpId, bool, Option<oneshot::Receiver<bool>>)>,
+    pub sleep: SleepTracker,
+    pub awake_window: Duration,
+    pub counters: Counters,
+    pub outbox: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+/// The wall-clock time of engine instant `at`, given that `now` is the current instant.
+pub(crate) fn wall(now: Instant, at: Instant) -> DateTime<Utc> {
+    let ago = now.saturating_duration_since(at);
+    Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default()
+}
+
+impl SocketTask {
+    /// Runs until `shutdown` turns true (or its sender is gone) or every command sender is gone.
+    pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        self.pump(Instant::now());
+        self.send_outbox().await;
+        tracing::info!(transport = %self.transport, addr = %self.local_addr, "LwM2M socket serving");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let deadline = self.next_deadline();
+            let timer = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(Instant::now(), command),
+                    None => break,
+                },
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, peer)) => {
+                        let bytes = buf.get(..len).unwrap_or_default();
+                        self.on_datagram(Instant::now(), peer, bytes);
+                    }
+                    Err(error) => {
+                        tracing::debug!(transport = %self.transport, %error, "UDP receive failed");
+                    }
+                },
+                () = timer => self.on_timeout(Instant::now()),
+            }
+            self.pump(Instant::now());
+            self.send_outbox().await;
+        }
+        tracing::info!(transport = %self.transport, "LwM2M socket stopped");
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.engine.poll_timeout(),
+            self.dtls.as_ref().and_then(DtlsServer::poll_timeout),
+            self.sleep.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn on_datagram(&mut self, now: Instant, peer: SocketAddr, bytes: &[u8]) {
+        if bytes.len() > MAX_DATAGRAM {
+            self.counters.oversized += 1;
+            tracing::debug!(%peer, len = bytes.len(), "oversized datagram dropped");
+            return;
+        }
+        self.counters.received += 1;
+        match self.dtls.as_mut() {
+            Some(dtls) => dtls.handle_datagram(now, peer, bytes),
+            None => self
+                .engine
+                .handle_datagram(now, peer, PeerAuth::NoSec, bytes),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        self.engine.handle_timeout(now);
+        if let Some(dtls) = self.dtls.as_mut() {
+            dtls.handle_timeout(now);
+        }
+        while let Some(endpoint) = self.sleep.pop_due(now) {
+            if self.engine.is_reachable(now, &endpoint) {
+                // Still awake (it sent something since): look again later.
+                let again = self.awake_window.max(Duration::from_secs(4)) / 4;
+                self.sleep.set(&endpoint, now + again);
+            } else if self.engine.registration(&endpoint).is_some() {
+                self.shared.persist(Job::Connectivity {
+                    endpoint,
+                    connectivity: crate::fleet::registry::Connectivity::Sleeping,
+                });
+            }
+        }
+    }
+
+    /// Drains the engines until neither has anything left: DTLS events (decrypted data goes into
+    /// the LwM2M engine), LwM2M events, LwM2M datagrams (through DTLS on the CoAPS socket).
+    pub(crate) fn pump(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.dtls.as_mut().and_then(DtlsServer::poll_event) {
+                progressed = true;
+                self.on_dtls_event(now, event);
+            }
+            while let Some(event) = self.engine.poll_event() {
+                progressed = true;
+                self.on_engine_event(now, event);
+            }
+            while let Some(transmit) = self.engine.poll_transmit() {
+                progressed = true;
+                self.transmit(now, transmit);
+            }
+            while let Some(datagram) = self.dtls.as_mut().and_then(DtlsServer::poll_transmit) {
+                self.outbox.push(datagram);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn transmit(&mut self, now: Instant, transmit: Transmit) {
+        match self.dtls.as_mut() {
+            Some(dtls) => {
+                if let Err(error) = dtls.send(now, transmit.peer, &transmit.bytes) {
+                    // No session (it idled out, or the device moved): the engine retransmits or
+                    // fails the request; the device re-handshakes when it next talks.
+                    self.counters.send_failures += 1;
+                    tracing::debug!(peer = %transmit.peer, %error, "CoAP message for a peer without a DTLS session dropped");
+                }
+            }
+            None => self.outbox.push((transmit.peer, transmit.bytes)),
+        }
+    }
+
+    async fn send_outbox(&mut self) {
+        for (peer, bytes) in std::mem::take(&mut self.outbox) {
+            match self.socket.send_to(&bytes, peer).await {
+                Ok(_) => self.counters.sent += 1,
+                Err(error) => {
+                    self.counters.send_failures += 1;
+                    tracing::debug!(%peer, %error, "UDP send failed");
+                }
+            }
+        }
+    }
+
+    fn on_dtls_event(&mut self, now: Instant, event: DtlsEvent) {
+        match event {
+            DtlsEvent::Data {
+                peer,
+                identity,
+                bytes,
+            } => {
+                let auth = PeerAuth::Psk {
+                    identity: identity.to_string(),
+                };
+                self.engine.handle_datagram(now, peer, auth, &bytes);
+            }
+            DtlsEvent::Connected {
+                peer,
+                identity,
+                replaced,
+            } => match replaced {
+                Some(old) => tracing::info!(
+                    %identity, %peer, old = %old,
+                    "DTLS session moved to a new address (NAT rebinding); the registration follows with the device's next Update"
+                ),
+                None => tracing::debug!(%identity, %peer, "DTLS session established"),
+            },
+            DtlsEvent::Closed {
+                peer,
+                identity,
+                reason,
+            } => tracing::debug!(%identity, %peer, ?reason, "DTLS session closed"),
+            DtlsEvent::HandshakeFailed {
+                peer,
+                claimed_identity,
+                reason,
+            } => {
+                let identity = claimed_identity.as_ref().map(PskIdentity::to_string);
+                tracing::info!(%peer, identity = identity.as_deref().unwrap_or("-"), ?reason, "DTLS handshake failed");
+            }
+        }
+    }
+
+    pub(crate) fn on_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Submit(submit) => self.on_submit(now, *submit),
+            Command::Decision { ticket, verdict } => {
+                let answered = match verdict {
+                    Ok(()) => self.engine.accept_registration(now, ticket).map(|_| ()),
+                    Err(rejection) => self.engine.reject_registration(now, ticket, rejection),
+                };
+                if let Err(error) = answered {
+                    tracing::info!(%error, "the Register could not be answered (the client will retry)");
+                }
+            }
+            Command::Remove {
+                endpoint,
+                registration_id,
+                kind,
+                mark_offline,
+                reply,
+            } => {
+                let removed = self.remove(
+                    now,
+                    &endpoint,
+                    registration_id.as_deref(),
+                    kind,
+                    mark_offline,
+                );
+                if let Some(reply) = reply {
+                    let _ = reply.send(removed);
+                }
+            }
+            Command::CloseIdentity { identity } => {
+                if let Some(dtls) = self.dtls.as_mut() {
+                    let identity = PskIdentity::new(identity.as_bytes());
+                    if let Some(peer) = dtls.peer_of(&identity) {
+                        dtls.close(now, peer);
+                        tracing::info!(%identity, %peer, "DTLS session closed: credentials withdrawn");
+                    }
+                }
+            }
+            Command::Observations { endpoint, reply } => {
+                let views = self
+                    .engine
+                    .observations(&endpoint)
+                    .into_iter()
+                    .map(|o| ObservationView {
+                        observation: o.observation.as_u64(),
+                        paths: o.paths.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect();
+                let _ = reply.send(views);
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+        }
+    }
+
+    fn find_observation(&self, endpoint: &str, number: u64) -> Option<ObservationId> {
+        self.engine
+            .observations(endpoint)
+            .into_iter()
+            .map(|o| o.observation)
+            .find(|o| o.as_u64() == number)
+    }
+
+    fn on_submit(&mut self, now: Instant, submit: Submit) {
+        let Submit {
+            id,
+            endpoint,
+            request,
+            expiry,
+            persisted,
+            created_at,
+            completion,
+            reply,
+        } = submit;
+        let operation = match request {
+            Requested::Operation(operation) => operation,
+            Requested::Cancel(number) => match self.find_observation(&endpoint, number) {
+                Some(observation) => Operation::CancelObservation(observation),
+                None => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(OpError::UnknownObservation));
+                    }
+                    return;
+                }
+            },
+        };
+        // Kept to persist it if it has to wait for the device.
+        let kept = (!persisted && !matches!(operation, Operation::CancelObservation(_)))
+            .then(|| operation.clone());
+        let result = match expiry {
+            Some(expiry) => self
+                .engine
+                .request_with_expiry(now, &endpoint, operation, expiry),
+            None => self.engine.request(now, &endpoint, operation),
+        };
+        match result {
+            Ok(op) => {
+                self.ops.insert(
+                    op,
+                    TrackedOp {
+                        id,
+                        operation: kept,
+                        persisted,
+                        created_at,
+                        completion,
+                    },
+                );
+                self.submitting = Some((op, false, None));
+                self.pump(now);
+                let (queued, durable) = match self.submitting.take() {
+                    Some((_, queued, durable)) => (queued, durable),
+                    None => (false, None),
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(SubmitAck { queued, durable }));
+                }
+            }
+            Err(error) => {
+                if persisted {
+                    // A re-submitted request the engine refuses ends here.
+                    let result = super::events::OperationResult::Failed {
+                        error: super::error::ServiceError::from(error.clone()).to_view(),
+                    };
+                    self.shared.persist(Job::Finish {
+                        id: id.to_string(),
+                        status: crate::store::lwm2m::RequestStatus::Failed,
+                        at: Utc::now(),
+                        result_json: serde_json::to_string(&result).unwrap_or_default(),
+                    });
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+
+    /// Removes `endpoint`'s registration from the engine (if it is `registration_id`, when given).
+    pub(crate) fn remove(
+        &mut self,
+        now: Instant,
+        endpoint: &str,
+        registration_id: Option<&str>,
+        kind: RegistrationEventKind,
+        mark_offline: bool,
+    ) -> bool {
+        let matches = self
+            .engine
+            .registration(endpoint)
+            .is_some_and(|r| registration_id.is_none_or(|id| r.id.to_string() == id));
+        if !matches {
+            return false;
+        }
+        let Some(registration) = self.engine.remove_registration(now, endpoint) else {
+            return false;
+        };
+        let registration_id = registration.id.to_string();
+        self.sleep.clear(endpoint);
+        self.shared
+            .directory
+            .remove_if(endpoint, self.transport, &registration_id);
+        let at = Utc::now();
+        self.shared.persist(Job::Ended {
+            endpoint: endpoint.to_owned(),
+            registration_id: registration_id.clone(),
+            kind,
+            at,
+            mark_offline,
+        });
+        self.shared.publish(DeviceEvent::Removed {
+            endpoint: endpoint.to_owned(),
+            registration_id,
+            at,
+        });
+        tracing::info!(endpoint, transport = %self.transport, ?kind, "registration removed by the server");
+        true
+    }
+
+    fn stats(&self) -> SocketStats {
+        let engine = self.engine.stats();
+        let dtls = self.dtls.as_ref().map(DtlsServer::stats);
+        SocketStats {
+            transport: Some(self.transport),
+            local_addr: Some(self.local_addr),
+            registrations: engine.registrations,
+            pending_registrations: engine.pending_registrations,
+            in_flight_ops: engine.in_flight_ops,
+            queued_ops: engine.queued_ops,
+            observations: engine.observations,
+            datagrams_received: self.counters.received,
+            datagrams_sent: self.counters.sent,
+            datagrams_oversized: self.counters.oversized,
+            send_failures: self.counters.send_failures,
+            dtls_sessions: dtls.map(|s| s.sessions),
+            dtls_handshakes_completed: dtls.map(|s| s.handshakes_completed),
+            dtls_handshakes_failed: dtls.map(|s| {
+                let f = &s.handshakes_failed;
+                f.timeout
+                    + f.bad_key
+                    + f.unknown_identity
+                    + f.peer_aborted
+                    + f.protocol
+                    + f.superseded
+                    + f.internal
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_tracker_pops_in_time_order_and_forgets_cleared_endpoints() {
+        let start = Instant::now();
+        let mut tracker = SleepTracker::default();
+        tracker.set("b", start + Duration::from_secs(2));
+        tracker.set("a", start + Duration::from_secs(1));
+        tracker.set("c", start + Duration::from_secs(3));
+        tracker.clear("c");
+        tracker.set("b", start + Duration::from_secs(5));
+        assert_eq!(tracker.next(), Some(start + Duration::from_secs(1)));
+        assert_eq!(tracker.pop_due(start), None);
+        assert_eq!(
+            tracker.pop_due(start + Duration::from_secs(4)).as_deref(),
+            Some("a")
+        );
+        assert_eq!(tracker.pop_due(start + Duration::from_secs(4)), None);
+        assert_eq!(
+            tracker.pop_due(start + Duration::from_secs(5)).as_deref(),
+            Some("b")
+        );
+        assert_eq!(tracker.next(), None);
+    }
+
+    #[test]
+    fn wall_clock_of_an_instant_counts_back_from_now() {
+        let earlier = Instant::now();
+        let now = earlier + Duration::from_secs(60);
+        let ago = Utc::now() - wall(now, earlier);
+        assert!((ago.num_milliseconds() - 60_000).abs() < 1000, "{ago:?}");
+        // An instant after `now` is now, not the future.
+        assert!(wall(earlier, now) <= Utc::now());
+    }
+}

@@ -1,0 +1,794 @@
+//! Persistence of the LwM2M service (migration 0002): the current registration of each endpoint,
+//! so a restarted server restores them (OMA LwM2M TS Core 1.1 §6.2.1: a registration lives until
+//! its lifetime ends, not until the server restarts); the requests waiting for sleeping
+//! queue-mode devices and their results; and the history of registration events (register,
+//! reboot, de-register, expiry) for diagnostics' reboot-rhythm rules.
+//!
+//! One SQL text serves both engines (`$n` placeholders, `ON CONFLICT … DO UPDATE`); the
+//! `on_pool!` macro runs it on whichever pool is in use.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::{Backend, Store, StoreError};
+use crate::fleet::lifecycle::{Actor, SystemComponent};
+
+/// Runs a sqlx query builder expression against the pool of whichever backend is in use.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite(backend) => {
+                let $pool = &backend.pool;
+                $body
+            }
+            Backend::Postgres(backend) => {
+                let $pool = &backend.pool;
+                $body
+            }
+        }
+    };
+}
+
+/// Longest operation JSON or result JSON kept (a queued Write carries its content).
+pub const MAX_REQUEST_JSON: usize = 1 << 20;
+
+/// Which socket a registration came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Plain CoAP over UDP (NoSec).
+    Coap,
+    /// CoAP over DTLS 1.2 (PSK).
+    Coaps,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Coap => "coap",
+            Transport::Coaps => "coaps",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Transport {
+    type Err = StoreError;
+    fn from_str(text: &str) -> Result<Transport, StoreError> {
+        match text {
+            "coap" => Ok(Transport::Coap),
+            "coaps" => Ok(Transport::Coaps),
+            other => Err(StoreError::Corrupt(format!("unknown transport {other:?}"))),
+        }
+    }
+}
+
+/// A registration as persisted: the engine's `Registration` with wall-clock times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRegistration {
+    pub endpoint: String,
+    /// The `{id}` of the client's `/rd/{id}`.
+    pub registration_id: String,
+    pub transport: Transport,
+    /// `1.0`, `1.1`, `1.2`.
+    pub lwm2m_version: String,
+    /// The binding in its 1.0 form, queue mode included (`U`, `UQ`, …).
+    pub binding: String,
+    pub lifetime: u32,
+    pub sms_number: Option<String>,
+    /// The registered objects in CoRE link format.
+    pub objects: String,
+    /// The peer's address (`ip:port`) when it last registered or updated.
+    pub address: String,
+    /// The PSK identity of its DTLS session; None on NoSec.
+    pub psk_identity: Option<String>,
+    pub registered_at: DateTime<Utc>,
+    pub last_update: DateTime<Utc>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct RegistrationRow {
+    endpoint: String,
+    registration_id: String,
+    transport: String,
+    lwm2m_version: String,
+    binding: String,
+    lifetime: i64,
+    sms_number: Option<String>,
+    objects: String,
+    address: String,
+    psk_identity: Option<String>,
+    registered_at: DateTime<Utc>,
+    last_update: DateTime<Utc>,
+}
+
+impl TryFrom<RegistrationRow> for StoredRegistration {
+    type Error = StoreError;
+    fn try_from(row: RegistrationRow) -> Result<StoredRegistration, StoreError> {
+        Ok(StoredRegistration {
+            transport: row.transport.parse()?,
+            lifetime: u32::try_from(row.lifetime).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "registration of {:?}: lifetime {} out of range",
+                    row.endpoint, row.lifetime
+                ))
+            })?,
+            endpoint: row.endpoint,
+            registration_id: row.registration_id,
+            lwm2m_version: row.lwm2m_version,
+            binding: row.binding,
+            sms_number: row.sms_number,
+            objects: row.objects,
+            address: row.address,
+            psk_identity: row.psk_identity,
+            registered_at: row.registered_at,
+            last_update: row.last_update,
+        })
+    }
+}
+
+/// Where a queued request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestStatus {
+    /// Waiting for the device to wake up (or on the wire).
+    Pending,
+    /// The device answered with success.
+    Completed,
+    /// It failed (error code, timeout, the registration ended).
+    Failed,
+    /// It waited past its expiry.
+    Expired,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Completed => "completed",
+            RequestStatus::Failed => "failed",
+            RequestStatus::Expired => "expired",
+        }
+    }
+}
+
+impl FromStr for RequestStatus {
+    type Err = StoreError;
+    fn from_str(text: &str) -> Result<RequestStatus, StoreError> {
+        Ok(match text {
+            "pending" => RequestStatus::Pending,
+            "completed" => RequestStatus::Completed,
+            "failed" => RequestStatus::Failed,
+            "expired" => RequestStatus::Expired,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown request status {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// A request to a queue-mode device, persisted while it waits and kept with its result after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRequest {
+    /// The service's operation ID (16 hex digits).
+    pub id: String,
+    pub endpoint: String,
+    /// The operation as JSON (`lwm2m::StoredOperation`).
+    pub operation: String,
+    pub status: RequestStatus,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The outcome or error as JSON, once finished.
+    pub result: Option<String>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct QueuedRequestRow {
+    id: String,
+    endpoint: String,
+    operation: String,
+    status: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    result: Option<String>,
+}
+
+impl TryFrom<QueuedRequestRow> for QueuedRequest {
+    type Error = StoreError;
+    fn try_from(row: QueuedRequestRow) -> Result<QueuedRequest, StoreError> {
+        Ok(QueuedRequest {
+            status: row.status.parse()?,
+            id: row.id,
+            endpoint: row.endpoint,
+            operation: row.operation,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            finished_at: row.finished_at,
+            result: row.result,
+        })
+    }
+}
+
+/// What happened to a registration, in the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationEventKind {
+    /// A Register with no registration before it.
+    Registered,
+    /// A Register while still registered: the device restarted.
+    Reboot,
+    Deregistered,
+    /// No Update within lifetime + grace.
+    Expired,
+    /// The server removed it (decommissioned, moved to the other socket, NoSec switched off).
+    Removed,
+}
+
+impl RegistrationEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationEventKind::Registered => "registered",
+            RegistrationEventKind::Reboot => "reboot",
+            RegistrationEventKind::Deregistered => "deregistered",
+            RegistrationEventKind::Expired => "expired",
+            RegistrationEventKind::Removed => "removed",
+        }
+    }
+}
+
+impl FromStr for RegistrationEventKind {
+    type Err = StoreError;
+    fn from_str(text: &str) -> Result<RegistrationEventKind, StoreError> {
+        Ok(match text {
+            "registered" => RegistrationEventKind::Registered,
+            "reboot" => RegistrationEventKind::Reboot,
+            "deregistered" => RegistrationEventKind::Deregistered,
+            "expired" => RegistrationEventKind::Expired,
+            "removed" => RegistrationEventKind::Removed,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown registration event {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// One entry of the registration history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationEvent {
+    pub id: i64,
+    pub endpoint: String,
+    pub at: DateTime<Utc>,
+    pub kind: RegistrationEventKind,
+    pub registration_id: String,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct RegistrationEventRow {
+    id: i64,
+    endpoint: String,
+    at: DateTime<Utc>,
+    kind: String,
+    registration_id: String,
+    address: Option<String>,
+}
+
+const REGISTRATION_COLUMNS: &str = "endpoint, registration_id, transport, lwm2m_version, binding, \
+    lifetime, sms_number, objects, address, psk_identity, registered_at, last_update";
+
+const UPSERT_REGISTRATION: &str = "INSERT INTO lwm2m_registrations (endpoint, registration_id, \
+    transport, lwm2m_version, binding, lifetime, sms_number, objects, address, psk_identity, \
+    registered_at, last_update) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+    ON CONFLICT (endpoint) DO UPDATE SET registration_id = excluded.registration_id, \
+    transport = excluded.transport, lwm2m_version = excluded.lwm2m_version, \
+    binding = excluded.binding, lifetime = excluded.lifetime, sms_number = excluded.sms_number, \
+    objects = excluded.objects, address = excluded.address, psk_identity = excluded.psk_identity, \
+    registered_at = excluded.registered_at, last_update = excluded.last_update";
+
+const DELETE_REGISTRATION: &str =
+    "DELETE FROM lwm2m_registrations WHERE endpoint = $1 AND registration_id = $2";
+
+const SELECT_REGISTRATIONS: &str = "SELECT endpoint, registration_id, transport, lwm2m_version, \
+    binding, lifetime, sms_number, objects, address, psk_identity, registered_at, last_update \
+    FROM lwm2m_registrations ORDER BY endpoint";
+
+const SELECT_REGISTRATION: &str = "SELECT endpoint, registration_id, transport, lwm2m_version, \
+    binding, lifetime, sms_number, objects, address, psk_identity, registered_at, last_update \
+    FROM lwm2m_registrations WHERE endpoint = $1";
+
+const INSERT_EVENT: &str = "INSERT INTO lwm2m_registration_events (endpoint, at, kind, \
+    registration_id, address) VALUES ($1, $2, $3, $4, $5)";
+
+const SELECT_EVENTS: &str = "SELECT id, endpoint, at, kind, registration_id, address \
+    FROM lwm2m_registration_events WHERE endpoint = $1 ORDER BY id DESC LIMIT $2";
+
+/// A reboot in the device's audit trail: not a lifecycle transition (from = to = the current
+/// state), but what an operator looking at the device's history needs to see.
+const INSERT_REBOOT_AUDIT: &str = "INSERT INTO device_audit (device_id, endpoint, at, actor, \
+    action, from_state, to_state, reason) SELECT id, endpoint, $1, $2, 'reboot', state, state, $3 \
+    FROM devices WHERE endpoint = $4";
+
+const QUEUED_COLUMNS: &str =
+    "id, endpoint, operation, status, created_at, expires_at, finished_at, result";
+
+const INSERT_QUEUED: &str = "INSERT INTO lwm2m_queued_requests (id, endpoint, operation, status, \
+    created_at, expires_at) VALUES ($1, $2, $3, 'pending', $4, $5) ON CONFLICT (id) DO NOTHING";
+
+const FINISH_QUEUED: &str = "UPDATE lwm2m_queued_requests SET status = $1, finished_at = $2, \
+    result = $3 WHERE id = $4 AND status = 'pending'";
+
+const SELECT_PENDING: &str = "SELECT id, endpoint, operation, status, created_at, expires_at, \
+    finished_at, result FROM lwm2m_queued_requests WHERE status = 'pending' \
+    ORDER BY created_at, id";
+
+const SELECT_QUEUED_ONE: &str = "SELECT id, endpoint, operation, status, created_at, expires_at, \
+    finished_at, result FROM lwm2m_queued_requests WHERE id = $1";
+
+const SELECT_QUEUED_FOR: &str = "SELECT id, endpoint, operation, status, created_at, expires_at, \
+    finished_at, result FROM lwm2m_queued_requests WHERE endpoint = $1 \
+    ORDER BY created_at DESC, id DESC LIMIT $2";
+
+const PRUNE_QUEUED: &str =
+    "DELETE FROM lwm2m_queued_requests WHERE status <> 'pending' AND finished_at < $1";
+
+// The column lists above are spelled out in each statement so every text is a `&'static str`;
+// these keep them in one place for review.
+const _: (&str, &str) = (REGISTRATION_COLUMNS, QUEUED_COLUMNS);
+
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+fn check_json_len(what: &str, text: &str) -> Result<(), StoreError> {
+    if text.len() > MAX_REQUEST_JSON {
+        return Err(StoreError::Invalid(
+            crate::fleet::registry::ValidationError::TooLong {
+                field: if what == "operation" {
+                    "operation"
+                } else {
+                    "result"
+                },
+                max: MAX_REQUEST_JSON,
+            },
+        ));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Saves `endpoint`'s current registration (replacing the one before: one per endpoint).
+    pub async fn save_lwm2m_registration(
+        &self,
+        registration: &StoredRegistration,
+    ) -> Result<(), StoreError> {
+        let r = registration;
+        on_pool!(self, pool => sqlx::query(UPSERT_REGISTRATION)
+            .bind(&r.endpoint)
+            .bind(&r.registration_id)
+            .bind(r.transport.as_str())
+            .bind(&r.lwm2m_version)
+            .bind(&r.binding)
+            .bind(i64::from(r.lifetime))
+            .bind(&r.sms_number)
+            .bind(&r.objects)
+            .bind(&r.address)
+            .bind(&r.psk_identity)
+            .bind(micros(r.registered_at))
+            .bind(micros(r.last_update))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Deletes `endpoint`'s registration if it is still `registration_id` (a newer one, e.g. after
+    /// a reboot, is kept). Returns whether a row was deleted.
+    pub async fn delete_lwm2m_registration(
+        &self,
+        endpoint: &str,
+        registration_id: &str,
+    ) -> Result<bool, StoreError> {
+        let affected = on_pool!(self, pool => sqlx::query(DELETE_REGISTRATION)
+            .bind(endpoint)
+            .bind(registration_id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(affected > 0)
+    }
+
+    /// Every persisted registration, in endpoint order (read once at start).
+    pub async fn lwm2m_registrations(&self) -> Result<Vec<StoredRegistration>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, RegistrationRow>(SELECT_REGISTRATIONS)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(StoredRegistration::try_from).collect()
+    }
+
+    /// `endpoint`'s persisted registration.
+    pub async fn lwm2m_registration(
+        &self,
+        endpoint: &str,
+    ) -> Result<Option<StoredRegistration>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, RegistrationRow>(SELECT_REGISTRATION)
+            .bind(endpoint)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(StoredRegistration::try_from).transpose()
+    }
+
+    /// Appends to the registration history.
+    pub async fn record_registration_event(
+        &self,
+        endpoint: &str,
+        at: DateTime<Utc>,
+        kind: RegistrationEventKind,
+        registration_id: &str,
+        address: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query(INSERT_EVENT)
+            .bind(endpoint)
+            .bind(micros(at))
+            .bind(kind.as_str())
+            .bind(registration_id)
+            .bind(address)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The newest `limit` history entries of `endpoint`, newest first.
+    pub async fn registration_events(
+        &self,
+        endpoint: &str,
+        limit: u32,
+    ) -> Result<Vec<RegistrationEvent>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, RegistrationEventRow>(SELECT_EVENTS)
+            .bind(endpoint)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(RegistrationEvent {
+                    kind: row.kind.parse()?,
+                    id: row.id,
+                    endpoint: row.endpoint,
+                    at: row.at,
+                    registration_id: row.registration_id,
+                    address: row.address,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a reboot (a Register while registered) in the device's audit trail, by the
+    /// registration component. Unknown endpoints are ignored.
+    pub async fn audit_reboot(&self, endpoint: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let actor = Actor::system(SystemComponent::Registration).to_string();
+        on_pool!(self, pool => sqlx::query(INSERT_REBOOT_AUDIT)
+            .bind(micros(at))
+            .bind(&actor)
+            .bind("registered again without de-registering (device restart)")
+            .bind(endpoint)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Persists a request waiting for a sleeping device (idempotent on `id`).
+    pub async fn insert_queued_request(
+        &self,
+        id: &str,
+        endpoint: &str,
+        operation_json: &str,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        check_json_len("operation", operation_json)?;
+        on_pool!(self, pool => sqlx::query(INSERT_QUEUED)
+            .bind(id)
+            .bind(endpoint)
+            .bind(operation_json)
+            .bind(micros(created_at))
+            .bind(micros(expires_at))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Records how a pending request ended. Returns false if it was not pending (unknown, or
+    /// finished already).
+    pub async fn finish_queued_request(
+        &self,
+        id: &str,
+        status: RequestStatus,
+        at: DateTime<Utc>,
+        result_json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        if let Some(json) = result_json {
+            check_json_len("result", json)?;
+        }
+        let affected = on_pool!(self, pool => sqlx::query(FINISH_QUEUED)
+            .bind(status.as_str())
+            .bind(micros(at))
+            .bind(result_json)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(affected > 0)
+    }
+
+    /// Every pending request, oldest first (re-submitted at start).
+    pub async fn pending_queued_requests(&self) -> Result<Vec<QueuedRequest>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, QueuedRequestRow>(SELECT_PENDING)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(QueuedRequest::try_from).collect()
+    }
+
+    /// One queued request by ID.
+    pub async fn queued_request(&self, id: &str) -> Result<Option<QueuedRequest>, StoreError> {
+        let row = on_pool!(self, pool => sqlx::query_as::<_, QueuedRequestRow>(SELECT_QUEUED_ONE)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(QueuedRequest::try_from).transpose()
+    }
+
+    /// The newest `limit` queued requests of `endpoint` (any status), newest first.
+    pub async fn queued_requests_for(
+        &self,
+        endpoint: &str,
+        limit: u32,
+    ) -> Result<Vec<QueuedRequest>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, QueuedRequestRow>(SELECT_QUEUED_FOR)
+            .bind(endpoint)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(QueuedRequest::try_from).collect()
+    }
+
+    /// Deletes finished requests older than `before`; returns how many.
+    pub async fn prune_queued_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let affected = on_pool!(self, pool => sqlx::query(PRUNE_QUEUED)
+            .bind(micros(before))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(affected)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The same cases on SQLite (a temporary file) and on PostgreSQL (a scratch database, when
+    //! `FERRITE_TEST_POSTGRES_URL` is set; see `scratch::postgres_test_url`).
+
+    use std::future::Future;
+
+    use super::*;
+    use crate::fleet::registry::{NewDevice, SecurityMode};
+    use crate::fleet::secrets::ServerKey;
+    use crate::store::scratch::{self, ScratchPostgres};
+    use chrono::Duration;
+
+    async fn on_both<F, Fut>(case: F)
+    where
+        F: Fn(Store) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, ServerKey::from_bytes([7; 32]))
+            .await
+            .unwrap();
+        case(store.clone()).await;
+        store.close().await;
+        if let Some(admin) = scratch::postgres_test_url() {
+            let db = ScratchPostgres::create(&admin, "ferrite_lwm2m")
+                .await
+                .unwrap();
+            let store = Store::connect(db.url(), ServerKey::from_bytes([7; 32]))
+                .await
+                .unwrap();
+            case(store.clone()).await;
+            store.close().await;
+            db.drop_database().await.unwrap();
+        }
+    }
+
+    fn registration(endpoint: &str, id: &str) -> StoredRegistration {
+        let at = DateTime::parse_from_rfc3339("2026-03-01T12:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        StoredRegistration {
+            endpoint: endpoint.into(),
+            registration_id: id.into(),
+            transport: Transport::Coaps,
+            lwm2m_version: "1.1".into(),
+            binding: "UQ".into(),
+            lifetime: 300,
+            sms_number: None,
+            objects: "</1/0>,</3/0>".into(),
+            address: "192.0.2.7:40000".into(),
+            psk_identity: Some("id-1".into()),
+            registered_at: at,
+            last_update: at + Duration::seconds(60),
+        }
+    }
+
+    async fn device(store: &Store, endpoint: &str) {
+        let mut new = NewDevice::psk(endpoint, "s", "m");
+        new.security_mode = SecurityMode::NoSec;
+        store
+            .create_device(new, &Actor::system(SystemComponent::Registration))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn registrations_are_saved_replaced_and_deleted_by_id() {
+        on_both(|store| async move {
+            device(&store, "meter-1").await;
+            let first = registration("meter-1", "aaaaaaaa");
+            store.save_lwm2m_registration(&first).await.unwrap();
+            assert_eq!(
+                store.lwm2m_registrations().await.unwrap(),
+                std::slice::from_ref(&first)
+            );
+
+            let mut second = registration("meter-1", "bbbbbbbb");
+            second.transport = Transport::Coap;
+            second.psk_identity = None;
+            store.save_lwm2m_registration(&second).await.unwrap();
+            assert_eq!(
+                store.lwm2m_registration("meter-1").await.unwrap(),
+                Some(second.clone())
+            );
+            // A late delete of the replaced registration keeps the new one.
+            assert!(
+                !store
+                    .delete_lwm2m_registration("meter-1", "aaaaaaaa")
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .delete_lwm2m_registration("meter-1", "bbbbbbbb")
+                    .await
+                    .unwrap()
+            );
+            assert!(store.lwm2m_registrations().await.unwrap().is_empty());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn queued_requests_finish_once_and_are_listed() {
+        on_both(|store| async move {
+            device(&store, "meter-2").await;
+            let now = Utc::now().trunc_subsecs(6);
+            let later = now + Duration::hours(1);
+            store
+                .insert_queued_request("00000000000000a1", "meter-2", "{}", now, later)
+                .await
+                .unwrap();
+            // Idempotent.
+            store
+                .insert_queued_request("00000000000000a1", "meter-2", "{}", now, later)
+                .await
+                .unwrap();
+            let pending = store.pending_queued_requests().await.unwrap();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].status, RequestStatus::Pending);
+            assert_eq!(pending[0].expires_at, later);
+
+            assert!(
+                store
+                    .finish_queued_request(
+                        "00000000000000a1",
+                        RequestStatus::Completed,
+                        now,
+                        Some("{\"kind\":\"changed\"}")
+                    )
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .finish_queued_request("00000000000000a1", RequestStatus::Failed, now, None)
+                    .await
+                    .unwrap(),
+                "finishes once"
+            );
+            let done = store
+                .queued_request("00000000000000a1")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(done.status, RequestStatus::Completed);
+            assert_eq!(done.result.as_deref(), Some("{\"kind\":\"changed\"}"));
+            assert!(store.pending_queued_requests().await.unwrap().is_empty());
+            assert_eq!(
+                store
+                    .queued_requests_for("meter-2", 10)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+            assert_eq!(
+                store
+                    .prune_queued_requests(now + Duration::seconds(1))
+                    .await
+                    .unwrap(),
+                1
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn history_and_reboot_audit_are_recorded() {
+        on_both(|store| async move {
+            device(&store, "meter-3").await;
+            let at = Utc::now().trunc_subsecs(6);
+            for kind in [
+                RegistrationEventKind::Registered,
+                RegistrationEventKind::Reboot,
+                RegistrationEventKind::Expired,
+            ] {
+                store
+                    .record_registration_event("meter-3", at, kind, "aaaaaaaa", Some("[::1]:5"))
+                    .await
+                    .unwrap();
+            }
+            let events = store.registration_events("meter-3", 2).await.unwrap();
+            let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+            assert_eq!(
+                kinds,
+                [
+                    RegistrationEventKind::Expired,
+                    RegistrationEventKind::Reboot
+                ]
+            );
+
+            store.audit_reboot("meter-3", at).await.unwrap();
+            let audit = store
+                .device_audit(
+                    "meter-3",
+                    crate::fleet::registry::AuditPageRequest::first(10),
+                )
+                .await
+                .unwrap();
+            let reboot = audit
+                .entries
+                .iter()
+                .find(|e| e.action == "reboot")
+                .expect("reboot audited");
+            assert_eq!(reboot.actor, "system:registration");
+            assert_eq!(reboot.from_state, reboot.to_state);
+        })
+        .await;
+    }
+}

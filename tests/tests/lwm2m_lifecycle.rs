@@ -1,0 +1,343 @@
+//! End to end over plain CoAP: how registrations live and die, and what survives a restart —
+//! queue mode (a request to a sleeping device is persisted and completes after its Update),
+//! lifetime expiry, NAT rebinding (an Update from a new port moves the registration), and a
+//! server restart on the same SQLite file (registrations restored, queued requests re-submitted).
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use lwm2m_objects::{Path, Value};
+use lwm2m_proto::lwm2m::client::ClientEvent;
+use lwm2m_proto::lwm2m::registration::Lwm2mVersion;
+use lwm2m_proto::lwm2m::server::{Content, OpOutcome, Operation};
+use server::fleet::registry::Connectivity;
+use server::lwm2m::{
+    DeviceEvent, OpResult, OperationResult, OutcomeView, RequestStatus, ValueView,
+};
+use server::store::lwm2m::RegistrationEventKind;
+use tests::device::{DeviceEvent as DevEvent, DeviceSpec, Security, TestDevice};
+use tests::harness::{TestServer, eventually, next_event};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn start_device(server: &TestServer, spec: DeviceSpec) -> TestDevice {
+    server.create_nosec_device(&spec.endpoint).await;
+    let mut device = TestDevice::start(spec, server.coap_addr()).await;
+    device.register_and_wait().await;
+    device
+}
+
+fn battery(result: &OpResult) -> Option<Value> {
+    match result {
+        OpResult::Done {
+            outcome: OpOutcome::Content(Content::Node { node, .. }),
+            ..
+        } => node
+            .flatten(&Path::Resource(3, 0, 9))
+            .first()
+            .map(|(_, v)| (*v).clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_sleeping_queue_mode_device_is_persisted_and_completes_after_its_update() {
+    let server = TestServer::start().await;
+    let mut events = server.events();
+    let mut spec = DeviceSpec::new("meter-q", Lwm2mVersion::V1_1, Security::NoSec);
+    spec.queue_mode = true;
+    spec.lifetime = 120;
+    let mut device = start_device(&server, spec).await;
+    let service = server.service();
+    assert!(service.registration("meter-q").unwrap().queue_mode);
+
+    // The server's awake window (2 s in the tests) passes: the device counts as asleep.
+    eventually("connectivity sleeping", || async {
+        let d = server.store().get_device("meter-q").await.unwrap()?;
+        (d.connectivity == Connectivity::Sleeping).then_some(())
+    })
+    .await;
+
+    let pending = service
+        .request(
+            "meter-q",
+            Operation::Read(Path::Resource(3, 0, 9)),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let OpResult::Pending {
+        operation,
+        queued: true,
+    } = pending
+    else {
+        panic!("expected a queued request, got {pending:?}");
+    };
+    // Acknowledged means durable: the request is in the table before `Pending` is returned.
+    let stored = service.operation(operation).await.unwrap().unwrap();
+    assert_eq!(stored.status, RequestStatus::Pending);
+    assert_eq!(stored.endpoint, "meter-q");
+    next_event(&mut events, |e| match e {
+        DeviceEvent::OperationQueued { operation: o, .. } => (*o == operation).then_some(()),
+        _ => None,
+    })
+    .await;
+
+    // A second caller waits for the answer instead.
+    let waiting = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            service
+                .request("meter-q", Operation::Read(Path::Resource(3, 0, 9)), WAIT)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+
+    // The device wakes up with an Update: both requests go out and complete.
+    device.update();
+    device.expect_updated().await;
+    let answered = waiting.await.unwrap().unwrap();
+    assert_eq!(battery(&answered), Some(Value::Integer(87)));
+    let result = next_event(&mut events, |e| match e {
+        DeviceEvent::OperationCompleted {
+            operation: o,
+            result,
+            ..
+        } if *o == operation => Some(result.clone()),
+        _ => None,
+    })
+    .await;
+    let OperationResult::Succeeded {
+        outcome: OutcomeView::Content { values },
+    } = result
+    else {
+        panic!("expected content, got {result:?}");
+    };
+    assert_eq!(values[0].value, ValueView::Integer(87));
+    eventually(
+        "the stored request is completed with its result",
+        || async {
+            let row = service.operation(operation).await.unwrap()?;
+            (row.status == RequestStatus::Completed && row.result.is_some()).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_without_update_expires_after_its_lifetime() {
+    let server = TestServer::start().await;
+    let mut events = server.events();
+    let mut spec = DeviceSpec::new("meter-gone", Lwm2mVersion::V1_0, Security::NoSec);
+    spec.lifetime = 2;
+    let device = start_device(&server, spec).await;
+    // Unplugged: no automatic Update. Lifetime 2 s + grace 1 s.
+    device.unplug(true);
+    let registration_id = next_event(&mut events, |e| match e {
+        DeviceEvent::Expired {
+            endpoint,
+            registration_id,
+            ..
+        } if endpoint == "meter-gone" => Some(registration_id.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(server.service().registration("meter-gone").is_none());
+    server.service().flush().await;
+    let device_row = server
+        .store()
+        .get_device("meter-gone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(device_row.connectivity, Connectivity::Offline);
+    assert!(
+        server
+            .store()
+            .lwm2m_registration("meter-gone")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let history = server
+        .store()
+        .registration_events("meter-gone", 10)
+        .await
+        .unwrap();
+    assert_eq!(history[0].kind, RegistrationEventKind::Expired);
+    assert_eq!(history[0].registration_id, registration_id);
+    let read = server
+        .service()
+        .request("meter-gone", Operation::Read(Path::Instance(3, 0)), WAIT)
+        .await
+        .unwrap_err();
+    assert_eq!(read.kind(), server::lwm2m::ServiceErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_from_a_new_port_moves_the_registration() {
+    let server = TestServer::start().await;
+    let mut events = server.events();
+    let mut device = start_device(
+        &server,
+        DeviceSpec::new("meter-nat", Lwm2mVersion::V1_1, Security::NoSec),
+    )
+    .await;
+    let before = device.local_addr();
+    assert_eq!(
+        server.service().registration("meter-nat").unwrap().address,
+        before
+    );
+
+    device.rebind();
+    device.update();
+    device.expect_updated().await;
+    let after = device.local_addr();
+    assert_ne!(before, after);
+    let (address, changed) = next_event(&mut events, |e| match e {
+        DeviceEvent::Updated {
+            registration,
+            address_changed,
+        } if registration.endpoint == "meter-nat" => Some((registration.address, *address_changed)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(address, after);
+    assert!(changed);
+    let read = server
+        .service()
+        .request("meter-nat", Operation::Read(Path::Resource(3, 0, 9)), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(battery(&read), Some(Value::Integer(87)));
+    eventually("the stored address follows", || async {
+        let row = server
+            .store()
+            .lwm2m_registration("meter-nat")
+            .await
+            .unwrap()?;
+        (row.address == after.to_string()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_and_queued_requests_survive_a_restart() {
+    let mut server = TestServer::start().await;
+    let mut always_on = start_device(
+        &server,
+        DeviceSpec::new("meter-r", Lwm2mVersion::V1_0, Security::NoSec),
+    )
+    .await;
+    let mut spec = DeviceSpec::new("meter-rq", Lwm2mVersion::V1_1, Security::NoSec);
+    spec.queue_mode = true;
+    spec.lifetime = 120;
+    let mut sleeper = start_device(&server, spec).await;
+    let before = server.service().registration("meter-r").unwrap();
+
+    // A request for the sleeping device waits in the table.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let OpResult::Pending { operation, .. } = server
+        .service()
+        .request(
+            "meter-rq",
+            Operation::Write {
+                path: Path::Resource(7, 0, 8),
+                node: lwm2m_objects::Node::Resource(lwm2m_objects::Resource::single(
+                    8,
+                    Value::Integer(15),
+                )),
+                mode: lwm2m_proto::lwm2m::server::WriteMode::Replace,
+            },
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("expected a pending request");
+    };
+
+    server.restart().await;
+    let mut events = server.events();
+
+    // Restored at start, before any device spoke: same registration ID, same address.
+    let restored = server.service().registration("meter-r").unwrap();
+    assert_eq!(restored.registration_id, before.registration_id);
+    assert_eq!(restored.address, before.address);
+    assert!(server.service().registration("meter-rq").is_some());
+    assert_eq!(
+        server
+            .service()
+            .operation(operation)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        RequestStatus::Pending
+    );
+
+    // The device's next Update is accepted (not 4.04: the registration is known) and it reads.
+    always_on.update();
+    always_on.expect_updated().await;
+    let read = server
+        .service()
+        .request("meter-r", Operation::Read(Path::Resource(3, 0, 9)), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(battery(&read), Some(Value::Integer(87)));
+
+    // The sleeper wakes: the re-submitted Write reaches it.
+    sleeper.update();
+    sleeper.expect_updated().await;
+    sleeper
+        .expect("Written /7/0/8", |e| match e {
+            DevEvent::Client(ClientEvent::Written { path }) => {
+                (*path == Path::Resource(7, 0, 8)).then_some(())
+            }
+            _ => None,
+        })
+        .await;
+    next_event(&mut events, |e| match e {
+        DeviceEvent::OperationCompleted { operation: o, .. } => (*o == operation).then_some(()),
+        _ => None,
+    })
+    .await;
+    eventually("the re-submitted request is completed", || async {
+        let row = server.service().operation(operation).await.unwrap()?;
+        (row.status == RequestStatus::Completed).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_that_ran_out_while_the_server_was_down_are_expired_at_start() {
+    let mut server = TestServer::start().await;
+    let mut spec = DeviceSpec::new("meter-late", Lwm2mVersion::V1_1, Security::NoSec);
+    spec.lifetime = 1;
+    let device = start_device(&server, spec).await;
+    device.unplug(true);
+    server.service().flush().await;
+    server.stop().await;
+    // Lifetime 1 s + grace 1 s pass while the server is down.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.restart().await;
+    assert!(server.service().registration("meter-late").is_none());
+    server.service().flush().await;
+    assert!(
+        server
+            .store()
+            .lwm2m_registration("meter-late")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let history = server
+        .store()
+        .registration_events("meter-late", 1)
+        .await
+        .unwrap();
+    assert_eq!(history[0].kind, RegistrationEventKind::Expired);
+}
