@@ -6,6 +6,7 @@
 //!
 //! One test suite (`tests.rs`) runs every case against both engines.
 
+pub mod accounts;
 pub mod lwm2m;
 mod postgres;
 mod rows;
