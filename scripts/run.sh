@@ -21,6 +21,16 @@ if [ -z "${FERRITE_API_TOKEN:-}" ]; then
     echo "API token (kept in $data/api-token): $FERRITE_API_TOKEN"
 fi
 
+# The server key that seals the device PSKs at rest, made once and kept beside the database (0600):
+# losing it makes the stored keys unreadable.
+if [ -z "${FERRITE_SECRET_KEY:-}" ]; then
+    if [ ! -s "$data/secret-key" ]; then
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$data/secret-key")
+    fi
+    FERRITE_SECRET_KEY="$(cat "$data/secret-key")"
+    export FERRITE_SECRET_KEY
+fi
+
 cargo build --release -p server --bin ferrite
 echo "Ferrite HTTP API on http://${FERRITE_HTTP_ADDR:-127.0.0.1:8080}/api/v1 (try: curl -H \"Authorization: Bearer \$(cat $data/api-token)\" http://${FERRITE_HTTP_ADDR:-127.0.0.1:8080}/api/v1/objects)"
 exec "$CARGO_TARGET_DIR/release/ferrite" serve "$@"
