@@ -316,3 +316,37 @@ async fn decommissioning_withdraws_the_session_and_the_registration() {
         "it was not told"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dtls_registration_survives_a_restart_and_the_device_comes_back_with_a_new_handshake() {
+    let mut server = TestServer::start().await;
+    let credentials = server.create_psk_device("meter-persist", true).await;
+    let mut device = TestDevice::start(
+        DeviceSpec::new(
+            "meter-persist",
+            Lwm2mVersion::V1_1,
+            Security::Psk(credentials.clone()),
+        ),
+        server.coaps_addr(),
+    )
+    .await;
+    let location = device.register_and_wait().await;
+
+    server.restart().await;
+    let restored = server.service().registration("meter-persist").unwrap();
+    assert_eq!(format!("rd/{}", restored.registration_id), location);
+    assert_eq!(
+        restored.psk_identity.as_deref(),
+        Some(credentials.identity.as_str())
+    );
+
+    // The DTLS session died with the old process: the device handshakes again (its key was
+    // reloaded from the store at start) and updates its registration, which is still known.
+    device.retarget(server.coaps_addr());
+    device.update();
+    device.expect_updated().await;
+    assert_eq!(
+        read_battery(&server, "meter-persist").await,
+        Value::Integer(87)
+    );
+}

@@ -341,3 +341,78 @@ async fn registrations_that_ran_out_while_the_server_was_down_are_expired_at_sta
         .unwrap();
     assert_eq!(history[0].kind, RegistrationEventKind::Expired);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_while_registered_is_a_reboot_and_is_recorded() {
+    let server = TestServer::start().await;
+    let mut events = server.events();
+    let mut device = start_device(
+        &server,
+        DeviceSpec::new("meter-boot", Lwm2mVersion::V1_1, Security::NoSec),
+    )
+    .await;
+    let first = next_event(&mut events, |e| match e {
+        DeviceEvent::Registered { registration, .. } => Some(registration.registration_id.clone()),
+        _ => None,
+    })
+    .await;
+    // The device restarts and registers again without de-registering.
+    device.register_and_wait().await;
+    let (second, reboot) = next_event(&mut events, |e| match e {
+        DeviceEvent::Registered {
+            registration,
+            reboot,
+        } => Some((registration.registration_id.clone(), *reboot)),
+        _ => None,
+    })
+    .await;
+    assert!(reboot);
+    assert_ne!(first, second);
+    assert_eq!(
+        server
+            .service()
+            .registration("meter-boot")
+            .unwrap()
+            .registration_id,
+        second
+    );
+    server.service().flush().await;
+    let history = server
+        .store()
+        .registration_events("meter-boot", 10)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = history.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            RegistrationEventKind::Reboot,
+            RegistrationEventKind::Registered
+        ]
+    );
+    let audit = server
+        .store()
+        .device_audit(
+            "meter-boot",
+            server::fleet::registry::AuditPageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .entries
+            .iter()
+            .any(|e| e.action == "reboot" && e.actor == "system:registration"),
+        "{audit:?}"
+    );
+    assert_eq!(
+        server
+            .store()
+            .lwm2m_registration("meter-boot")
+            .await
+            .unwrap()
+            .unwrap()
+            .registration_id,
+        second
+    );
+}
