@@ -119,9 +119,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             let elapsed = started.elapsed();
             let stats = fleet.stats();
-            if all_registered.is_none() && stats.registered >= i64::from(meters) {
+            // Registrations counted (not the gauge): a meter that reboots meanwhile does not
+            // hold the figure back.
+            if all_registered.is_none()
+                && (stats.registered >= i64::from(meters)
+                    || stats.registrations >= u64::from(meters))
+            {
                 all_registered = Some(elapsed);
-                // Let the registration exchanges settle before measuring.
             }
             if memory.is_none()
                 && all_registered.is_some_and(|t| elapsed >= t + Duration::from_secs(2))

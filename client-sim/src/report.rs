@@ -139,7 +139,7 @@ impl Summary {
             self.registrations_per_second,
         ) {
             (Some(t), Some(rate)) => out.push(format!(
-                "all {} meters registered after {t:.2} s ({rate:.0} registrations/s)",
+                "{} registrations after {t:.2} s ({rate:.0} registrations/s)",
                 self.meters
             )),
             _ => out.push("not every meter registered".into()),

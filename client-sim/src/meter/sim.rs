@@ -231,7 +231,21 @@ impl SimMeter {
         } else {
             f64::INFINITY
         };
-        let store = MeterStore::new(&profile, settings.real_lifetime(), sim_start);
+        let mut store = MeterStore::new(&profile, settings.real_lifetime(), sim_start);
+        // The objects show real values from the start: the registers as they stand and the
+        // device's condition (a display reading, not one that is delivered).
+        store.set_device(dynamics.device_values(&profile, sim_start));
+        let shown = Reading {
+            seq: 0,
+            time: sim_start as i64,
+            active_kwh: dynamics.active_kwh,
+            reactive_kvarh: dynamics.reactive_kvarh,
+            power_kw: 0.0,
+            power_factor: profile.power_factor,
+        };
+        let electrical = dynamics.electrical(&shown);
+        store.set_reading(shown, Some(electrical));
+        store.clear_changes();
         let client = Lwm2mClient::new(
             client_config(&profile, settings),
             store,

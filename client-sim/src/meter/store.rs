@@ -191,11 +191,12 @@ impl MeterStore {
                     Resource::single(3, s(profile.firmware_version())),
                     // Mains and the internal backup battery (3/0/6: 6 AC, 1 internal battery).
                     Resource::multiple(6, [(0, int(6)), (1, int(1))]),
-                    Resource::multiple(7, [(0, int(230_000)), (1, int(3_600))]),
-                    Resource::multiple(8, [(0, int(0)), (1, int(0))]),
+                    // 3/0/7 and 3/0/11 come from `Live`; a bare placeholder keeps them listed
+                    // without the cost of a multiple-instance map.
+                    Resource::single(7, Value::None),
                     Resource::single(9, int(100)),
                     Resource::single(10, int(model.memory_kb / 2)),
-                    Resource::multiple(11, [(0, int(0))]),
+                    Resource::single(11, Value::None),
                     Resource::single(13, Value::Time(now as i64)),
                     Resource::single(14, s("+00:00")),
                     Resource::single(15, s("Etc/UTC")),
@@ -214,12 +215,9 @@ impl MeterStore {
                 0,
                 [
                     Resource::single(0, int(model.bearer)),
-                    Resource::multiple(1, [(0, int(6)), (1, int(7))]),
                     Resource::single(2, int(-85)),
                     Resource::single(3, int(-8)),
                     Resource::multiple(4, [(0, s(&profile.ip_address()))]),
-                    Resource::multiple(5, [(0, s("10.64.0.1"))]),
-                    Resource::multiple(7, [(0, s("iot.ferrite-sim"))]),
                     Resource::single(8, int(i64::from(profile.cell_id))),
                     Resource::single(9, int(i64::from(profile.mnc))),
                     Resource::single(10, int(262)),
@@ -318,6 +316,13 @@ impl MeterStore {
         self.changes.push(Path::Instance(10243, 0));
     }
 
+    /// Forgets the recorded changes (after setting up, before any observer exists).
+    pub fn clear_changes(&mut self) {
+        self.changes.clear();
+        self.changes.shrink_to_fit();
+        while self.inner.pop_change().is_some() {}
+    }
+
     /// Records traffic for object 7 (no notification: counters move with every datagram).
     pub fn count_traffic(&mut self, sent: bool, bytes: usize) {
         let bytes32 = u32::try_from(bytes).unwrap_or(u32::MAX);
@@ -339,6 +344,16 @@ impl MeterStore {
 
 impl ObjectStore for MeterStore {
     fn read(&self, path: &Path) -> Result<Node, StoreError> {
+        // Instances of the live multiple-instance resources are not in the inner store.
+        if let Path::ResourceInstance(3, 0, r @ (7 | 11), ri) = *path {
+            return match live_value(&self.live, 3, r) {
+                Some(ResourceValue::Multiple(mut values)) => values
+                    .remove(&ri)
+                    .map(|value| Node::ResourceInstance { id: ri, value })
+                    .ok_or(StoreError::NotFound),
+                _ => Err(StoreError::NotFound),
+            };
+        }
         let mut node = self.inner.read(path)?;
         match &mut node {
             Node::Object { id, instances } => {
@@ -404,12 +419,13 @@ impl ObjectStore for MeterStore {
 
     fn resources(&self, object: u16, instance: u16) -> Result<Vec<(u16, Option<u16>)>, StoreError> {
         let mut out = self.inner.resources(object, instance)?;
-        // The error-code count is live.
-        if (object, instance) == (3, 0)
-            && let Some(d) = &self.live.device
-            && let Some(entry) = out.iter_mut().find(|(id, _)| *id == 11)
-        {
-            entry.1 = Some(u16::try_from(d.error_codes.len()).unwrap_or(u16::MAX));
+        // The instance counts of the live multiple-instance resources.
+        if (object, instance) == (3, 0) {
+            for (id, dim) in out.iter_mut() {
+                if let Some(ResourceValue::Multiple(values)) = live_value(&self.live, 3, *id) {
+                    *dim = Some(u16::try_from(values.len()).unwrap_or(u16::MAX));
+                }
+            }
         }
         Ok(out)
     }

@@ -376,3 +376,88 @@ fn stop_flushes_then_deregisters() {
     );
     assert_eq!(rig.stats.snapshot().registered, 0);
 }
+
+/// Resident set size in bytes (Linux).
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Run alone: `cargo test -p client-sim --release --lib memory_of_10k -- --ignored
+/// --nocapture --test-threads=1`. Meters made, then registered with a virtual server and left
+/// idle past EXCHANGE_LIFETIME, without sockets: the simulator's own share of the per-meter
+/// figure `ferrite-sim run` reports.
+#[test]
+#[ignore = "measures process memory; run alone"]
+fn memory_of_10k_meters() {
+    const N: u32 = 10_000;
+    let Some(base) = resident_bytes() else {
+        return;
+    };
+    let start = Instant::now();
+    let settings = settings(start, 1.0);
+    let params = ProfileParams::default();
+    let mut meters: Vec<SimMeter> = (0..N)
+        .map(|i| SimMeter::new(Profile::generate(&params, i), &settings, start))
+        .collect();
+    let made = resident_bytes().unwrap();
+    let stats = Stats::default();
+    let mut server = Lwm2mServer::new(ServerConfig::default(), 1);
+    let mut ledger = None;
+    for (i, meter) in meters.iter_mut().enumerate() {
+        let addr = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 40_000));
+        let mut now = start;
+        for _ in 0..20 {
+            let mut out = Vec::new();
+            let mut ctx = Ctx {
+                settings: &settings,
+                stats: &stats,
+                ledger: &mut ledger,
+                out: &mut out,
+            };
+            meter.handle_timeout(&mut ctx, now);
+            for d in out.drain(..) {
+                server.handle_datagram(now, addr, PeerAuth::NoSec, &d);
+            }
+            while let Some(ev) = server.poll_event() {
+                if let ServerEvent::RegistrationRequest { ticket, .. } = ev {
+                    server.accept_registration(now, ticket).unwrap();
+                }
+            }
+            while let Some(t) = server.poll_transmit() {
+                let mut ctx = Ctx {
+                    settings: &settings,
+                    stats: &stats,
+                    ledger: &mut ledger,
+                    out: &mut out,
+                };
+                meter.handle_datagram(&mut ctx, now, &t.bytes);
+            }
+            if meter.client().location().is_some() {
+                break;
+            }
+            now += Duration::from_millis(50);
+        }
+        assert!(meter.client().location().is_some(), "meter {i} registered");
+        // Idle past EXCHANGE_LIFETIME: the client recycles its CoAP endpoint.
+        let later = start + Duration::from_secs(300);
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            settings: &settings,
+            stats: &stats,
+            ledger: &mut ledger,
+            out: &mut out,
+        };
+        meter.handle_timeout(&mut ctx, later);
+    }
+    let registered = resident_bytes().unwrap();
+    drop(server);
+    println!(
+        "per meter: made {} B, registered and idle {} B (inline SimMeter {} B)",
+        (made - base) / N as usize,
+        (registered - base) / N as usize,
+        std::mem::size_of::<SimMeter>()
+    );
+    assert!((made - base) / (N as usize) < 32 * 1024);
+}
