@@ -18,7 +18,7 @@ if [ -z "${FERRITE_API_TOKEN:-}" ]; then
     fi
     FERRITE_API_TOKEN="$(cat "$data/api-token")"
     export FERRITE_API_TOKEN
-    echo "API token (kept in $data/api-token): $FERRITE_API_TOKEN"
+    echo "Admin API token: kept in $data/api-token (mode 0600)"
 fi
 
 # The server key that seals the device PSKs at rest, made once and kept beside the database (0600):
