@@ -405,6 +405,8 @@ pub fn unix_now() -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use clap::CommandFactory;
 
@@ -483,6 +485,7 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("run expected");
         };
-        assert!(args.fleet_config(0.0).unwrap_err().contains("--loss"));
+        let err = args.fleet_config(0.0).err().unwrap_or_default();
+        assert!(err.contains("--loss"), "{err}");
     }
 }

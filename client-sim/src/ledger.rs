@@ -156,6 +156,8 @@ impl Drop for LedgerWriter {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

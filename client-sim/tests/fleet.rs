@@ -2,6 +2,7 @@
 //! answer reads, deliver readings by Send (1.1) and notification (1.0), reboot on Execute, and
 //! de-register; every reading the ledger says was acknowledged is one the server received.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod support;
 
 use std::collections::{HashMap, HashSet};

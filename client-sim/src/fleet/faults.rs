@@ -101,6 +101,8 @@ impl Ord for Delayed {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

@@ -269,6 +269,8 @@ pub fn parse_server_uri(uri: &str) -> Result<(SocketAddr, bool), String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

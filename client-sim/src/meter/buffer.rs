@@ -105,6 +105,8 @@ impl ReadingBuffer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn reading(seq: u32) -> Reading {

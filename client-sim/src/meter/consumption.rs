@@ -86,6 +86,8 @@ pub fn interval_kwh(level: f64, start_of_day: u32, seconds: u32, rng: &mut Rng) 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

@@ -222,6 +222,8 @@ impl Dynamics {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use crate::meter::profile::{ProblemSet, ProfileParams};
 

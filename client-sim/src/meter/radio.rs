@@ -43,6 +43,8 @@ pub fn link_quality_db(rssi_dbm: i64, rng: &mut Rng) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     /// A fleet where `weak_share` of meters have weak signal: the median reading is near −85 dBm

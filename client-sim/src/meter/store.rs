@@ -437,6 +437,8 @@ impl ObjectStore for MeterStore {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use crate::meter::profile::ProfileParams;
 

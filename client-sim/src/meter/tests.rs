@@ -2,6 +2,7 @@
 //! days pass in milliseconds, so reboots, outages, buffering and lifetimes can be checked
 //! exactly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -336,13 +337,14 @@ fn a_v1_0_meter_delivers_each_reading_by_notification() {
         .iter()
         .filter_map(|e| match e {
             ServerEvent::Notification {
-                content: Ok(lwm2m_proto::lwm2m::server::Content::Node { node, .. }),
+                content:
+                    Ok(lwm2m_proto::lwm2m::server::Content::Node {
+                        node: lwm2m_objects::Node::Instance(i),
+                        ..
+                    }),
                 ..
-            } => match node {
-                lwm2m_objects::Node::Instance(i) => match i.value(14) {
-                    Some(Value::Float(v)) => Some(*v),
-                    _ => None,
-                },
+            } => match i.value(14) {
+                Some(Value::Float(v)) => Some(*v),
                 _ => None,
             },
             _ => None,

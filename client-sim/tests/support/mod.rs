@@ -3,6 +3,7 @@
 //! every registration, reads `/3/0` of each new registration, observes `/10243/0` on 1.0 meters,
 //! and records what arrives so the tests can compare it with the simulator's ledger.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)] // each test file uses part of it
 
 use std::collections::{HashMap, HashSet};
@@ -303,12 +304,10 @@ impl Driver {
                 Err(e) => log.op_errors.push(format!("{endpoint}: {e:?}")),
             },
             ServerEvent::Notification {
-                endpoint, content, ..
-            } => {
-                if let Ok(content) = content {
-                    record_notification(&mut log, &endpoint, &content);
-                }
-            }
+                endpoint,
+                content: Ok(content),
+                ..
+            } => record_notification(&mut log, &endpoint, &content),
             ServerEvent::Send {
                 endpoint, records, ..
             } => {
