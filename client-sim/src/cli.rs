@@ -36,10 +36,23 @@ Examples:
   ferrite-sim keys --meters 100 --psk-secret s3cret > keys.csv
   ferrite-sim run --server coaps://127.0.0.1:5684 --meters 100 --psk-secret s3cret";
 
+const RUN_EXAMPLES: &str = "\
+Examples:
+  ferrite-sim run --server coap://127.0.0.1:5683 --meters 1000
+  ferrite-sim run --server coap://127.0.0.1:5683 --meters 200 --speed 3600 --duration 12m \\
+      --ground-truth truth.json --ledger ledger.jsonl
+  ferrite-sim run --server coaps://127.0.0.1:5684 --meters 100 --psk-secret s3cret \\
+      --outage 2d:6h --random-outages 0.1 --loss 0.02
+
+Files: --ground-truth writes {\"endpoints\": {\"sim-000001\": {\"problems\": [...], ...}}}; --ledger
+writes one JSON line per reading produced, evicted or acknowledged
+({\"ev\":\"acked\",\"ep\":\"sim-000001\",\"seq\":7,\"t\":1718000100,\"via\":\"send\"}).";
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a fleet of meters against a server until --duration or Ctrl-C, then de-register.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Print each meter's endpoint name, PSK identity and key (hex) as CSV, to provision a server.
     Keys(KeysArgs),
@@ -87,7 +100,12 @@ pub struct NamingArgs {
     pub psk_identity_prefix: String,
     /// DTLS: the fleet secret every meter's key is derived from:
     /// key = SHA-256("ferrite-sim psk v1" 0x00 secret 0x00 identity)[0..16].
-    #[arg(long, env = "FERRITE_SIM_PSK_SECRET", default_value = "ferrite-sim")]
+    #[arg(
+        long,
+        env = "FERRITE_SIM_PSK_SECRET",
+        hide_env_values = true,
+        default_value = "ferrite-sim"
+    )]
     pub psk_secret: String,
 }
 

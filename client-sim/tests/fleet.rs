@@ -268,3 +268,54 @@ fn an_outage_is_replayed_with_original_timestamps() {
     assert_eq!(acked, report.stats.readings_acked);
     assert!(report.stats.readings_acked >= 20 * 30);
 }
+
+#[test]
+fn under_loss_duplication_and_delay_nothing_acknowledged_is_lost() {
+    let server = TestServer::start_nosec();
+    let ledger = temp_file("faults-ledger.jsonl");
+    let mut cfg = config(30, server.addr, Security::NoSec, 3600.0);
+    cfg.profiles.problem_share = 0.0;
+    cfg.faults = FaultConfig {
+        loss: 0.1,
+        duplicate: 0.05,
+        delay: 0.05,
+        delay_max: Duration::from_millis(300),
+        ..FaultConfig::default()
+    };
+    cfg.ledger = Some(ledger.clone());
+    let fleet = Fleet::start(cfg).unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    fleet.stop();
+    let report = fleet.join();
+    let s = report.stats;
+    assert!(
+        s.fault_lost > 0 && s.fault_duplicated > 0 && s.fault_delayed > 0,
+        "{s:?}"
+    );
+    assert!(s.readings_acked > 30 * 10, "{s:?}");
+    let lines = read_ledger(&ledger);
+    std::fs::remove_file(&ledger).ok();
+    let log = server.log.lock().unwrap();
+    let mut produced: HashMap<(String, u64), (i64, f64)> = HashMap::new();
+    let mut acked = HashSet::new();
+    for (ev, ep, seq, t, kwh) in &lines {
+        match ev.as_str() {
+            "produced" => {
+                produced.insert((ep.clone(), *seq), (*t, kwh.unwrap()));
+            }
+            "acked" => assert!(acked.insert((ep.clone(), *seq)), "{ep} {seq} acked twice"),
+            _ => {}
+        }
+    }
+    for (ep, seq) in &acked {
+        let (t, kwh) = produced[&(ep.clone(), *seq)];
+        let found = if log.versions[ep].is_1_1_or_later() {
+            log.sent_energy[ep]
+                .iter()
+                .any(|(st, sk)| *st == t as f64 && *sk == kwh)
+        } else {
+            log.notified_energy[ep].contains(&kwh)
+        };
+        assert!(found, "{ep} reading {seq} acknowledged but not received");
+    }
+}
