@@ -463,3 +463,41 @@ fn memory_of_10k_meters() {
     );
     assert!((made - base) / (N as usize) < 32 * 1024);
 }
+
+#[test]
+fn a_queue_mode_meter_gets_requests_when_it_wakes() {
+    let mut rig = Rig::new(true, &[], 1.0);
+    rig.settings.lifetime = 300;
+    rig.settings.min_real_lifetime = 1;
+    let mut profile = rig.meter.profile().clone();
+    profile.queue_mode = true;
+    profile.problems = ProblemSet::default();
+    rig.meter = SimMeter::new(profile, &rig.settings, rig.now);
+    rig.run_until(rig.now + Duration::from_secs(5));
+    assert_eq!(
+        rig.count(|e| matches!(e, ServerEvent::Registered { registration, .. }
+            if registration.binding.queue)),
+        1
+    );
+    // Past the 93 s wake window the server holds its request until the meter's next Update
+    // (270 s: the 300 s lifetime minus the margin).
+    rig.run_until(rig.now + Duration::from_secs(120));
+    let ep = rig.meter.client().endpoint().to_owned();
+    rig.server
+        .request(rig.now, &ep, Operation::Read(Path::Resource(3, 0, 9)))
+        .unwrap();
+    rig.exchange();
+    assert_eq!(rig.count(|e| matches!(e, ServerEvent::OpQueued { .. })), 1);
+    assert_eq!(
+        rig.count(|e| matches!(e, ServerEvent::OpCompleted { .. })),
+        0
+    );
+    rig.run_until(rig.now + Duration::from_secs(160));
+    assert_eq!(rig.stats.snapshot().updates, 1);
+    assert!(
+        rig.events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::OpCompleted { outcome: Ok(_), .. })),
+        "the queued read was answered after the Update"
+    );
+}
