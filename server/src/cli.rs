@@ -29,6 +29,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file + environment + flags), secrets redacted, and exit.
     Config(ServeArgs),
+    /// Manage operator accounts (`ferrite user add --name alice --role admin`).
+    User(crate::accounts::cli::UserArgs),
 }
 
 /// Server settings. Each flag can also be given by the environment variable shown, and every
@@ -36,7 +38,8 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// TOML configuration file; keys: http_addr, coap_addr, coaps_addr, nosec, database_url,
-    /// api_token, log_format, secret_key, lifetime_grace_secs, queued_request_expiry_secs.
+    /// api_token, log_format, secret_key, lifetime_grace_secs, queued_request_expiry_secs,
+    /// secure_cookies.
     #[arg(long, env = "FERRITE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address of the HTTP API and web console [default: 127.0.0.1:8080].
@@ -86,6 +89,10 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub queued_request_expiry_secs: Option<u64>,
+    /// Send the console session cookie only over HTTPS (set when the console is served over
+    /// HTTPS, e.g. behind a TLS proxy) [default: false].
+    #[arg(long, env = "FERRITE_SECURE_COOKIES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub secure_cookies: Option<bool>,
 }
 
 impl ServeArgs {
@@ -125,6 +132,9 @@ impl ServeArgs {
         if let Some(v) = self.queued_request_expiry_secs {
             config.queued_request_expiry_secs = v;
         }
+        if let Some(v) = self.secure_cookies {
+            config.secure_cookies = v;
+        }
         Ok(config)
     }
 }
@@ -137,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::User(args)) => crate::accounts::cli::run(args),
         None => serve(cli.serve),
     }
 }

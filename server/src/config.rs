@@ -32,6 +32,9 @@ pub struct Config {
     pub lifetime_grace_secs: u64,
     /// Seconds a request to a sleeping queue-mode device waits for it to wake before it fails.
     pub queued_request_expiry_secs: u64,
+    /// Mark the console's session cookie `Secure` (sent over HTTPS only). Turn on whenever the
+    /// console is reached over HTTPS, e.g. behind a TLS-terminating proxy.
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -54,6 +57,7 @@ impl Default for Config {
             secret_key: None,
             lifetime_grace_secs: 30,
             queued_request_expiry_secs: 24 * 3600,
+            secure_cookies: false,
         }
     }
 }
@@ -78,6 +82,7 @@ impl std::fmt::Debug for Config {
                 "queued_request_expiry_secs",
                 &self.queued_request_expiry_secs,
             )
+            .field("secure_cookies", &self.secure_cookies)
             .finish()
     }
 }

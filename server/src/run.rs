@@ -90,6 +90,10 @@ pub async fn start_with(
             )
         })?;
     tracing::info!(database = %redact_url(&config.database_url), "store ready");
+    if let Err(error) = crate::accounts::first_admin::ensure_first_admin_from_env(&store).await {
+        store.close().await;
+        return Err(error.into());
+    }
 
     let lwm2m = match Lwm2mService::start(store.clone(), settings).await {
         Ok(service) => service,
@@ -100,9 +104,7 @@ pub async fn start_with(
     };
 
     if config.api_token.is_none() {
-        tracing::warn!(
-            "no API credential is configured (FERRITE_API_TOKEN): every API request will be refused"
-        );
+        tracing::info!("FERRITE_API_TOKEN is not set: no static admin token");
     }
     let listener = match tokio::net::TcpListener::bind(config.http_addr).await {
         Ok(listener) => listener,
@@ -114,17 +116,18 @@ pub async fn start_with(
     };
     let http_addr = listener.local_addr()?;
     tracing::info!(addr = %http_addr, "HTTP API listening");
-    let state = AppState {
-        config: Arc::new(config),
-        lwm2m: Some(lwm2m.clone()),
-    };
+    let state = AppState::new(Arc::new(config), store.clone(), Some(lwm2m.clone()));
     let (http_stop, stopped) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        // Connect info: the login rate limit needs the client's address.
+        axum::serve(
+            listener,
+            app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .await
     });
     Ok(RunningServer {
         store,

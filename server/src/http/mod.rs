@@ -1,18 +1,30 @@
-//! The HTTP API (axum): `app()` composes one router per resource behind authentication, so tests
-//! can call it without a socket; `serve()` binds it and runs until shutdown.
+//! The HTTP API (axum): `app()` composes one set of routes per resource, each declared with its
+//! minimum role (`access::Routes`), into one router and one OpenAPI document, so tests can call
+//! it without a socket. `run.rs` serves it.
 
-use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{Extension, Router};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
+use crate::store::Store;
 
-mod auth;
+pub mod access;
+pub mod auth;
+mod convert;
 mod error;
+mod extract;
 mod objects;
+mod openapi;
+mod session;
+#[cfg(test)]
+pub(crate) mod test_util;
 
+pub use access::Routes;
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -22,88 +34,88 @@ pub struct AppState {
     /// The LwM2M service (devices, operations, live events); None when the app runs without
     /// sockets (unit tests of routes that do not reach devices).
     pub lwm2m: Option<crate::lwm2m::Lwm2mService>,
+    /// The registry and the accounts.
+    pub store: Store,
+    /// Session settings, the login rate limiter and the clock.
+    pub auth: Arc<auth::AuthState>,
 }
 
-/// The whole HTTP application: every route under `/api/v1` requires a valid credential.
-pub fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .merge(objects::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_auth,
-        ));
-    Router::new()
+impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        lwm2m: Option<crate::lwm2m::Lwm2mService>,
+    ) -> AppState {
+        AppState {
+            auth: Arc::new(auth::AuthState::from_config(&config)),
+            config,
+            lwm2m,
+            store,
+        }
+    }
+}
+
+/// Every route of the API, grouped by minimum role. A route exists only if it is listed here,
+/// through [`Routes`]: that is what makes the role check and the OpenAPI entry unavoidable.
+fn all_routes() -> Vec<Routes> {
+    let mut routes = Vec::new();
+    routes.extend(session::routes());
+    routes.extend(objects::routes());
+    routes.extend(openapi::routes());
+    routes
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "Ferrite API",
+    description = "LwM2M device management for smart-meter fleets. Every operation names its \
+                   minimum role in `x-required-role`."
+))]
+struct ApiDoc;
+
+/// The router and its OpenAPI document, built together.
+fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    for routes in all_routes() {
+        api = api.merge(routes.into_router(state));
+    }
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api)
+        .split_for_parts();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        access::BEARER_SCHEME,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An API token (`ferrite_…`) or the static admin token (FERRITE_API_TOKEN)",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        access::SESSION_SCHEME,
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            "ferrite_session",
+            "The console session from POST /api/v1/auth/login (`__Host-ferrite_session` with \
+             secure cookies); state changes also need X-CSRF-Token",
+        ))),
+    );
+    (router, doc)
+}
+
+/// The API's OpenAPI document (also served at `GET /api/v1/openapi.json`).
+pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
+    build(state).1
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (router, doc) = build(&state);
+    router
         .fallback(error::not_found)
+        .layer(Extension(openapi::Document::new(&doc)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-/// Binds the HTTP listener and serves until `shutdown` resolves.
-pub async fn serve(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    if config.api_token.is_none() {
-        tracing::warn!(
-            "no API credential is configured (FERRITE_API_TOKEN): every API request will be refused"
-        );
-    }
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
-    let state = AppState {
-        config: Arc::new(config),
-        lwm2m: None,
-    };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
-}
-
-#[cfg(test)]
-pub(crate) mod test_util {
-    //! Calls the router in-process and decodes JSON answers.
-
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use http_body_util::BodyExt as _;
-    use tower::ServiceExt as _;
-
-    use super::*;
-
-    pub const TOKEN: &str = "test-token-0123456789";
-
-    pub fn test_app() -> Router {
-        let config = Config {
-            api_token: Some(TOKEN.to_owned()),
-            ..Config::default()
-        };
-        app(AppState {
-            config: Arc::new(config),
-            lwm2m: None,
-        })
-    }
-
-    pub async fn get(
-        app: &Router,
-        uri: &str,
-        token: Option<&str>,
-    ) -> (StatusCode, serde_json::Value) {
-        let mut request = Request::get(uri);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let response = app
-            .clone()
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        (status, json)
-    }
 }

@@ -1,23 +1,34 @@
 //! `GET /api/v1/objects` and `GET /api/v1/objects/{id}`: the object model the server knows (names,
 //! types, units, ranges), which the console uses to label values.
 
+use axum::Json;
 use axum::extract::Path;
-use axum::routing::get;
-use axum::{Json, Router};
 use lwm2m_objects::{ObjectDef, ObjectModel, Range, ResourceDef};
+use utoipa_axum::routes;
 
-use super::{ApiError, AppState};
+use super::{ApiError, Routes};
+use crate::accounts::Role;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/objects", get(list))
-        .route("/objects/{id}", get(detail))
+pub fn routes() -> Vec<Routes> {
+    vec![
+        Routes::role(Role::FieldService)
+            .routes(routes!(list))
+            .routes(routes!(detail)),
+    ]
 }
 
+/// The LwM2M objects the server knows.
+#[utoipa::path(get, path = "/objects", tag = "objects",
+    responses((status = 200, body = Vec<api_types::ObjectSummary>)))]
 async fn list() -> Json<Vec<api_types::ObjectSummary>> {
     Json(ObjectModel::builtin().objects().map(summary).collect())
 }
 
+/// One object with its resources.
+#[utoipa::path(get, path = "/objects/{id}", tag = "objects",
+    params(("id" = u16, Path, description = "Object ID, e.g. 3 (Device)")),
+    responses((status = 200, body = api_types::ObjectDetail),
+              (status = 404, body = api_types::ErrorBody)))]
 async fn detail(Path(id): Path<String>) -> Result<Json<api_types::ObjectDetail>, ApiError> {
     let id: u16 = id
         .parse()
@@ -76,14 +87,15 @@ fn range_text(range: &Range) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::super::test_util::*;
     use axum::http::StatusCode;
 
     #[tokio::test]
     async fn lists_and_details_objects() {
-        let app = test_app();
-        let (status, body) = get(&app, "/api/v1/objects", Some(TOKEN)).await;
+        let app = TestApp::new().await;
+        let (status, body) = app.get("/api/v1/objects", Auth::Bearer(TOKEN)).await;
         assert_eq!(status, StatusCode::OK);
         let names: Vec<&str> = body
             .as_array()
@@ -92,7 +104,7 @@ mod tests {
             .map(|o| o["name"].as_str().unwrap())
             .collect();
         assert!(names.contains(&"Device"), "{names:?}");
-        let (status, body) = get(&app, "/api/v1/objects/4", Some(TOKEN)).await;
+        let (status, body) = app.get("/api/v1/objects/4", Auth::Bearer(TOKEN)).await;
         assert_eq!(status, StatusCode::OK);
         let rssi = body["resources"]
             .as_array()
@@ -106,14 +118,14 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_and_malformed_ids_get_clear_errors() {
-        let app = test_app();
-        let (status, body) = get(&app, "/api/v1/objects/4242", Some(TOKEN)).await;
+        let app = TestApp::new().await;
+        let (status, body) = app.get("/api/v1/objects/4242", Auth::Bearer(TOKEN)).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], "not_found");
-        let (status, body) = get(&app, "/api/v1/objects/abc", Some(TOKEN)).await;
+        let (status, body) = app.get("/api/v1/objects/abc", Auth::Bearer(TOKEN)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["message"].as_str().unwrap().contains("abc"));
-        let (status, _) = get(&app, "/nowhere", Some(TOKEN)).await;
+        let (status, _) = app.get("/nowhere", Auth::Bearer(TOKEN)).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
