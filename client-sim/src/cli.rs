@@ -231,6 +231,9 @@ pub struct RunArgs {
     /// On stop: how long meters may deliver what they buffered before de-registering.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub stop_flush: Duration,
+    /// Share of firmware updates that fail after the restart (Update Result 8, old version kept).
+    #[arg(long, default_value_t = 0.0)]
+    pub fota_failure_rate: f64,
     /// Progress display.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressChoice,
@@ -334,6 +337,7 @@ impl RunArgs {
             ("duplicate", self.duplicate),
             ("delay", self.delay),
             ("outage-share", self.outage_share),
+            ("fota-failure-rate", self.fota_failure_rate),
         ] {
             share(name, v)?;
         }
@@ -392,6 +396,7 @@ impl RunArgs {
                 random_mean: self.random_outage_mean.as_secs_f64(),
             },
             stop_flush: self.stop_flush,
+            fota_failure_rate: self.fota_failure_rate,
         };
         Ok(FleetConfig {
             meters: self.naming.meters,

@@ -6,6 +6,7 @@
 pub mod buffer;
 pub mod consumption;
 pub mod dynamics;
+pub mod firmware;
 pub mod profile;
 pub mod radio;
 pub mod sim;

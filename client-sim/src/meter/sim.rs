@@ -119,6 +119,8 @@ pub struct MeterSettings {
     pub outages: OutagePlan,
     /// On stop: how long meters may keep flushing readings before they de-register (real).
     pub stop_flush: Duration,
+    /// Share of firmware updates that fail after the restart (Update Result 8).
+    pub fota_failure_rate: f64,
 }
 
 impl MeterSettings {
@@ -555,6 +557,12 @@ impl SimMeter {
         );
         let old = std::mem::replace(&mut self.client, fresh);
         *self.client.store_mut() = old.into_store();
+        let failure = self
+            .dynamics
+            .rng()
+            .chance(ctx.settings.fota_failure_rate)
+            .then_some(super::firmware::result::UPDATE_FAILED);
+        self.client.store_mut().finish_update(failure);
         self.dtls = None;
         self.observed = false;
         self.needs_update = false;
@@ -917,9 +925,12 @@ impl SimMeter {
                 }
             }
             ClientEvent::Executed { path, .. } => {
-                // 3/0/4 Reboot, 3/0/5 Factory Reset: the answer is already queued; restart.
-                if matches!(path, Path::Resource(3, 0, 4) | Path::Resource(3, 0, 5))
-                    && self.phase == Phase::Running
+                // 3/0/4 Reboot, 3/0/5 Factory Reset, 5/0/2 Update: the answer is already
+                // queued; restart (installing the firmware on the way).
+                if matches!(
+                    path,
+                    Path::Resource(3, 0, 4) | Path::Resource(3, 0, 5) | Path::Resource(5, 0, 2)
+                ) && self.phase == Phase::Running
                 {
                     // Let the 2.04 out before the restart.
                     while let Some(bytes) = self.client.poll_transmit() {

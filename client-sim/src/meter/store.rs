@@ -9,6 +9,7 @@ use lwm2m_objects::{Node, ObjectInstance, ObjectModel, Path, Resource, ResourceV
 use lwm2m_proto::lwm2m::client::{MemoryObjectStore, ObjectStore, StoreError, WriteMode};
 
 use super::dynamics::{DeviceValues, Electrical, Reading};
+use super::firmware;
 use super::profile::{MANUFACTURER, Profile};
 
 /// The moving values of one meter.
@@ -41,6 +42,8 @@ pub struct MeterStore {
     pub live: Live,
     /// Paths whose live value changed, for observations.
     changes: Vec<Path>,
+    /// The version of a downloaded (checked) firmware package, until it is installed.
+    pending_firmware: Option<Box<str>>,
 }
 
 /// Where a resource's value comes from when it is in [`Live`].
@@ -238,6 +241,7 @@ impl MeterStore {
                     // CoAP and CoAPS (pull), push and pull both.
                     Resource::multiple(8, [(0, int(0)), (1, int(1))]),
                     Resource::single(9, int(2)),
+                    Resource::single(12, Value::Time(now as i64)),
                 ],
             ),
         );
@@ -260,6 +264,7 @@ impl MeterStore {
                 ..Live::default()
             },
             changes: Vec::new(),
+            pending_firmware: None,
         }
     }
 
@@ -321,6 +326,95 @@ impl MeterStore {
         self.changes.clear();
         self.changes.shrink_to_fit();
         while self.inner.pop_change().is_some() {}
+    }
+
+    /// 5/0/3.
+    pub fn firmware_state(&self) -> i64 {
+        match self.inner.get(&Path::Resource(5, 0, 3)) {
+            Some(Value::Integer(v)) => *v,
+            _ => firmware::state::IDLE,
+        }
+    }
+
+    /// 5/0/5.
+    pub fn firmware_result(&self) -> i64 {
+        match self.inner.get(&Path::Resource(5, 0, 5)) {
+            Some(Value::Integer(v)) => *v,
+            _ => firmware::result::INITIAL,
+        }
+    }
+
+    /// 3/0/3.
+    pub fn firmware_version(&self) -> String {
+        match self.inner.get(&Path::Resource(3, 0, 3)) {
+            Some(Value::String(v)) => v.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn set_firmware(&mut self, state: i64, result: i64) {
+        // The paths exist (set up in `new`); a failure would only skip a notification.
+        let _ = self
+            .inner
+            .set(Path::Resource(5, 0, 3), Value::Integer(state));
+        let _ = self
+            .inner
+            .set(Path::Resource(5, 0, 5), Value::Integer(result));
+        let _ = self
+            .inner
+            .set(Path::Resource(5, 0, 12), Value::Time(self.live.now));
+    }
+
+    fn receive_package(&mut self, bytes: &[u8]) {
+        // A package of one NUL byte (or none) resets the state machine.
+        if bytes.is_empty() || bytes == [0] {
+            self.pending_firmware = None;
+            self.set_firmware(firmware::state::IDLE, firmware::result::INITIAL);
+            return;
+        }
+        let model = match self.inner.get(&Path::Resource(3, 0, 1)) {
+            Some(Value::String(m)) => m.clone(),
+            _ => String::new(),
+        };
+        let memory_kb = match self.inner.get(&Path::Resource(3, 0, 21)) {
+            Some(Value::Integer(m)) => *m,
+            _ => 0,
+        };
+        match firmware::check(bytes, &model, memory_kb) {
+            Ok(package) => {
+                self.pending_firmware = Some(package.version.into_boxed_str());
+                self.set_firmware(firmware::state::DOWNLOADED, firmware::result::INITIAL);
+            }
+            Err(code) => {
+                self.pending_firmware = None;
+                self.set_firmware(firmware::state::IDLE, code);
+            }
+        }
+    }
+
+    /// After the restart that follows Execute Update: installs the pending version (3/0/3,
+    /// 3/0/19, 5/0/7, result 1), or reports `failure` (an Update Result code, e.g. 8) and keeps
+    /// the old one.
+    pub fn finish_update(&mut self, failure: Option<i64>) {
+        if self.firmware_state() != firmware::state::UPDATING {
+            return;
+        }
+        let version = self.pending_firmware.take();
+        match (failure, version) {
+            (None, Some(version)) => {
+                let v = Value::String(version.into_string());
+                let _ = self.inner.set(Path::Resource(3, 0, 3), v.clone());
+                let _ = self.inner.set(Path::Resource(3, 0, 19), v.clone());
+                let _ = self.inner.set(Path::Resource(5, 0, 7), v);
+                let _ = self
+                    .inner
+                    .set(Path::Resource(5, 0, 6), Value::String("ferrite-fw".into()));
+                self.set_firmware(firmware::state::IDLE, firmware::result::SUCCESS);
+            }
+            (failure, _) => {
+                self.set_firmware(firmware::state::IDLE, failure.unwrap_or(8));
+            }
+        }
     }
 
     /// Records traffic for object 7 (no notification: counters move with every datagram).
@@ -393,10 +487,44 @@ impl ObjectStore for MeterStore {
     }
 
     fn write(&mut self, path: &Path, node: Node, mode: WriteMode) -> Result<(), StoreError> {
-        self.inner.write(path, node, mode)
+        // The firmware package is checked, never stored (TS Core 1.1 §E.6).
+        if *path == Path::Resource(5, 0, 0) {
+            let Node::Resource(Resource {
+                value: ResourceValue::Single(value),
+                ..
+            }) = node
+            else {
+                return Err(StoreError::BadRequest(
+                    "the package is a single opaque value",
+                ));
+            };
+            let bytes = match value {
+                Value::Opaque(b) | Value::Untyped(b) => b,
+                Value::String(s) => s.into_bytes(),
+                _ => return Err(StoreError::BadRequest("the package is opaque")),
+            };
+            self.receive_package(&bytes);
+            return Ok(());
+        }
+        let reset = *path == Path::Resource(5, 0, 1)
+            && matches!(&node, Node::Resource(Resource { value: ResourceValue::Single(Value::String(u)), .. }) if u.is_empty());
+        self.inner.write(path, node, mode)?;
+        if reset {
+            // An empty Package URI resets the state machine.
+            self.pending_firmware = None;
+            self.set_firmware(firmware::state::IDLE, firmware::result::INITIAL);
+        }
+        Ok(())
     }
 
     fn execute(&mut self, path: &Path, args: Option<&str>) -> Result<(), StoreError> {
+        if *path == Path::Resource(5, 0, 2) {
+            // Update only from Downloaded (TS Core 1.1 §E.6.1).
+            if self.firmware_state() != firmware::state::DOWNLOADED {
+                return Err(StoreError::NotAllowed);
+            }
+            self.set_firmware(firmware::state::UPDATING, firmware::result::INITIAL);
+        }
         self.inner.execute(path, args)
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use lwm2m_objects::{Path, Value};
 use lwm2m_proto::lwm2m::server::{Lwm2mServer, Operation, PeerAuth, ServerConfig, ServerEvent};
 
+use super::firmware;
 use super::profile::{Problem, ProblemSet};
 use super::*;
 use crate::clock::SimClock;
@@ -49,6 +50,7 @@ fn settings(start: Instant, speed: f64) -> MeterSettings {
         reboot_downtime: 30.0,
         outages: OutagePlan::default(),
         stop_flush: Duration::from_secs(2),
+        fota_failure_rate: 0.0,
     }
 }
 
@@ -500,4 +502,86 @@ fn a_queue_mode_meter_gets_requests_when_it_wakes() {
             .any(|e| matches!(e, ServerEvent::OpCompleted { outcome: Ok(_), .. })),
         "the queued read was answered after the Update"
     );
+}
+
+#[test]
+fn firmware_pushed_to_5_0_0_installs_after_execute_and_restart() {
+    use lwm2m_objects::{Node, Resource};
+    use lwm2m_proto::lwm2m::server::{Content, OpOutcome, WriteMode};
+
+    let mut rig = Rig::new(true, &[], 3600.0);
+    rig.sim_hours(0.2);
+    let ep = rig.meter.client().endpoint().to_owned();
+    let model = rig.meter.profile().model_def().name;
+    let write = |bytes: Vec<u8>| Operation::Write {
+        path: Path::Resource(5, 0, 0),
+        node: Node::Resource(Resource::single(0, Value::Opaque(bytes))),
+        mode: WriteMode::Replace,
+    };
+    // A corrupted package: integrity check failure, still Idle.
+    let mut bad = firmware::build_package(model, "9.9.9", &[1u8; 5000]);
+    bad[100] ^= 0xFF;
+    rig.server.request(rig.now, &ep, write(bad)).unwrap();
+    rig.exchange();
+    rig.run_until(rig.now + Duration::from_millis(200));
+    assert_eq!(rig.meter.client().store().firmware_state(), 0);
+    assert_eq!(rig.meter.client().store().firmware_result(), 5);
+    // Executing Update without a package is refused.
+    let execute = Operation::Execute {
+        path: Path::Resource(5, 0, 2),
+        args: None,
+    };
+    rig.server.request(rig.now, &ep, execute.clone()).unwrap();
+    rig.exchange();
+    rig.run_until(rig.now + Duration::from_millis(200));
+    assert_eq!(rig.stats.snapshot().reboots, 0);
+
+    // A good package (5 kB: block-wise) → Downloaded → Execute → restart → new version.
+    let good = firmware::build_package(model, "9.9.9", &[1u8; 5000]);
+    rig.server.request(rig.now, &ep, write(good)).unwrap();
+    rig.exchange();
+    rig.run_until(rig.now + Duration::from_millis(500));
+    assert_eq!(rig.meter.client().store().firmware_state(), 2);
+    rig.server.request(rig.now, &ep, execute).unwrap();
+    rig.exchange();
+    rig.run_until(rig.now + Duration::from_secs(2));
+    assert_eq!(rig.stats.snapshot().reboots, 1);
+    assert_eq!(
+        rig.count(|e| matches!(
+            e,
+            ServerEvent::Registered {
+                replaced: Some(_),
+                ..
+            }
+        )),
+        1
+    );
+    rig.server
+        .request(
+            rig.now,
+            &ep,
+            Operation::ReadComposite(vec![Path::Resource(3, 0, 3), Path::Resource(5, 0, 5)]),
+        )
+        .unwrap();
+    rig.exchange();
+    rig.run_until(rig.now + Duration::from_millis(200));
+    let read = rig.events.iter().rev().find_map(|e| match e {
+        ServerEvent::OpCompleted {
+            outcome: Ok(OpOutcome::Content(Content::Records(records))),
+            ..
+        } => Some(records.clone()),
+        _ => None,
+    });
+    let records = read.expect("composite read answered");
+    let value = |p: Path| {
+        records
+            .iter()
+            .find(|r| r.path == p)
+            .and_then(|r| r.value.clone())
+    };
+    assert_eq!(
+        value(Path::Resource(3, 0, 3)),
+        Some(Value::String("9.9.9".into()))
+    );
+    assert_eq!(value(Path::Resource(5, 0, 5)), Some(Value::Integer(1)));
 }
