@@ -8,5 +8,6 @@ pub mod fleet;
 pub mod http;
 pub mod logging;
 pub mod lwm2m;
+pub mod metrics;
 pub mod run;
 pub mod store;

@@ -17,7 +17,10 @@ pub mod access;
 pub mod auth;
 mod convert;
 mod error;
+mod events;
 mod extract;
+mod lwm2m;
+mod metrics;
 mod objects;
 mod openapi;
 mod session;
@@ -62,6 +65,9 @@ fn all_routes() -> Vec<Routes> {
     routes.extend(session::routes());
     routes.extend(objects::routes());
     routes.extend(openapi::routes());
+    routes.extend(lwm2m::routes());
+    routes.extend(events::routes());
+    routes.extend(metrics::routes());
     routes
 }
 
@@ -113,6 +119,7 @@ pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let (router, doc) = build(&state);
+    let router = crate::metrics::instrument(router, &state);
     router
         .fallback(error::not_found)
         .layer(Extension(openapi::Document::new(&doc)))

@@ -1,0 +1,537 @@
+//! Prometheus metrics of the server: one process-wide registry ([`global`]) fed from the LwM2M
+//! service's events (a task per service, [`watch_events`]), from its `stats()` sampled at each
+//! scrape ([`Metrics::observe_stats`]), from the device-operation routes (requests by operation
+//! and result, latency) and from an HTTP middleware ([`track_http`]). Encoded in the
+//! OpenMetrics text format, which Prometheus scrapes natively.
+//!
+//! Nothing here touches the engines: what they do not count (CoAP retransmissions) is not
+//! reported.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::lwm2m::{DeviceEvent, Lwm2mService, OperationResult, ServiceStats, Transport};
+
+/// The content type of the OpenMetrics text format (what [`Metrics::encode`] writes).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabel {
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Operation latency buckets: 5 ms … ~41 s (a CoAP request with retransmissions takes up to
+/// ~93 s with RFC 7252 defaults; slower ones land in +Inf).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// HTTP latency buckets: 1 ms … ~8 s.
+fn http_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
+}
+
+/// Every metric of the server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    registrations: Gauge,
+    observations: Gauge,
+    in_flight_ops: Gauge,
+    queued_ops: Gauge,
+    psk_identities_cached: Gauge,
+    dtls_sessions: Gauge,
+    registration_events: Family<KindLabel, Counter>,
+    notifications: Counter,
+    sends: Counter,
+    operations_queued: Counter,
+    operations_completed: Family<StatusLabel, Counter>,
+    events_missed: Counter,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<OperationLabel>,
+    datagrams_received: Family<TransportLabel, Counter>,
+    datagrams_sent: Family<TransportLabel, Counter>,
+    datagrams_oversized: Family<TransportLabel, Counter>,
+    send_failures: Family<TransportLabel, Counter>,
+    dtls_handshakes: Family<HandshakeLabel, Counter>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<OperationLabel>,
+}
+
+static GLOBAL: OnceLock<Metrics> = OnceLock::new();
+
+/// The process-wide metrics (Prometheus scrapes one process).
+pub fn global() -> &'static Metrics {
+    GLOBAL.get_or_init(Metrics::new)
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ferrite");
+        let metrics = Metrics {
+            registrations: Gauge::default(),
+            observations: Gauge::default(),
+            in_flight_ops: Gauge::default(),
+            queued_ops: Gauge::default(),
+            psk_identities_cached: Gauge::default(),
+            dtls_sessions: Gauge::default(),
+            registration_events: Family::default(),
+            notifications: Counter::default(),
+            sends: Counter::default(),
+            operations_queued: Counter::default(),
+            operations_completed: Family::default(),
+            events_missed: Counter::default(),
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            datagrams_received: Family::default(),
+            datagrams_sent: Family::default(),
+            datagrams_oversized: Family::default(),
+            send_failures: Family::default(),
+            dtls_handshakes: Family::default(),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(http_histogram),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "lwm2m_registrations",
+            "Current LwM2M registrations",
+            metrics.registrations.clone(),
+        );
+        r.register(
+            "lwm2m_observations",
+            "Established observations",
+            metrics.observations.clone(),
+        );
+        r.register(
+            "lwm2m_in_flight_operations",
+            "Device requests on the wire",
+            metrics.in_flight_ops.clone(),
+        );
+        r.register(
+            "lwm2m_queued_operations",
+            "Device requests waiting for sleeping devices",
+            metrics.queued_ops.clone(),
+        );
+        r.register(
+            "psk_identities_cached",
+            "DTLS PSK identities in the key cache",
+            metrics.psk_identities_cached.clone(),
+        );
+        r.register(
+            "dtls_sessions",
+            "Established DTLS sessions",
+            metrics.dtls_sessions.clone(),
+        );
+        r.register(
+            "lwm2m_registration_events",
+            "Registration interface events by kind (registered, reregistered, updated, deregistered, expired, removed, refused)",
+            metrics.registration_events.clone(),
+        );
+        r.register(
+            "lwm2m_notifications",
+            "Observe notifications received",
+            metrics.notifications.clone(),
+        );
+        r.register(
+            "lwm2m_send",
+            "LwM2M Send (/dp) requests received",
+            metrics.sends.clone(),
+        );
+        r.register(
+            "lwm2m_operations_queued",
+            "Requests persisted for sleeping devices",
+            metrics.operations_queued.clone(),
+        );
+        r.register(
+            "lwm2m_operations_completed",
+            "Requests through the service that finished, by status (succeeded, failed)",
+            metrics.operations_completed.clone(),
+        );
+        r.register(
+            "metrics_events_missed",
+            "Service events the metrics task missed (lag)",
+            metrics.events_missed.clone(),
+        );
+        r.register(
+            "lwm2m_requests",
+            "Device requests made through the HTTP API, by operation and result (CoAP code such as 2.05 or 4.04, or timeout, pending, …)",
+            metrics.requests.clone(),
+        );
+        r.register(
+            "lwm2m_request_duration_seconds",
+            "Latency of device requests made through the HTTP API, by operation",
+            metrics.request_duration.clone(),
+        );
+        r.register(
+            "lwm2m_datagrams_received",
+            "Datagrams received, by transport",
+            metrics.datagrams_received.clone(),
+        );
+        r.register(
+            "lwm2m_datagrams_sent",
+            "Datagrams sent, by transport",
+            metrics.datagrams_sent.clone(),
+        );
+        r.register(
+            "lwm2m_datagrams_oversized",
+            "Datagrams dropped as oversized, by transport",
+            metrics.datagrams_oversized.clone(),
+        );
+        r.register(
+            "lwm2m_send_failures",
+            "Socket send failures, by transport",
+            metrics.send_failures.clone(),
+        );
+        r.register(
+            "dtls_handshakes",
+            "DTLS handshakes by result (ok, failed)",
+            metrics.dtls_handshakes.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            metrics.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency, by route",
+            metrics.http_duration.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// A device request made through the API: its operation (`Read`), result (`2.05`, `4.04`,
+    /// `timeout`, `pending`, …) and how long the caller waited.
+    pub fn record_request(&self, operation: &str, result: &str, latency: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: operation.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&OperationLabel {
+                operation: operation.to_owned(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts a service event.
+    pub fn record_event(&self, event: &DeviceEvent) {
+        let kind = match event {
+            DeviceEvent::Registered { reboot: false, .. } => "registered",
+            DeviceEvent::Registered { reboot: true, .. } => "reregistered",
+            DeviceEvent::Updated { .. } => "updated",
+            DeviceEvent::Deregistered { .. } => "deregistered",
+            DeviceEvent::Expired { .. } => "expired",
+            DeviceEvent::Removed { .. } => "removed",
+            DeviceEvent::RegistrationRefused { .. } => "refused",
+            DeviceEvent::Notification { .. } => {
+                self.notifications.inc();
+                return;
+            }
+            DeviceEvent::Send { .. } => {
+                self.sends.inc();
+                return;
+            }
+            DeviceEvent::OperationQueued { .. } => {
+                self.operations_queued.inc();
+                return;
+            }
+            DeviceEvent::OperationCompleted { result, .. } => {
+                let status = match result {
+                    OperationResult::Succeeded { .. } => "succeeded",
+                    OperationResult::Failed { .. } => "failed",
+                };
+                self.operations_completed
+                    .get_or_create(&StatusLabel {
+                        status: status.to_owned(),
+                    })
+                    .inc();
+                return;
+            }
+            DeviceEvent::ObservationEnded { .. } => return,
+        };
+        self.registration_events
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Takes the service's sizes and counters (sampled when scraped).
+    pub fn observe_stats(&self, stats: &ServiceStats) {
+        let gauge = |g: &Gauge, v: usize| {
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        gauge(&self.registrations, stats.registrations);
+        gauge(&self.psk_identities_cached, stats.psk_identities_cached);
+        let sum = |f: fn(&crate::lwm2m::SocketStats) -> usize| stats.sockets.iter().map(f).sum();
+        gauge(&self.observations, sum(|s| s.observations));
+        gauge(&self.in_flight_ops, sum(|s| s.in_flight_ops));
+        gauge(&self.queued_ops, sum(|s| s.queued_ops));
+        gauge(&self.dtls_sessions, sum(|s| s.dtls_sessions.unwrap_or(0)));
+        // The sockets count from their start; these counters mirror them (a restarted service
+        // starts again from zero, which Prometheus's rate() reads as a counter reset).
+        let set = |c: &Counter, v: u64| {
+            c.inner().store(v, Ordering::Relaxed);
+        };
+        let (mut ok, mut failed) = (0, 0);
+        for socket in &stats.sockets {
+            let transport = TransportLabel {
+                transport: match socket.transport {
+                    Some(Transport::Coap) => "coap",
+                    Some(Transport::Coaps) => "coaps",
+                    None => "unknown",
+                }
+                .to_owned(),
+            };
+            set(
+                &self.datagrams_received.get_or_create(&transport),
+                socket.datagrams_received,
+            );
+            set(
+                &self.datagrams_sent.get_or_create(&transport),
+                socket.datagrams_sent,
+            );
+            set(
+                &self.datagrams_oversized.get_or_create(&transport),
+                socket.datagrams_oversized,
+            );
+            set(
+                &self.send_failures.get_or_create(&transport),
+                socket.send_failures,
+            );
+            ok += socket.dtls_handshakes_completed.unwrap_or(0);
+            failed += socket.dtls_handshakes_failed.unwrap_or(0);
+        }
+        let handshakes = |result: &str| HandshakeLabel {
+            result: result.to_owned(),
+        };
+        set(&self.dtls_handshakes.get_or_create(&handshakes("ok")), ok);
+        set(
+            &self.dtls_handshakes.get_or_create(&handshakes("failed")),
+            failed,
+        );
+    }
+
+    /// An HTTP request answered.
+    pub fn record_http(&self, method: &str, route: &str, status: u16, latency: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&OperationLabel {
+                operation: route.to_owned(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics encoding failed");
+        }
+        out
+    }
+}
+
+/// Services whose events are being counted, by their DTLS socket address (unique while the
+/// service runs), so building the HTTP app twice for one service does not count twice.
+static WATCHED: Mutex<BTreeSet<SocketAddr>> = Mutex::new(BTreeSet::new());
+
+/// Starts the task that counts `service`'s events into [`global`] (once per service); it ends
+/// when the service stops. The HTTP app calls it when it is built.
+pub fn watch_events(service: &Lwm2mService) -> Option<tokio::task::JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let key = service.local_addr(Transport::Coaps)?;
+    if !WATCHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key)
+    {
+        return None;
+    }
+    let mut events = service.events();
+    Some(runtime.spawn(async move {
+        let metrics = global();
+        loop {
+            match events.recv().await {
+                Ok(event) => metrics.record_event(&event),
+                Err(RecvError::Lagged(missed)) => {
+                    metrics.events_missed.inc_by(missed);
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+        WATCHED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    }))
+}
+
+/// Instruments the HTTP app: counts its requests ([`track_http`]) and starts counting the
+/// service's events ([`watch_events`]).
+pub fn instrument<S>(router: axum::Router<S>, state: &crate::http::AppState) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    if let Some(service) = &state.lwm2m {
+        watch_events(service);
+    }
+    router.layer(axum::middleware::from_fn(track_http))
+}
+
+/// Middleware counting every HTTP request by method, matched route and status.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    global().record_http(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// A counter's value (tests).
+#[cfg(test)]
+fn value(counter: &Counter) -> u64 {
+    counter.inner().load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::lwm2m::SocketStats;
+
+    #[test]
+    fn events_and_stats_become_metrics() {
+        let metrics = Metrics::new();
+        metrics.record_request("Read", "2.05", Duration::from_millis(12));
+        metrics.record_request("Read", "4.04", Duration::from_millis(8));
+        metrics.record_http("GET", "/api/v1/devices", 200, Duration::from_millis(3));
+        let stats = ServiceStats {
+            registrations: 3,
+            psk_identities_cached: 2,
+            sockets: vec![SocketStats {
+                transport: Some(Transport::Coaps),
+                datagrams_received: 40,
+                dtls_handshakes_completed: Some(7),
+                dtls_handshakes_failed: Some(1),
+                ..SocketStats::default()
+            }],
+        };
+        metrics.observe_stats(&stats);
+        metrics.observe_stats(&stats);
+        let text = metrics.encode();
+        for line in [
+            "ferrite_lwm2m_registrations 3",
+            "ferrite_lwm2m_requests_total{operation=\"Read\",result=\"2.05\"} 1",
+            "ferrite_lwm2m_requests_total{operation=\"Read\",result=\"4.04\"} 1",
+            "ferrite_dtls_handshakes_total{result=\"ok\"} 7",
+            "ferrite_dtls_handshakes_total{result=\"failed\"} 1",
+            "ferrite_lwm2m_datagrams_received_total{transport=\"coaps\"} 40",
+            "ferrite_lwm2m_request_duration_seconds_count{operation=\"Read\"} 2",
+            "ferrite_http_requests_total{method=\"GET\",route=\"/api/v1/devices\",status=\"200\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn registration_events_are_counted_by_kind() {
+        let metrics = Metrics::new();
+        let at = chrono::Utc::now();
+        metrics.record_event(&DeviceEvent::Expired {
+            endpoint: "m".into(),
+            registration_id: "r".into(),
+            at,
+        });
+        metrics.record_event(&DeviceEvent::Send {
+            endpoint: "m".into(),
+            records: Vec::new(),
+            at,
+        });
+        assert_eq!(value(&metrics.sends), 1);
+        let text = metrics.encode();
+        assert!(
+            text.contains("ferrite_lwm2m_registration_events_total{kind=\"expired\"} 1"),
+            "{text}"
+        );
+    }
+}
