@@ -1,0 +1,379 @@
+//! End to end through the HTTP API: devices register with the running server over real UDP
+//! (NoSec), and the test drives them with real HTTP requests on the server's HTTP socket —
+//! read (one path, Read-Composite for 1.1, parallel reads for 1.0) with resource names, types and
+//! units, write and read back, execute, observe with the notification arriving on the SSE
+//! stream, the error mapping (unknown device 404, bad path 400, bad value 400, device 4.04 → 404,
+//! suspended write 409), and the Prometheus registration gauge.
+//!
+//! The HTTP client is a few lines of HTTP/1.1 over a `TcpStream` (the tests crate has no HTTP
+//! client dependency); responses are read to the end (`Connection: close`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lwm2m_objects::{ContentFormat, Path, Value};
+use lwm2m_proto::lwm2m::client::ClientEvent;
+use lwm2m_proto::lwm2m::registration::Lwm2mVersion;
+use serde_json::{Value as Json, json};
+use server::fleet::lifecycle::Actor;
+use tests::device::{DeviceEvent as DevEvent, DeviceSpec, Security, TestDevice};
+use tests::harness::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "e2e-token-0123456789";
+
+/// One HTTP exchange; returns the status, the headers (lower-case) and the body.
+async fn http_raw(
+    addr: SocketAddr,
+    method: &str,
+    uri: &str,
+    body: Option<&Json>,
+) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {uri} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let mut payload = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        payload = dechunk(&payload);
+    }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    (status, head, payload)
+}
+
+/// Decodes an HTTP/1.1 chunked body (RFC 9112 §7.1).
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+    out
+}
+
+async fn http(addr: SocketAddr, method: &str, uri: &str, body: Option<Json>) -> (u16, Json) {
+    let (status, _, payload) = http_raw(addr, method, uri, body.as_ref()).await;
+    let json = serde_json::from_slice(&payload).unwrap_or(Json::Null);
+    (status, json)
+}
+
+async fn post(server: &TestServer, uri: &str, body: Json) -> (u16, Json) {
+    http(server.http_addr(), "POST", uri, Some(body)).await
+}
+
+async fn device(server: &TestServer, endpoint: &str, version: Lwm2mVersion) -> TestDevice {
+    server.create_nosec_device(endpoint).await;
+    let mut spec = DeviceSpec::new(endpoint, version, Security::NoSec);
+    if version != Lwm2mVersion::V1_0 {
+        spec.format = Some(ContentFormat::SenmlJson);
+    }
+    let mut device = TestDevice::start(spec, server.coap_addr()).await;
+    device.register_and_wait().await;
+    device
+}
+
+fn value_of<'a>(body: &'a Json, path: &str) -> &'a Json {
+    body["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_come_back_named_typed_and_with_units() {
+    let server = TestServer::start().await;
+    let _old = device(&server, "http-tlv", Lwm2mVersion::V1_0).await;
+    let _new = device(&server, "http-senml", Lwm2mVersion::V1_1).await;
+
+    let (status, body) = post(
+        &server,
+        "/api/v1/devices/http-tlv/read",
+        json!({"paths": ["/3/0"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["method"], "read");
+    assert_eq!(
+        value_of(&body, "/3/0/0"),
+        &json!({"path": "/3/0/0", "name": "Manufacturer", "type": "String", "unit": null, "value": "Ferrite"})
+    );
+    let battery = value_of(&body, "/3/0/9");
+    assert_eq!(
+        (battery["type"].as_str(), battery["value"].as_i64()),
+        (Some("Integer"), Some(87))
+    );
+    assert_eq!(value_of(&body, "/3/0/7/1")["value"], 5000);
+    assert_eq!(value_of(&body, "/3/0/13")["type"], "Time");
+
+    // Several paths: parallel Reads for 1.0, one Read-Composite for 1.1.
+    for (endpoint, method) in [
+        ("http-tlv", "parallel-reads"),
+        ("http-senml", "read-composite"),
+    ] {
+        let (status, body) = post(
+            &server,
+            &format!("/api/v1/devices/{endpoint}/read"),
+            json!({"paths": ["/4/0/2", "/6/0/0"]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["method"], method, "{body}");
+        let rssi = value_of(&body, "/4/0/2");
+        assert_eq!(rssi["name"], "Radio Signal Strength");
+        assert_eq!(rssi["unit"], "dBm");
+        assert_eq!(rssi["value"], -93);
+        assert_eq!(value_of(&body, "/6/0/0")["value"], 52.52);
+    }
+
+    // Errors: unknown device, bad path text, the device's 4.04, a bad body.
+    let (status, body) = post(
+        &server,
+        "/api/v1/devices/nobody/read",
+        json!({"paths": ["/3/0"]}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "unknown_device");
+    let (status, body) = post(
+        &server,
+        "/api/v1/devices/http-tlv/read",
+        json!({"paths": ["/3/zero"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("zero"), "{body}");
+    let (status, body) = post(
+        &server,
+        "/api/v1/devices/http-tlv/read",
+        json!({"paths": ["/3/9"]}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["coap_code"], "4.04", "{body}");
+    let (status, _) = post(
+        &server,
+        "/api/v1/devices/http-tlv/read",
+        json!({"path": "/3/0"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // The live registration.
+    let (status, body) = http(
+        server.http_addr(),
+        "GET",
+        "/api/v1/devices/http-senml/registration",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["lwm2m_version"], "1.1");
+    assert_eq!(body["binding"], "U");
+    assert!(
+        body["objects"].as_str().unwrap().contains("</3/0>"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_execute_and_observe_with_the_notification_on_the_event_stream() {
+    let server = TestServer::start().await;
+    let mut device = device(&server, "http-ops", Lwm2mVersion::V1_1).await;
+    let base = "/api/v1/devices/http-ops";
+
+    // Write and read back (/7/0/8 Collection Period, Integer).
+    let (status, body) = post(
+        &server,
+        &format!("{base}/write"),
+        json!({"path": "/7/0/8", "value": 900}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "changed");
+    let (_, body) = post(
+        &server,
+        &format!("{base}/read"),
+        json!({"paths": ["/7/0/8"]}),
+    )
+    .await;
+    assert_eq!(value_of(&body, "/7/0/8")["value"], 900);
+    // A value of the wrong type never reaches the device.
+    let (status, body) = post(
+        &server,
+        &format!("{base}/write"),
+        json!({"path": "/7/0/8", "value": "soon"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("Integer"),
+        "{body}"
+    );
+
+    // Execute Reboot.
+    let (status, body) = post(
+        &server,
+        &format!("{base}/execute"),
+        json!({"path": "/3/0/4"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    device
+        .expect("Executed /3/0/4", |e| match e {
+            DevEvent::Client(ClientEvent::Executed { path, .. }) => {
+                (*path == Path::Resource(3, 0, 4)).then_some(())
+            }
+            _ => None,
+        })
+        .await;
+
+    // Open the event stream for this device, then observe the battery level.
+    let mut events = TcpStream::connect(server.http_addr()).await.unwrap();
+    events
+        .write_all(
+            format!(
+                "GET /api/v1/events?endpoint=http-ops HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The response head comes first (the stream is open before the notification is sent).
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), events.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the event stream closed");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("text/event-stream"));
+
+    let (status, body) = post(
+        &server,
+        &format!("{base}/observe"),
+        json!({"path": "/3/0/9"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let observation = body["observation"].as_u64().unwrap();
+    assert_eq!(value_of(&body, "/3/0/9")["value"], 87);
+    device.set(Path::Resource(3, 0, 9), Value::Integer(42));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some(at) = text.find("event: notification") {
+            let data = &text[at..];
+            assert!(
+                data.contains(&format!("\"observation\":{observation}")),
+                "{data}"
+            );
+            assert!(data.contains(r#""path":"/3/0/9""#), "{data}");
+            assert!(data.contains(r#""value":42"#), "{data}");
+            break;
+        }
+        let n = tokio::time::timeout_at(deadline, events.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no notification on the event stream; saw {text}"))
+            .unwrap();
+        assert!(n > 0, "the event stream closed; saw {text}");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+
+    // Cancel it.
+    let (status, body) = http(
+        server.http_addr(),
+        "DELETE",
+        &format!("{base}/observe?observation={observation}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancelled"], json!([observation]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_devices_refuse_writes_and_metrics_count_registrations() {
+    let server = TestServer::start().await;
+    let _device = device(&server, "http-hold", Lwm2mVersion::V1_1).await;
+    server.service().flush().await;
+    server
+        .store()
+        .suspend("http-hold", &Actor::user("ops").unwrap(), "billing dispute")
+        .await
+        .unwrap();
+    let (status, body) = post(
+        &server,
+        "/api/v1/devices/http-hold/write",
+        json!({"path": "/1/0/1", "value": 600}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "not_allowed");
+    assert!(
+        body["message"].as_str().unwrap().contains("suspended"),
+        "{body}"
+    );
+    // Reads stay allowed.
+    let (status, _) = post(
+        &server,
+        "/api/v1/devices/http-hold/read",
+        json!({"paths": ["/3/0/9"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (status, head, body) = http_raw(server.http_addr(), "GET", "/api/v1/metrics", None).await;
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(head.contains("openmetrics"), "{head}");
+    assert!(text.contains("ferrite_lwm2m_registrations 1"), "{text}");
+    assert!(
+        text.contains("ferrite_lwm2m_registration_events_total{kind=\"registered\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ferrite_lwm2m_requests_total{operation=\"Write\",result=\"not_allowed\"}"),
+        "{text}"
+    );
+    assert!(text.contains("ferrite_http_requests_total{"), "{text}");
+
+    // Every route needs a token, this one too.
+    let mut stream = TcpStream::connect(server.http_addr()).await.unwrap();
+    stream
+        .write_all(b"GET /api/v1/metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 401"));
+}
