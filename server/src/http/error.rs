@@ -31,6 +31,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error(transparent)]
@@ -52,6 +54,7 @@ impl ApiError {
             ApiError::CsrfRequired => (StatusCode::FORBIDDEN, "csrf_token_required"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::IllegalTransition(_) => (StatusCode::CONFLICT, "illegal_transition"),
             ApiError::TooManyRequests { .. } => {

@@ -2,12 +2,14 @@
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
 
-/// A JSON request body; a malformed one is a 400 with the parser's explanation.
+/// A JSON request body; a malformed one is a 400 with the parser's explanation, one over the
+/// body limit a 413.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonBody<T>(pub T);
 
@@ -22,7 +24,13 @@ where
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|axum::Json(value)| JsonBody(value))
-            .map_err(|rejection: JsonRejection| ApiError::BadRequest(rejection.body_text()))
+            .map_err(|rejection: JsonRejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(rejection.body_text())
+                } else {
+                    ApiError::BadRequest(rejection.body_text())
+                }
+            })
     }
 }
 

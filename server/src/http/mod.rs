@@ -14,16 +14,21 @@ use crate::config::Config;
 use crate::store::Store;
 
 pub mod access;
+mod audit;
 pub mod auth;
 mod convert;
+mod devices;
 mod error;
 mod events;
 mod extract;
+mod fleet_io;
 mod lwm2m;
 mod metrics;
 mod objects;
 mod openapi;
 mod session;
+mod tokens;
+mod users;
 #[cfg(test)]
 pub(crate) mod test_util;
 
@@ -65,6 +70,11 @@ fn all_routes() -> Vec<Routes> {
     routes.extend(session::routes());
     routes.extend(objects::routes());
     routes.extend(openapi::routes());
+    routes.extend(devices::routes());
+    routes.extend(fleet_io::routes());
+    routes.extend(audit::routes());
+    routes.extend(users::routes());
+    routes.extend(tokens::routes());
     routes.extend(lwm2m::routes());
     routes.extend(events::routes());
     routes.extend(metrics::routes());
