@@ -66,21 +66,39 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
         let store = Store::connect(&config.database_url, key)
             .await
             .context("cannot open the database")?;
-        let result = execute(&store, args.command).await;
+        let result = execute(&store, args.command, read_password).await;
         store.close().await;
         result
     })
 }
 
-async fn execute(store: &Store, command: UserCommand) -> anyhow::Result<()> {
+/// Runs `command`; `password` is asked only by the commands that need one. Returns the lines
+/// to print.
+async fn execute(
+    store: &Store,
+    command: UserCommand,
+    password: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    for line in outcome(store, command, password).await? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn outcome(
+    store: &Store,
+    command: UserCommand,
+    password: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
     match command {
         UserCommand::Add { name, role } => {
-            let password = read_password()?;
+            let password = password()?;
             let user = first_admin::create_user(store, &name, role, password, CLI_ACTOR).await?;
-            println!("created {} ({})", user.name, user.role);
+            out.push(format!("created {} ({})", user.name, user.role));
         }
         UserCommand::SetPassword { name } => {
-            let password = read_password()?;
+            let password = password()?;
             validate_password(&password)?;
             let hash = first_admin::hash_password(password).await?;
             let update = UserUpdate {
@@ -88,16 +106,18 @@ async fn execute(store: &Store, command: UserCommand) -> anyhow::Result<()> {
                 ..UserUpdate::default()
             };
             store.update_user(&name, update, CLI_ACTOR).await?;
-            println!("password of {name} changed; its sessions were ended");
+            out.push(format!(
+                "password of {name} changed; its sessions were ended"
+            ));
         }
         UserCommand::List => {
             for user in store.list_users().await? {
                 let state = if user.disabled { " (disabled)" } else { "" };
-                println!("{}\t{}{state}", user.name, user.role);
+                out.push(format!("{}\t{}{state}", user.name, user.role));
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -113,4 +133,76 @@ fn read_password() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::accounts::password;
+    use crate::cli::{Cli, Command};
+
+    async fn store() -> Store {
+        Store::connect("sqlite::memory:", ServerKey::from_bytes([1; 32]))
+            .await
+            .unwrap()
+    }
+
+    fn parse(args: &[&str]) -> UserCommand {
+        let cli = Cli::try_parse_from(args).unwrap();
+        match cli.command {
+            Some(Command::User(args)) => args.command,
+            other => panic!("not a user command: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn add_list_and_set_password() {
+        let store = store().await;
+        let add = parse(&[
+            "ferrite", "user", "add", "--name", "alice", "--role", "admin",
+        ]);
+        let out = outcome(&store, add, || Ok("a long enough password".to_owned()))
+            .await
+            .unwrap();
+        assert_eq!(out, ["created alice (admin)"]);
+        let (_, hash) = store.user_for_login("alice").await.unwrap().unwrap();
+        assert!(password::verify_password("a long enough password", &hash));
+
+        let weak = parse(&[
+            "ferrite",
+            "user",
+            "add",
+            "--name",
+            "bob",
+            "--role",
+            "field-service",
+        ]);
+        assert!(
+            outcome(&store, weak, || Ok("short".to_owned()))
+                .await
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["ferrite", "user", "add", "--name", "x", "--role", "root"])
+                .is_err()
+        );
+
+        let set = parse(&["ferrite", "user", "set-password", "--name", "alice"]);
+        outcome(&store, set, || Ok("another long password".to_owned()))
+            .await
+            .unwrap();
+        let (_, hash) = store.user_for_login("alice").await.unwrap().unwrap();
+        assert!(password::verify_password("another long password", &hash));
+
+        let list = parse(&["ferrite", "user", "list"]);
+        let out = outcome(&store, list, || panic!("list asks for no password"))
+            .await
+            .unwrap();
+        assert_eq!(out, ["alice\tadmin"]);
+        let events = store.account_audit(None, 10).await.unwrap().events;
+        assert!(events.iter().all(|e| e.actor == CLI_ACTOR));
+    }
 }

@@ -78,3 +78,41 @@ pub async fn ensure_first_admin_from_env(store: &Store) -> Result<(), AccountErr
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::fleet::secrets::ServerKey;
+
+    #[tokio::test]
+    async fn the_first_admin_is_made_only_when_no_user_exists() {
+        let store = Store::connect("sqlite::memory:", ServerKey::from_bytes([1; 32]))
+            .await
+            .unwrap();
+        assert!(
+            create_first_admin(&store, "root", "short".to_owned())
+                .await
+                .is_err(),
+            "no weak first password either"
+        );
+        let admin = create_first_admin(&store, "root", "first admin password".to_owned())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(admin.role, Role::Admin);
+        assert!(
+            create_first_admin(&store, "root2", "another admin password".to_owned())
+                .await
+                .unwrap()
+                .is_none(),
+            "users exist: the environment is ignored"
+        );
+        assert_eq!(store.count_users().await.unwrap(), 1);
+        let event = &store.account_audit(None, 1).await.unwrap().events[0];
+        assert_eq!(
+            (event.actor.as_str(), event.action.as_str()),
+            (FIRST_START_ACTOR, "user_created")
+        );
+    }
+}
