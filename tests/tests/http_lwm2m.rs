@@ -377,3 +377,62 @@ async fn suspended_devices_refuse_writes_and_metrics_count_registrations() {
     stream.read_to_end(&mut raw).await.unwrap();
     assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 401"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_a_sleeping_device_is_accepted_and_polled_until_it_wakes() {
+    let server = TestServer::start().await;
+    server.create_nosec_device("http-q").await;
+    let mut spec = DeviceSpec::new("http-q", Lwm2mVersion::V1_1, Security::NoSec);
+    spec.queue_mode = true;
+    spec.lifetime = 120;
+    spec.format = Some(ContentFormat::SenmlJson);
+    let mut device = TestDevice::start(spec, server.coap_addr()).await;
+    device.register_and_wait().await;
+    // The server's awake window (2 s in the tests) passes: the device counts as asleep.
+    tests::harness::eventually("connectivity sleeping", || async {
+        let d = server.store().get_device("http-q").await.unwrap()?;
+        (d.connectivity == server::fleet::registry::Connectivity::Sleeping).then_some(())
+    })
+    .await;
+
+    let (status, body) = post(
+        &server,
+        "/api/v1/devices/http-q/read",
+        json!({"paths": ["/3/0/9"], "wait_ms": 0}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let poll = body["poll"].as_str().unwrap().to_owned();
+    let (status, polled) = http(server.http_addr(), "GET", &poll, None).await;
+    assert_eq!(status, 200, "{polled}");
+    assert_eq!(polled["status"], "pending");
+    assert_eq!(polled["endpoint"], "http-q");
+
+    device.update();
+    device.expect_updated().await;
+    let finished = tests::harness::eventually("the queued read completes", || {
+        let poll = poll.clone();
+        let addr = server.http_addr();
+        async move {
+            let (_, polled) = http(addr, "GET", &poll, None).await;
+            (polled["status"] == "completed").then_some(polled)
+        }
+    })
+    .await;
+    assert_eq!(
+        finished["result"]["outcome"]["values"][0],
+        json!({"path": "/3/0/9", "name": "Battery Level", "type": "Integer", "unit": "/100", "value": 87}),
+        "{finished}"
+    );
+
+    let (status, body) = http(server.http_addr(), "GET", "/api/v1/operations/xyz", None).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = http(
+        server.http_addr(),
+        "GET",
+        "/api/v1/operations/00000000000000ab",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}

@@ -9,10 +9,12 @@
 //! cannot answer within the caller's wait because it sleeps (queue mode) is answered 202 with the
 //! operation's ID to poll.
 
+mod bodies;
+mod change;
 mod error;
+mod status;
 mod values;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -21,16 +23,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures_util::future::join_all;
-use lwm2m_objects::link::Attributes;
-use lwm2m_objects::{Operations, Path};
-use lwm2m_proto::lwm2m::server::{OpError, OpOutcome, Operation, WriteMode};
-use serde::{Deserialize, Serialize};
-use serde_json::Value as Json_;
+use lwm2m_objects::Path;
+use lwm2m_proto::lwm2m::server::{OpError, OpOutcome, Operation};
+use serde::Serialize;
 use utoipa_axum::routes;
 
+pub use self::bodies::*;
 pub use self::error::{DeviceErrorBody, OpRouteError};
-pub use self::values::ValueOut;
-use self::values::{content_values, instance_in, node_in, parse_path, resource_def};
+use self::values::{content_values, parse_path, resource_def};
 use super::extract::{JsonBody, QueryParams};
 use super::{AppState, Routes};
 use crate::accounts::Role;
@@ -50,252 +50,15 @@ pub fn routes() -> Vec<Routes> {
             .routes(routes!(discover))
             .routes(routes!(observe, cancel_observation))
             .routes(routes!(observations))
-            .routes(routes!(registration))
-            .routes(routes!(operation)),
+            .routes(routes!(status::registration))
+            .routes(routes!(status::operation)),
         Routes::role(Role::FleetManager)
-            .routes(routes!(write))
-            .routes(routes!(execute))
-            .routes(routes!(create))
-            .routes(routes!(delete))
-            .routes(routes!(write_attributes)),
+            .routes(routes!(change::write))
+            .routes(routes!(change::execute))
+            .routes(routes!(change::create))
+            .routes(routes!(change::delete))
+            .routes(routes!(change::write_attributes)),
     ]
-}
-
-// ---------------------------------------------------------------------------------------------
-// Request and response bodies
-// ---------------------------------------------------------------------------------------------
-
-/// `POST /devices/{endpoint}/read`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReadRequest {
-    /// LwM2M paths: objects, instances, resources or resource instances (`/3/0`, `/4/0/2`).
-    pub paths: Vec<String>,
-    /// How long to wait for the device, in milliseconds (default 30000, at most 300000).
-    #[serde(default)]
-    pub wait_ms: Option<u64>,
-}
-
-/// A body naming one path (`/delete`, `/discover`, `/observe`).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PathRequest {
-    pub path: String,
-    #[serde(default)]
-    pub wait_ms: Option<u64>,
-}
-
-/// Replace (PUT) or partial update (POST), TS Core 1.1 §6.3.3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteModeIn {
-    Replace,
-    Partial,
-}
-
-/// `POST /devices/{endpoint}/write`: `{"path": "/1/0/1", "value": 300}` for a resource (or
-/// resource instance; a multiple-instance resource takes `{"0": …, "1": …}`), or
-/// `{"path": "/1/0", "values": {"1": 300, "7": "U"}, "mode": "partial"}` for an instance.
-/// The mode defaults to replace for a resource and partial update for an instance.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WriteRequest {
-    pub path: String,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub value: Option<Json_>,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub values: Option<serde_json::Map<String, Json_>>,
-    #[serde(default)]
-    pub mode: Option<WriteModeIn>,
-    #[serde(default)]
-    pub wait_ms: Option<u64>,
-}
-
-/// `POST /devices/{endpoint}/execute`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExecuteRequest {
-    /// The executable resource, e.g. `/3/0/4` (Reboot).
-    pub path: String,
-    /// Arguments in the TS Core 1.1 §5.4.3 syntax (`0='x',1`).
-    #[serde(default)]
-    pub args: Option<String>,
-    #[serde(default)]
-    pub wait_ms: Option<u64>,
-}
-
-/// `POST /devices/{endpoint}/create`: `{"path": "/3303/1", "values": {"5700": 21.5}}` (or
-/// `"path": "/3303", "instance": 1`).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateRequest {
-    pub path: String,
-    #[serde(default)]
-    pub instance: Option<u16>,
-    #[schema(value_type = Object)]
-    pub values: serde_json::Map<String, Json_>,
-    #[serde(default)]
-    pub wait_ms: Option<u64>,
-}
-
-/// `POST /devices/{endpoint}/write-attributes` (TS Core 1.1 §5.1.2).
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WriteAttributesRequest {
-    pub path: String,
-    pub pmin: Option<u32>,
-    pub pmax: Option<u32>,
-    pub gt: Option<f64>,
-    pub lt: Option<f64>,
-    pub st: Option<f64>,
-    pub epmin: Option<u32>,
-    pub epmax: Option<u32>,
-    /// LwM2M 1.2 attributes (`edge`, `con`, `hqmax`) as text.
-    #[serde(default)]
-    pub other: BTreeMap<String, String>,
-    /// Attributes to remove (sent without a value).
-    #[serde(default)]
-    pub clear: Vec<String>,
-    #[serde(default)]
-    pub wait_ms: Option<u64>,
-}
-
-/// `DELETE /devices/{endpoint}/observe?observation=…` (or `?path=/3/0/9`).
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct CancelQuery {
-    /// The observation's number (from the Observe answer or a notification event).
-    pub observation: Option<u64>,
-    /// Or the observed path: cancels every observation of exactly that path.
-    pub path: Option<String>,
-    pub wait_ms: Option<u64>,
-}
-
-/// The answer to a read.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ReadResponse {
-    /// The service's operation ID(s).
-    pub operations: Vec<String>,
-    /// How the paths were read: `read`, `read-composite` (LwM2M 1.1+, one request) or
-    /// `parallel-reads` (LwM2M 1.0: one Read per path, sent together).
-    pub method: String,
-    pub values: Vec<ValueOut>,
-    /// Paths that failed while others succeeded (parallel reads only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<PathErrorOut>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PathErrorOut {
-    pub path: String,
-    pub error: DeviceErrorBody,
-}
-
-/// Write, Execute, Write-Attributes, Delete done.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DoneResponse {
-    pub operation: String,
-    /// `changed` or `deleted`.
-    pub outcome: String,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct CreatedResponse {
-    pub operation: String,
-    /// The new instance's path, when the device named it.
-    pub instance: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct LinkOut {
-    pub path: String,
-    /// `pmin`, `dim`, `ver`, …; null for a flag without a value.
-    pub attributes: BTreeMap<String, Option<String>>,
-    /// The resource's or object's name in the object model.
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DiscoverResponse {
-    pub operation: String,
-    pub links: Vec<LinkOut>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ObserveResponse {
-    pub operation: String,
-    /// The observation's number (cancel with it; notifications carry it). Null when the device
-    /// answered without establishing an observation.
-    pub observation: Option<u64>,
-    pub values: Vec<ValueOut>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct CancelResponse {
-    pub operations: Vec<String>,
-    pub cancelled: Vec<u64>,
-}
-
-/// 202: the device sleeps (queue mode); the request waits for it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PendingResponse {
-    /// Always `pending`.
-    pub status: String,
-    pub operation: String,
-    /// Every pending operation (several for parallel reads).
-    pub operations: Vec<String>,
-    /// Where to poll: `/api/v1/operations/{id}`.
-    pub poll: String,
-}
-
-/// A request persisted for a sleeping device.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct OperationStatus {
-    pub id: String,
-    pub endpoint: String,
-    /// `pending`, `completed`, `failed`, `expired`.
-    pub status: String,
-    /// The operation as stored.
-    #[schema(value_type = Object)]
-    pub operation: Json_,
-    pub created_at: String,
-    pub expires_at: String,
-    pub finished_at: Option<String>,
-    /// The outcome (`{"status": "succeeded", "outcome": …}`) or error, once finished.
-    #[schema(value_type = Object)]
-    pub result: Option<Json_>,
-}
-
-/// A device's live LwM2M registration (from the server's memory).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RegistrationOut {
-    pub endpoint: String,
-    pub registration_id: String,
-    /// `coap` or `coaps`.
-    pub transport: String,
-    /// `1.0`, `1.1`, `1.2`.
-    pub lwm2m_version: String,
-    /// 1.0 form: `U`, `UQ`.
-    pub binding: String,
-    pub queue_mode: bool,
-    pub lifetime_secs: u32,
-    pub sms_number: Option<String>,
-    /// The registered object links (`</3/0>`, …) as sent.
-    pub objects: String,
-    /// `ip:port`.
-    pub address: String,
-    pub psk_identity: Option<String>,
-    pub registered_at: String,
-    /// The last Register or Update (the device was last seen then or later).
-    pub last_update: String,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ObservationOut {
-    pub observation: u64,
-    pub paths: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,192 +353,6 @@ async fn parallel_reads(
     Ok(Reply::Done(response))
 }
 
-/// Writes a resource, a resource instance or (with `values`) an object instance.
-#[utoipa::path(post, path = "/devices/{endpoint}/write", tag = "device operations",
-    params(("endpoint" = String, Path, description = ENDPOINT)),
-    request_body = WriteRequest,
-    responses((status = 200, body = DoneResponse), (status = 202, body = PendingResponse),
-        (status = 400, body = DeviceErrorBody, description = "Bad path, or a value that does not fit the resource's type"),
-        (status = 404, body = DeviceErrorBody), (status = 409, body = DeviceErrorBody, description = "The device is suspended (read-only)"),
-        (status = 502, body = DeviceErrorBody), (status = 504, body = DeviceErrorBody)))]
-async fn write(
-    State(state): State<AppState>,
-    UrlPath(endpoint): UrlPath<String>,
-    JsonBody(body): JsonBody<WriteRequest>,
-) -> Result<Reply<DoneResponse>, OpRouteError> {
-    let service = service(&state)?;
-    let path = path_of(&body.path)?;
-    let (node, default_mode) = match (&body.value, &body.values, path) {
-        (Some(value), None, _) => (
-            node_in(&path, value).map_err(OpRouteError::bad_request)?,
-            WriteMode::Replace,
-        ),
-        (None, Some(values), Path::Instance(object, instance)) => (
-            lwm2m_objects::Node::Instance(
-                instance_in(object, instance, values).map_err(OpRouteError::bad_request)?,
-            ),
-            WriteMode::PartialUpdate,
-        ),
-        (None, Some(_), _) => {
-            return Err(OpRouteError::bad_request(format!(
-                "\"values\" (resource ID → value) writes an object instance (/object/instance), not {path}"
-            )));
-        }
-        _ => {
-            return Err(OpRouteError::bad_request(
-                "give either \"value\" (a resource) or \"values\" (an object instance)",
-            ));
-        }
-    };
-    if let Some(def) = resource_def(&path)
-        && !def.operations.write
-    {
-        return Err(OpRouteError::bad_request(format!(
-            "{path} ({}) is not writable (operations: {})",
-            def.name,
-            operations_text(def.operations)
-        )));
-    }
-    let mode = match body.mode {
-        Some(WriteModeIn::Replace) => WriteMode::Replace,
-        Some(WriteModeIn::Partial) => WriteMode::PartialUpdate,
-        None => default_mode,
-    };
-    changed(
-        request(
-            service,
-            &endpoint,
-            Operation::Write { path, node, mode },
-            body.wait_ms,
-        )
-        .await?,
-    )
-}
-
-fn operations_text(operations: Operations) -> &'static str {
-    match operations.as_str() {
-        "" => "none",
-        other => other,
-    }
-}
-
-fn changed(done: Done) -> Result<Reply<DoneResponse>, OpRouteError> {
-    match done {
-        Done::Queued(id) => Ok(Reply::Pending(pending(&[id]))),
-        Done::Answered(id, OpOutcome::Changed) => Ok(Reply::Done(DoneResponse {
-            operation: id.to_string(),
-            outcome: "changed".to_owned(),
-        })),
-        Done::Answered(id, OpOutcome::Deleted) => Ok(Reply::Done(DoneResponse {
-            operation: id.to_string(),
-            outcome: "deleted".to_owned(),
-        })),
-        Done::Answered(_, other) => Err(unexpected(&other)),
-    }
-}
-
-/// Executes a resource (TS Core 1.1 §6.3.5), with optional arguments.
-#[utoipa::path(post, path = "/devices/{endpoint}/execute", tag = "device operations",
-    params(("endpoint" = String, Path, description = ENDPOINT)),
-    request_body = ExecuteRequest,
-    responses((status = 200, body = DoneResponse), (status = 202, body = PendingResponse),
-        (status = 400, body = DeviceErrorBody), (status = 404, body = DeviceErrorBody),
-        (status = 409, body = DeviceErrorBody), (status = 502, body = DeviceErrorBody),
-        (status = 504, body = DeviceErrorBody)))]
-async fn execute(
-    State(state): State<AppState>,
-    UrlPath(endpoint): UrlPath<String>,
-    JsonBody(body): JsonBody<ExecuteRequest>,
-) -> Result<Reply<DoneResponse>, OpRouteError> {
-    let service = service(&state)?;
-    let path = path_of(&body.path)?;
-    if !matches!(path, Path::Resource(..)) {
-        return Err(OpRouteError::bad_request(format!(
-            "Execute targets a resource (/object/instance/resource), not {path}"
-        )));
-    }
-    if let Some(def) = resource_def(&path)
-        && !def.operations.execute
-    {
-        return Err(OpRouteError::bad_request(format!(
-            "{path} ({}) is not executable (operations: {})",
-            def.name,
-            operations_text(def.operations)
-        )));
-    }
-    let operation = Operation::Execute {
-        path,
-        args: body.args.filter(|a| !a.is_empty()),
-    };
-    changed(request(service, &endpoint, operation, body.wait_ms).await?)
-}
-
-/// Creates an object instance (TS Core 1.1 §6.3.6).
-#[utoipa::path(post, path = "/devices/{endpoint}/create", tag = "device operations",
-    params(("endpoint" = String, Path, description = ENDPOINT)),
-    request_body = CreateRequest,
-    responses((status = 200, body = CreatedResponse), (status = 202, body = PendingResponse),
-        (status = 400, body = DeviceErrorBody), (status = 404, body = DeviceErrorBody),
-        (status = 409, body = DeviceErrorBody), (status = 502, body = DeviceErrorBody),
-        (status = 504, body = DeviceErrorBody)))]
-async fn create(
-    State(state): State<AppState>,
-    UrlPath(endpoint): UrlPath<String>,
-    JsonBody(body): JsonBody<CreateRequest>,
-) -> Result<Reply<CreatedResponse>, OpRouteError> {
-    let service = service(&state)?;
-    let (object, instance) = match (path_of(&body.path)?, body.instance) {
-        (Path::Object(object), Some(instance)) => (object, instance),
-        (Path::Instance(object, instance), None) => (object, instance),
-        (Path::Instance(object, instance), Some(other)) if other == instance => (object, instance),
-        (Path::Object(_), None) => {
-            return Err(OpRouteError::bad_request(
-                "name the new instance: \"path\": \"/object/instance\" or \"instance\": n",
-            ));
-        }
-        (path, _) => {
-            return Err(OpRouteError::bad_request(format!(
-                "Create targets an object (/object) or a new instance (/object/instance), not {path}"
-            )));
-        }
-    };
-    let instance =
-        instance_in(object, instance, &body.values).map_err(OpRouteError::bad_request)?;
-    match request(
-        service,
-        &endpoint,
-        Operation::Create { object, instance },
-        body.wait_ms,
-    )
-    .await?
-    {
-        Done::Queued(id) => Ok(Reply::Pending(pending(&[id]))),
-        Done::Answered(id, OpOutcome::Created { instance }) => Ok(Reply::Done(CreatedResponse {
-            operation: id.to_string(),
-            instance: instance.map(|p| p.to_string()),
-        })),
-        Done::Answered(_, other) => Err(unexpected(&other)),
-    }
-}
-
-/// Deletes an object instance (or, LwM2M 1.2, a resource instance), TS Core 1.1 §6.3.7.
-#[utoipa::path(post, path = "/devices/{endpoint}/delete", tag = "device operations",
-    params(("endpoint" = String, Path, description = ENDPOINT)),
-    request_body = PathRequest,
-    responses((status = 200, body = DoneResponse), (status = 202, body = PendingResponse),
-        (status = 400, body = DeviceErrorBody), (status = 404, body = DeviceErrorBody),
-        (status = 409, body = DeviceErrorBody), (status = 502, body = DeviceErrorBody),
-        (status = 504, body = DeviceErrorBody)))]
-async fn delete(
-    State(state): State<AppState>,
-    UrlPath(endpoint): UrlPath<String>,
-    JsonBody(body): JsonBody<PathRequest>,
-) -> Result<Reply<DoneResponse>, OpRouteError> {
-    let service = service(&state)?;
-    let path = path_of(&body.path)?;
-    changed(request(service, &endpoint, Operation::Delete(path), body.wait_ms).await?)
-}
-
 /// Discovers the attributes and resources below a path (TS Core 1.1 §6.3.2).
 #[utoipa::path(post, path = "/devices/{endpoint}/discover", tag = "device operations",
     params(("endpoint" = String, Path, description = ENDPOINT)),
@@ -818,64 +395,6 @@ fn link_name(path: &Path) -> Option<String> {
             .map(|def| def.name.to_owned()),
         _ => resource_def(path).map(|def| def.name.to_owned()),
     }
-}
-
-/// Writes notification attributes (TS Core 1.1 §5.1.2, §6.3.4).
-#[utoipa::path(post, path = "/devices/{endpoint}/write-attributes", tag = "device operations",
-    params(("endpoint" = String, Path, description = ENDPOINT)),
-    request_body = WriteAttributesRequest,
-    responses((status = 200, body = DoneResponse), (status = 202, body = PendingResponse),
-        (status = 400, body = DeviceErrorBody), (status = 404, body = DeviceErrorBody),
-        (status = 409, body = DeviceErrorBody), (status = 502, body = DeviceErrorBody),
-        (status = 504, body = DeviceErrorBody)))]
-async fn write_attributes(
-    State(state): State<AppState>,
-    UrlPath(endpoint): UrlPath<String>,
-    JsonBody(body): JsonBody<WriteAttributesRequest>,
-) -> Result<Reply<DoneResponse>, OpRouteError> {
-    let service = service(&state)?;
-    let path = path_of(&body.path)?;
-    let attributes = attributes_in(&body).map_err(OpRouteError::bad_request)?;
-    let operation = Operation::WriteAttributes { path, attributes };
-    changed(request(service, &endpoint, operation, body.wait_ms).await?)
-}
-
-/// The attributes of a Write-Attributes body; `clear` sends names without a value (removal).
-fn attributes_in(body: &WriteAttributesRequest) -> Result<Attributes, String> {
-    let mut attributes = Attributes {
-        pmin: body.pmin,
-        pmax: body.pmax,
-        gt: body.gt,
-        lt: body.lt,
-        st: body.st,
-        epmin: body.epmin,
-        epmax: body.epmax,
-        ..Attributes::default()
-    };
-    for (name, value) in &body.other {
-        if !valid_attribute_name(name) || value.is_empty() {
-            return Err(format!(
-                "attribute {name:?}={value:?} is not a name=value pair"
-            ));
-        }
-        attributes.other.push((name.clone(), Some(value.clone())));
-    }
-    for name in &body.clear {
-        if !valid_attribute_name(name) {
-            return Err(format!("{name:?} is not an attribute name"));
-        }
-        attributes.other.push((name.clone(), None));
-    }
-    if attributes == Attributes::default() {
-        return Err(
-            "no attribute given (pmin, pmax, gt, lt, st, epmin, epmax, other, clear)".to_owned(),
-        );
-    }
-    Ok(attributes)
-}
-
-fn valid_attribute_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 16 && name.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Observes a path (TS Core 1.1 §6.4.1): the first value and the observation's number; the
@@ -996,73 +515,4 @@ async fn observations(
             })
             .collect(),
     ))
-}
-
-/// The device's live registration: version, binding, lifetime, object links, address,
-/// registered at, last update.
-#[utoipa::path(get, path = "/devices/{endpoint}/registration", tag = "device operations",
-    params(("endpoint" = String, Path, description = ENDPOINT)),
-    responses((status = 200, body = RegistrationOut),
-        (status = 404, body = DeviceErrorBody, description = "Not registered")))]
-async fn registration(
-    State(state): State<AppState>,
-    UrlPath(endpoint): UrlPath<String>,
-) -> Result<Json<RegistrationOut>, OpRouteError> {
-    let service = service(&state)?;
-    let info = service
-        .registration(&endpoint)
-        .ok_or_else(|| OpRouteError::Service(ServiceError::NotRegistered(endpoint.clone())))?;
-    let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    Ok(Json(RegistrationOut {
-        transport: match info.transport {
-            crate::lwm2m::Transport::Coap => "coap",
-            crate::lwm2m::Transport::Coaps => "coaps",
-        }
-        .to_owned(),
-        endpoint: info.endpoint,
-        registration_id: info.registration_id,
-        lwm2m_version: info.lwm2m_version,
-        binding: info.binding,
-        queue_mode: info.queue_mode,
-        lifetime_secs: info.lifetime,
-        sms_number: info.sms_number,
-        objects: info.objects,
-        address: info.address.to_string(),
-        psk_identity: info.psk_identity,
-        registered_at: time(info.registered_at),
-        last_update: time(info.last_update),
-    }))
-}
-
-/// A request persisted for a sleeping device: pending, or finished with its result.
-#[utoipa::path(get, path = "/operations/{id}", tag = "device operations",
-    params(("id" = String, Path, description = "The operation ID (16 hex digits) from a 202 answer")),
-    responses((status = 200, body = OperationStatus), (status = 400, body = DeviceErrorBody),
-        (status = 404, body = DeviceErrorBody)))]
-async fn operation(
-    State(state): State<AppState>,
-    UrlPath(id): UrlPath<String>,
-) -> Result<Json<OperationStatus>, OpRouteError> {
-    let service = service(&state)?;
-    let parsed: OperationId = id
-        .parse()
-        .map_err(|e| OpRouteError::bad_request(format!("{id:?}: {e}")))?;
-    let request = service.operation(parsed).await?.ok_or_else(|| {
-        OpRouteError::Api(super::ApiError::NotFound(format!(
-            "no queued operation {id} (only requests for sleeping devices are kept)"
-        )))
-    })?;
-    let json =
-        |text: &str| serde_json::from_str::<Json_>(text).unwrap_or(Json_::String(text.to_owned()));
-    let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    Ok(Json(OperationStatus {
-        id: request.id,
-        endpoint: request.endpoint,
-        status: request.status.as_str().to_owned(),
-        operation: json(&request.operation),
-        created_at: time(request.created_at),
-        expires_at: time(request.expires_at),
-        finished_at: request.finished_at.map(time),
-        result: request.result.as_deref().map(json),
-    }))
 }
