@@ -27,10 +27,10 @@ mod metrics;
 mod objects;
 mod openapi;
 mod session;
-mod tokens;
-mod users;
 #[cfg(test)]
 pub(crate) mod test_util;
+mod tokens;
+mod users;
 
 pub use access::Routes;
 pub use error::ApiError;
