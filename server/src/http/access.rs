@@ -3,7 +3,8 @@
 //! accepts handlers collected by `utoipa_axum::routes!`. So each route is in the OpenAPI
 //! document by construction, its role is enforced by a gate layer on exactly those routes, and
 //! the same role is written into its OpenAPI operation (`x-required-role`, `security`). The test
-//! in `http/tests/access.rs` walks the generated document and checks every operation.
+//! in this file (`tests::every_route_requires_authentication_and_its_role`) walks the generated
+//! document and checks every operation.
 //!
 //! ```ignore
 //! Routes::role(Role::FieldService).routes(routes!(list_devices, get_device))
