@@ -232,6 +232,10 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+            } else {
+                // Roll back now rather than on drop: a dropped SQLite transaction keeps its write
+                // lock until the pool gets round to it, and the next request's write fails busy.
+                tx.rollback().await?;
             }
             row
         });
@@ -530,6 +534,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+            } else {
+                // As in create_user: release the write lock before answering.
+                tx.rollback().await?;
             }
             id
         });
