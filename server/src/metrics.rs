@@ -401,7 +401,7 @@ impl Metrics {
     }
 }
 
-/// Services whose events are being counted, by their DTLS socket address (unique while the
+/// Services whose events are being counted, by one of their socket addresses (unique while the
 /// service runs), so building the HTTP app twice for one service does not count twice.
 static WATCHED: Mutex<BTreeSet<SocketAddr>> = Mutex::new(BTreeSet::new());
 
@@ -409,7 +409,10 @@ static WATCHED: Mutex<BTreeSet<SocketAddr>> = Mutex::new(BTreeSet::new());
 /// when the service stops. The HTTP app calls it when it is built.
 pub fn watch_events(service: &Lwm2mService) -> Option<tokio::task::JoinHandle<()>> {
     let runtime = tokio::runtime::Handle::try_current().ok()?;
-    let key = service.local_addr(Transport::Coaps)?;
+    // Keyed by a socket the service owns; a NoSec-only service has no CoAPS socket.
+    let key = service
+        .local_addr(Transport::Coaps)
+        .or_else(|| service.local_addr(Transport::Coap))?;
     if !WATCHED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -117,12 +117,15 @@ pub async fn start_with(
     let http_addr = listener.local_addr()?;
     tracing::info!(addr = %http_addr, "HTTP API listening");
     let state = AppState::new(Arc::new(config), store.clone(), Some(lwm2m.clone()));
+    // Built here, not inside the task: building it starts the metrics' event listener, which
+    // must be subscribed before `start` returns and the first device can register.
+    let app = app(state);
     let (http_stop, stopped) = oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
         // Connect info: the login rate limit needs the client's address.
         axum::serve(
             listener,
-            app(state).into_make_service_with_connect_info::<SocketAddr>(),
+            app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             let _ = stopped.await;

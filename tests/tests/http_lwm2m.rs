@@ -352,7 +352,18 @@ async fn suspended_devices_refuse_writes_and_metrics_count_registrations() {
     .await;
     assert_eq!(status, 200);
 
-    let (status, head, body) = http_raw(server.http_addr(), "GET", "/api/v1/metrics", None).await;
+    // Events are counted by a task that listens to the service, so the counter can trail the
+    // registration a little on a loaded machine: scrape until it shows (bounded), then check.
+    let mut scrape = http_raw(server.http_addr(), "GET", "/api/v1/metrics", None).await;
+    for _ in 0..100 {
+        let text = String::from_utf8_lossy(&scrape.2);
+        if text.contains("ferrite_lwm2m_registration_events_total{kind=\"registered\"}") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        scrape = http_raw(server.http_addr(), "GET", "/api/v1/metrics", None).await;
+    }
+    let (status, head, body) = scrape;
     let text = String::from_utf8(body).unwrap();
     assert_eq!(status, 200, "{text}");
     assert!(head.contains("openmetrics"), "{head}");
