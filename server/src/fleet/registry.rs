@@ -221,6 +221,8 @@ pub enum ValidationError {
     EndpointCharacter(char),
     #[error("the PSK identity must be visible ASCII characters without leading or trailing spaces")]
     IdentityCharacter,
+    #[error("the endpoint name {0:?} is reserved (it names an API route under /devices)")]
+    ReservedEndpoint(String),
     #[error("tag {0:?} is not key=value (tags are written k=v;k2=v2)")]
     TagSyntax(String),
     #[error("tag key {0:?} must be 1 to 64 letters, digits, '-', '_' or '.'")]
@@ -261,8 +263,16 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), ValidationError> {
             max: MAX_NAME_LEN,
         });
     }
+    // `/api/v1/devices/import` and `/devices/export` are routes: a device with either name could
+    // never be fetched by its endpoint.
+    if RESERVED_ENDPOINTS.contains(&endpoint) {
+        return Err(ValidationError::ReservedEndpoint(endpoint.to_owned()));
+    }
     Ok(())
 }
+
+/// Endpoint names that collide with routes under `/api/v1/devices/`.
+const RESERVED_ENDPOINTS: &[&str] = &["import", "export"];
 
 /// RFC 4279 §5.1 allows any UTF-8 identity; we keep to visible ASCII so identities survive CSV,
 /// logs and device configuration tools unchanged.
@@ -557,6 +567,15 @@ mod tests {
     fn endpoint_alphabet() {
         assert!(validate_endpoint("urn:imei:490154203237518").is_ok());
         assert!(validate_endpoint("meter-00.17_a").is_ok());
+        assert!(matches!(
+            validate_endpoint("import"),
+            Err(ValidationError::ReservedEndpoint(_))
+        ));
+        assert!(matches!(
+            validate_endpoint("export"),
+            Err(ValidationError::ReservedEndpoint(_))
+        ));
+        assert!(validate_endpoint("import-7").is_ok());
         assert_eq!(
             validate_endpoint("meter 1"),
             Err(ValidationError::EndpointCharacter(' '))
