@@ -9,3 +9,5 @@
 
 pub mod coap;
 pub mod lwm2m;
+mod rng;
+mod timers;

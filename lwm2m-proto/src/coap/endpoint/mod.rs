@@ -4,9 +4,7 @@
 mod client;
 mod config;
 mod dedup;
-mod rng;
 mod server;
-mod timers;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -16,12 +14,12 @@ use thiserror::Error;
 
 use self::client::ClientExchange;
 use self::dedup::{DedupCache, Seen};
-use self::rng::Rng;
 use self::server::{Block1Assemblies, Block2Cache, PendingRequest};
-use self::timers::Timers;
 use super::message::{Code, EncodeError, Message, MessageType, Token};
 use super::option::BlockOptionError;
 use super::request::{Request, Response};
+use crate::rng::Rng;
+use crate::timers::Timers;
 
 pub use self::config::CoapConfig;
 

@@ -19,7 +19,6 @@ mod ops;
 mod rd;
 mod registrations;
 mod send;
-mod timers;
 
 #[cfg(test)]
 mod tests;
@@ -31,9 +30,10 @@ use std::time::{Duration, Instant};
 use lwm2m_objects::ContentFormat as Format;
 
 use self::mapping::{Expect, ObserveTarget};
-use self::timers::{Rng, Timers};
 use crate::coap::{CoapEndpoint, EndpointStats, Event, RequestId, Responder, Transmit};
 use crate::lwm2m::registration::RegisterParams;
+use crate::rng::Rng;
+use crate::timers::Timers;
 
 pub use self::config::ServerConfig;
 pub use self::dm::{ObservationInfo, QueuedOpInfo};

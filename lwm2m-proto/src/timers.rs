@@ -1,5 +1,6 @@
-//! The endpoint's timer queue: at most one deadline per timer key, ordered by time, so
-//! `poll_timeout` is the first entry and cancelling is exact (no stale wake-ups pile up).
+//! A timer queue shared by the CoAP endpoint and the LwM2M server: at most one deadline per
+//! timer key, ordered by time, so `poll_timeout` is the first entry and cancelling is exact (no
+//! stale wake-ups pile up).
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
@@ -51,6 +52,13 @@ impl<K: Ord + Hash + Copy> Timers<K> {
 
     pub(crate) fn len(&self) -> usize {
         self.by_key.len()
+    }
+
+    /// Bytes held, estimated: the hash table as allocated plus B-tree entries at a typical
+    /// two-thirds node fill.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(K, Instant)>();
+        self.by_key.capacity() * (entry + 1) + self.by_time.len() * entry * 3 / 2
     }
 }
 

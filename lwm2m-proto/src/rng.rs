@@ -1,5 +1,6 @@
-//! A small deterministic PRNG (xorshift64*) for tokens, initial message IDs and retransmission
-//! jitter. The caller seeds it, so simulations and tests replay exactly; tokens are only a weak
+//! A small deterministic PRNG (xorshift64*) for tokens, initial message IDs, retransmission
+//! jitter and registration IDs. On NoSec a registration ID is what keeps another host from
+//! updating or de-registering a device, so production seeds must be unpredictable. The caller seeds it, so simulations and tests replay exactly; tokens are only a weak
 //! defence against off-path spoofing (RFC 7252 §5.3.1), DTLS is the real one.
 
 /// xorshift64* (Vigna 2014). Not cryptographic.
@@ -56,5 +57,7 @@ mod tests {
         let mut buf = [0u8; 5];
         Rng::new(7).fill(&mut buf);
         assert_ne!(buf, [0u8; 5]);
+        // Seed 0 is a fixed point of xorshift and is replaced.
+        assert_ne!(Rng::new(0).next_u64(), 0);
     }
 }
