@@ -1,0 +1,235 @@
+//! Memory: 3/0/10 Memory Free and 3/0/21 Memory Total (KB). Low free memory now, and free memory
+//! falling steadily across snapshots (a leak: the device will run out and restart).
+
+use crate::finding::{Evidence, Finding, RuleId, Severity};
+use crate::stats::slope;
+use crate::{Input, Snapshot};
+
+const FREE: &str = "/3/0/10";
+const TOTAL: &str = "/3/0/21";
+
+/// Total memory from this snapshot or, when missing, the most recent earlier one.
+fn total(input: &Input<'_>) -> Option<i64> {
+    input.snapshot.int(TOTAL).or_else(|| {
+        input
+            .history
+            .snapshots_by_time()
+            .iter()
+            .rev()
+            .find_map(|s| s.int(TOTAL))
+    })
+}
+
+pub fn low_memory(input: &Input<'_>) -> Vec<Finding> {
+    let (Some(free), Some(total)) = (input.snapshot.int(FREE), total(input)) else {
+        return vec![];
+    };
+    if total <= 0 || (free as f64) >= total as f64 * input.thresholds.memory_low_ratio {
+        return vec![];
+    }
+    vec![Finding {
+        rule: RuleId::LowMemory,
+        severity: Severity::Major,
+        title: format!("Low free memory ({free} of {total} KB)"),
+        evidence: vec![
+            Evidence::new(FREE, format!("{free} KB")),
+            Evidence::new(TOTAL, format!("{total} KB")),
+        ],
+        action: "Reboot the meter remotely to recover memory; if free memory keeps falling \
+                 afterwards, the firmware leaks: roll it back."
+            .to_owned(),
+        site_visit: false,
+    }]
+}
+
+/// Free memory over time, oldest first, from earlier snapshots and this one. Only snapshots
+/// since the last reboot matter: a restart gives memory back, and a leak starts again from there.
+fn series(input: &Input<'_>) -> Vec<(i64, i64)> {
+    let reboots = input.history.spontaneous_reboots(0);
+    let executed = input
+        .history
+        .registrations
+        .iter()
+        .filter(|e| e.kind == crate::RegistrationKind::RebootExecuted)
+        .map(|e| e.at);
+    let last_restart = reboots
+        .iter()
+        .copied()
+        .chain(executed)
+        .filter(|&at| at <= input.snapshot.taken_at)
+        .max();
+    let mut points: Vec<(i64, i64)> = input
+        .history
+        .snapshots_by_time()
+        .into_iter()
+        .chain(std::iter::once(input.snapshot))
+        .filter(|s| last_restart.is_none_or(|r| s.taken_at >= r))
+        .filter_map(|s: &Snapshot| Some((s.taken_at, s.int(FREE)?)))
+        .collect();
+    points.sort_by_key(|p| p.0);
+    points.dedup_by_key(|p| p.0);
+    points
+}
+
+pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
+    let t = input.thresholds;
+    let points = series(input);
+    if points.len() < t.memory_leak_min_snapshots.max(2) {
+        return vec![];
+    }
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return vec![];
+    };
+    let Some(total) = total(input).filter(|&t| t > 0) else {
+        return vec![];
+    };
+    let drop = first.1.saturating_sub(last.1);
+    // Mostly falling: at most one small rise (allocator noise) between consecutive snapshots.
+    let rises = points.windows(2).filter(|w| w[1].1 > w[0].1).count();
+    let xy: Vec<(f64, f64)> = points
+        .iter()
+        .map(|&(at, free)| (at.saturating_sub(first.0) as f64 / 3600.0, free as f64))
+        .collect();
+    let Some(per_hour) = slope(&xy) else {
+        return vec![];
+    };
+    if per_hour >= 0.0 || rises > 1 || (drop as f64) < total as f64 * t.memory_leak_min_drop_ratio {
+        return vec![];
+    }
+    let leak = -per_hour;
+    let hours_left = last.1 as f64 / leak;
+    let mut evidence = vec![
+        Evidence::new(FREE, format!("{} KB → {} KB", first.1, last.1))
+            .meaning(format!("over {} snapshots", points.len())),
+        Evidence::new(FREE, format!("−{leak:.1} KB/h")).meaning("trend"),
+    ];
+    if hours_left.is_finite() {
+        evidence.push(
+            Evidence::new(FREE, format!("about {:.0} h", hours_left.max(0.0)))
+                .meaning("until memory runs out at this rate"),
+        );
+    }
+    vec![Finding {
+        rule: RuleId::MemoryLeak,
+        severity: if hours_left < 24.0 {
+            Severity::Critical
+        } else {
+            Severity::Major
+        },
+        title: format!("Memory leak: free memory falling {leak:.1} KB/h"),
+        evidence,
+        action:
+            "A firmware memory leak: schedule a remote reboot to buy time, check whether other \
+                 meters on this firmware leak too, and roll the firmware back."
+                .to_owned(),
+        site_visit: false,
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::test_support::{NOW, run, snap, snap_at};
+    use crate::{DeviceHistory, RegistrationEvent, RegistrationKind, Thresholds};
+
+    #[test]
+    fn low_memory_threshold() {
+        let h = DeviceHistory::default();
+        let t = Thresholds::default();
+        assert_eq!(
+            run(low_memory, &snap(&[(FREE, 90), (TOTAL, 1024)]), &h, &t).len(),
+            1
+        );
+        assert!(run(low_memory, &snap(&[(FREE, 200), (TOTAL, 1024)]), &h, &t).is_empty());
+        assert!(
+            run(low_memory, &snap(&[(FREE, 90)]), &h, &t).is_empty(),
+            "no total, no ratio"
+        );
+    }
+
+    fn leak_history(frees: &[i64]) -> DeviceHistory {
+        DeviceHistory {
+            snapshots: frees
+                .iter()
+                .enumerate()
+                .map(|(i, &f)| {
+                    snap_at(
+                        NOW - (frees.len() - i) as i64 * 3600,
+                        &[(FREE, f), (TOTAL, 1024)],
+                    )
+                })
+                .collect(),
+            ..DeviceHistory::default()
+        }
+    }
+
+    #[test]
+    fn steady_fall_is_a_leak() {
+        let h = leak_history(&[900, 860, 815]);
+        let f = run(
+            memory_leak,
+            &snap(&[(FREE, 770), (TOTAL, 1024)]),
+            &h,
+            &Thresholds::default(),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].title.contains("KB/h"));
+        assert_eq!(f[0].evidence[0].value, "900 KB → 770 KB");
+    }
+
+    #[test]
+    fn noise_around_a_level_is_not_a_leak() {
+        let h = leak_history(&[900, 880, 905, 890]);
+        assert!(
+            run(
+                memory_leak,
+                &snap(&[(FREE, 885), (TOTAL, 1024)]),
+                &h,
+                &Thresholds::default()
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn too_few_snapshots_or_a_tiny_drop() {
+        let t = Thresholds::default();
+        assert!(
+            run(
+                memory_leak,
+                &snap(&[(FREE, 700), (TOTAL, 1024)]),
+                &leak_history(&[900]),
+                &t
+            )
+            .is_empty()
+        );
+        assert!(
+            run(
+                memory_leak,
+                &snap(&[(FREE, 896), (TOTAL, 1024)]),
+                &leak_history(&[900, 899, 898]),
+                &t
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_reboot_restarts_the_series() {
+        let mut h = leak_history(&[900, 800, 700]);
+        h.registrations.push(RegistrationEvent {
+            at: NOW - 1800,
+            kind: RegistrationKind::Reregistered,
+        });
+        // After the reboot only the new snapshot counts: not enough points.
+        assert!(
+            run(
+                memory_leak,
+                &snap(&[(FREE, 950), (TOTAL, 1024)]),
+                &h,
+                &Thresholds::default()
+            )
+            .is_empty()
+        );
+    }
+}
