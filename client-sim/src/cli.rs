@@ -58,6 +58,9 @@ pub enum Command {
     Keys(KeysArgs),
     /// List the LwM2M objects a simulated meter knows, with their resources.
     Objects,
+    /// Load scenarios that print throughput, latency percentiles and the server's CPU time and
+    /// RSS (registration storm, DTLS handshake storm, reads through the API, Send, UDP echo).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// LwM2M versions of the fleet.

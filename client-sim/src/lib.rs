@@ -9,6 +9,7 @@
 //! - [`clock`]: real ↔ simulated time; [`rng`]: the seeded generator; [`stats`]: counters;
 //! - [`cli`]: the command line, [`report`]: progress and memory figures.
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod fleet;

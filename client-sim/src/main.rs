@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => run(*args),
+        Command::Bench(args) => client_sim::bench::run(*args),
     }
 }
 
