@@ -93,6 +93,8 @@ impl NotClientHello {
 pub(crate) struct ClientHello<'a> {
     /// The whole first record, header included, exactly as long as its length field says.
     record: &'a [u8],
+    /// Record layer version (0xfeff or 0xfefd), echoed in the HelloVerifyRequest's record.
+    pub(crate) record_version: u16,
     /// Record sequence number (48 bits).
     pub(crate) record_sequence: u64,
     /// Handshake message_seq: 0 for the first ClientHello, 1 for the one answering a
@@ -246,6 +248,7 @@ impl<'a> ClientHello<'a> {
         }
         Ok(Self {
             record,
+            record_version: version,
             record_sequence,
             message_sequence,
             random,
@@ -305,13 +308,20 @@ impl<'a> ClientHello<'a> {
 }
 
 /// A HelloVerifyRequest record (RFC 6347 §4.2.1) carrying `cookie`, sent with the ClientHello's
-/// record sequence number and DTLS 1.0 as server_version, as the RFC recommends. It is shorter
-/// than any ClientHello that passes [`ClientHello::parse`], so it amplifies nothing.
-pub(crate) fn hello_verify_request(record_sequence: u64, cookie: &[u8]) -> Vec<u8> {
+/// record sequence number and DTLS 1.0 as server_version, as the RFC recommends. The record
+/// layer version echoes the ClientHello's: tinydtls 0.8 (Wakaama's DTLS stack, in many deployed
+/// devices) drops every record whose version is not exactly DTLS 1.2, and OpenSSL sends its first
+/// ClientHello with DTLS 1.0, so answering each client in its own version suits both. It is
+/// shorter than any ClientHello that passes [`ClientHello::parse`], so it amplifies nothing.
+pub(crate) fn hello_verify_request(
+    record_version: u16,
+    record_sequence: u64,
+    cookie: &[u8],
+) -> Vec<u8> {
     let body_len = 2 + 1 + cookie.len();
     let mut out = Vec::with_capacity(RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + body_len);
     out.push(CONTENT_TYPE_HANDSHAKE);
-    out.extend_from_slice(&DTLS_1_0);
+    out.extend_from_slice(&record_version.to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
     put_u48(&mut out, record_sequence);
     out.extend_from_slice(&((HANDSHAKE_HEADER_LEN + body_len) as u16).to_be_bytes());
@@ -441,13 +451,28 @@ mod tests {
     #[test]
     fn hello_verify_request_round_trips_its_cookie_and_is_smaller_than_any_hello() {
         let cookie = [7u8; 20];
-        let hvr = hello_verify_request(42, &cookie);
+        let hvr = hello_verify_request(0xfeff, 42, &cookie);
         assert_eq!(hello_verify_cookie(&hvr), Some(&cookie[..]));
         assert_eq!(be_u48(&hvr, 5), Some(42));
         assert!(hvr.len() < RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN + MIN_CLIENT_HELLO_BODY);
         // RFC 6347 §4.2.1 example layout: 13-byte record header, 12-byte handshake header,
         // server_version, cookie length, cookie.
         assert_eq!(hvr.len(), 13 + 12 + 2 + 1 + 20);
+    }
+
+    #[test]
+    fn hello_verify_request_record_echoes_the_client_hello_record_version() {
+        // Regression (Wakaama's tinydtls 0.8.6 client never answered our HelloVerifyRequest): its
+        // is_record() drops any record whose version is not 0xfefd, so a DTLS 1.2 record hello
+        // must get a DTLS 1.2 record back; the body's server_version stays DTLS 1.0 (§4.2.1).
+        let mut first = hex(OPENSSL_CLIENT_HELLO_1);
+        for version in [DTLS_1_0, DTLS_1_2] {
+            first[1..3].copy_from_slice(&version);
+            let hello = ClientHello::parse(&first).expect("a ClientHello");
+            let hvr = hello_verify_request(hello.record_version, hello.record_sequence, &[1; 20]);
+            assert_eq!(hvr[1..3], version);
+            assert_eq!(hvr[25..27], DTLS_1_0);
+        }
     }
 
     #[test]

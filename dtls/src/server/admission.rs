@@ -92,7 +92,11 @@ impl DtlsServer {
                 self.stats.hello_verify_requests += 1;
                 self.transmits.push_back((
                     peer,
-                    wire::hello_verify_request(hello.record_sequence, &cookie),
+                    wire::hello_verify_request(
+                        hello.record_version,
+                        hello.record_sequence,
+                        &cookie,
+                    ),
                 ));
             }
             None => debug!(%peer, "DTLS cookie MAC failed; ClientHello dropped"),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use lwm2m_objects::codec::{self, DecodeError, Record};
 use lwm2m_objects::link::parse_discover_under;
-use lwm2m_objects::{ContentFormat as Format, Node, ObjectModel, Path};
+use lwm2m_objects::{ContentFormat as Format, Node, ObjectModel, Path, ResourceValue, Value};
 
 use super::formats::{composite_format, single_format};
 use super::ops::{Content, OpError, OpOutcome, Operation, WriteMode};
@@ -78,6 +78,23 @@ fn uri_path(objects: &RegisteredObjects, path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Whether `path` is a single-instance resource of a LwM2M 1.0 client: one value, which every 1.0
+/// client MUST support as plain text (opaque for binary), while TLV is only required "for Object
+/// Instance or multiple-instance Resource requests" (TS 1.0 §6.4 Data Formats). Clients that
+/// implement just that (lwm2m-node-lib; its CoAP stack even drops a request whose Accept names a
+/// format it does not know) never answer a Read that asks for TLV, so such paths are read without
+/// Accept and written as text. A resource the model does not know keeps TLV, which says whether
+/// it has instances.
+fn plain_value(version: Lwm2mVersion, path: &Path) -> bool {
+    !version.is_1_1_or_later()
+        && match path {
+            Path::Resource(object, _, resource) => ObjectModel::builtin()
+                .resource(*object, *resource)
+                .is_some_and(|def| !def.multiple),
+            _ => false,
+        }
+}
+
 /// Records naming `paths` without values: the body of Read- and Observe-Composite (§6.3.8).
 fn names(paths: &[Path]) -> Vec<Record> {
     paths
@@ -122,10 +139,17 @@ pub(super) fn build(
                     "the root path cannot be read or observed",
                 ));
             }
-            let format = single(path);
-            let mut request = Request::get()
-                .with_path(uri_path(objects, path))
-                .with_accept(coap_format(format));
+            let mut request = Request::get().with_path(uri_path(objects, path));
+            let format = if plain_value(version, path) {
+                // No Accept: the client answers in its own format (plain text at least), and an
+                // answer without Content-Format is plain text (TS 1.0 Transport Bindings,
+                // required CoAP features: "a default value of plain/text is assumed").
+                Format::Text
+            } else {
+                let format = single(path);
+                request = request.with_accept(coap_format(format));
+                format
+            };
             let mut b = built(Request::get(), Expect::Content(*path), format);
             if matches!(operation, Operation::Observe(_)) {
                 request = request.with_observe(0);
@@ -161,7 +185,13 @@ pub(super) fn build(
                     "Write targets an instance, a resource or a resource instance",
                 ));
             }
-            let format = single(path);
+            let format = match node {
+                Node::Resource(resource) if plain_value(version, path) => match resource.value {
+                    ResourceValue::Single(Value::Opaque(_)) => Format::Opaque,
+                    _ => Format::Text,
+                },
+                _ => single(path),
+            };
             let body = codec::encode(format, path, node).map_err(OpError::Encode)?;
             let request = match mode {
                 WriteMode::Replace => Request::put(),
@@ -474,6 +504,63 @@ mod tests {
             ),
             Err(OpError::UnsupportedContentFormat(9999))
         );
+    }
+
+    #[test]
+    fn a_1_0_single_resource_is_read_without_accept_and_written_as_text() {
+        // Regression (interop with lwm2m-node-lib 1.4.0, a text-only LwM2M 1.0 client): a Read
+        // of /3/0/0 with Accept: TLV was dropped by its CoAP stack, and its answers carry no
+        // Content-Format. TS 1.0 §6.4 requires TLV only for instances and multiple resources.
+        let objs = objects("</3/0>,</1/0>");
+        let v10 = Lwm2mVersion::V1_0;
+        let b = build(&Operation::Read(Path::Resource(3, 0, 0)), v10, &objs).expect("builds");
+        assert_eq!(b.request.accept(), None);
+        assert_eq!(b.format, Format::Text);
+        let b = build(&Operation::Observe(Path::Resource(3, 0, 9)), v10, &objs).expect("builds");
+        assert_eq!(b.request.accept(), None);
+        // An answer without Content-Format is plain text, typed by the model.
+        let r = Response::new(Code::CONTENT).with_payload("Telefonica I+D");
+        let Ok(OpOutcome::Content(Content::Node { node, .. })) = outcome(
+            &Expect::Content(Path::Resource(3, 0, 0)),
+            b.format,
+            &r,
+            &objs,
+        ) else {
+            panic!("content expected");
+        };
+        assert_eq!(
+            node,
+            Node::Resource(Resource::single(0, Value::String("Telefonica I+D".into())))
+        );
+        // Instances and multiple-instance resources still ask for TLV; so does 1.1.
+        for path in [Path::Instance(3, 0), Path::Resource(3, 0, 7)] {
+            let b = build(&Operation::Read(path), v10, &objs).expect("builds");
+            assert_eq!(b.request.accept(), Some(CoapFormat(11542)), "{path}");
+        }
+        let b = build(
+            &Operation::Read(Path::Resource(3, 0, 0)),
+            Lwm2mVersion::V1_1,
+            &objs,
+        )
+        .expect("builds");
+        assert!(b.request.accept().is_some());
+        // Writes of one value: text (ct 0), opaque (ct 42) for bytes.
+        let write = |id, value| Operation::Write {
+            path: Path::Resource(1, 0, id),
+            node: Node::Resource(Resource::single(id, value)),
+            mode: WriteMode::Replace,
+        };
+        let b = build(&write(1, Value::Integer(120)), v10, &objs).expect("builds");
+        assert_eq!(b.request.content_format(), Some(CoapFormat(0)));
+        assert_eq!(b.request.payload, b"120");
+        let op = Operation::Write {
+            path: Path::Resource(5, 0, 0),
+            node: Node::Resource(Resource::single(0, Value::Opaque(vec![1, 2]))),
+            mode: WriteMode::Replace,
+        };
+        let b = build(&op, v10, &objects("</5/0>")).expect("builds");
+        assert_eq!(b.request.content_format(), Some(CoapFormat(42)));
+        assert_eq!(b.request.payload, [1, 2]);
     }
 
     #[test]
