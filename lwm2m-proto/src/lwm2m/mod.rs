@@ -5,9 +5,11 @@
 //!   the server side (which parses them) and the client side (which writes them).
 //! - [`client`]: the sans-I/O LwM2M client (one per simulated device): registration, device
 //!   management answered from an object store, observations, Send.
+//! - [`bootstrap`]: the sans-I/O Bootstrap-Server and the server account it writes.
 //! - [`server`]: the sans-I/O LwM2M server (one per socket): registrations, operations on
 //!   registered clients, observations, Send, queue mode.
 
+pub mod bootstrap;
 pub mod client;
 pub mod registration;
 pub mod server;

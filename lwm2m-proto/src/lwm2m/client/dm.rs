@@ -50,6 +50,10 @@ fn store_error(e: StoreError) -> Code {
 impl<S: ObjectStore> Lwm2mClient<S> {
     /// Answers one request from the server.
     pub(crate) fn on_request(&mut self, now: Instant, request: Request, responder: Responder) {
+        if self.bootstrap.active() {
+            self.on_bootstrap_request(now, request, responder);
+            return;
+        }
         let token = responder.token();
         let (answer, mut followup) = self.dispatch(now, &request, token);
         // Any successful write may have touched /1/x/1 (Write, partial update, Write-Composite).

@@ -400,6 +400,46 @@ impl ObjectStore for MemoryObjectStore {
         Ok(id)
     }
 
+    fn bootstrap_read_instance(&self, object: u16, instance: u16) -> Option<ObjectInstance> {
+        let resources = self.instances.get(&(object, instance))?;
+        Some(ObjectInstance::new(instance, resources.iter().cloned()))
+    }
+
+    fn bootstrap_write(&mut self, path: &Path, node: Node) -> Result<(), StoreError> {
+        match (*path, node) {
+            (Path::Object(o), Node::Object { instances, .. }) => {
+                for (_, instance) in instances {
+                    self.bootstrap_write(
+                        &Path::Instance(o, instance.id),
+                        Node::Instance(instance),
+                    )?;
+                }
+                Ok(())
+            }
+            (Path::Instance(o, i), Node::Instance(instance)) => {
+                self.support(o);
+                let resources = self.instances.entry((o, i)).or_default();
+                for (_, r) in instance.resources {
+                    merge_resource(resources, r, WriteMode::Replace);
+                }
+                self.changes.push(*path);
+                Ok(())
+            }
+            (Path::Resource(o, i, _), Node::Resource(r)) => {
+                let resources = self
+                    .instances
+                    .get_mut(&(o, i))
+                    .ok_or(StoreError::NotFound)?;
+                merge_resource(resources, r, WriteMode::Replace);
+                self.changes.push(*path);
+                Ok(())
+            }
+            _ => Err(StoreError::BadRequest(
+                "not an object, instance or resource",
+            )),
+        }
+    }
+
     fn delete(&mut self, path: &Path) -> Result<(), StoreError> {
         let Path::Instance(o, i) = *path else {
             return Err(StoreError::NotAllowed);

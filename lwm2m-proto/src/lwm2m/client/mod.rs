@@ -10,9 +10,11 @@
 //! - `registration.rs`: Register / Update / De-register and the lifetime;
 //! - `dm.rs`: the device-management requests;
 //! - `observe.rs`: observations and when they notify;
-//! - `links.rs`: the registration payload.
+//! - `links.rs`: the registration payload;
+//! - `bootstrap.rs`: client-initiated bootstrap ([`Lwm2mClient::bootstrap`], [`BootstrapOutcome`]).
 
 pub mod attributes;
+mod bootstrap;
 pub mod config;
 mod dm;
 mod links;
@@ -43,6 +45,7 @@ use crate::coap::{
 use crate::lwm2m::registration::{Lwm2mVersion, UpdateParams};
 
 pub use self::attributes::{AttributeError, NotifyAttributes};
+pub use self::bootstrap::BootstrapOutcome;
 pub use self::config::{ClientConfig, DEFAULT_QUEUE_AWAKE_TIME};
 pub use self::memory_store::MemoryObjectStore;
 pub use self::store::{ObjectStore, StoreError, WriteMode};
@@ -273,6 +276,8 @@ pub struct Lwm2mClient<S: ObjectStore> {
     /// The caller's seed and how many endpoints were built from it.
     seed: u64,
     endpoint_generation: u32,
+    /// Client-initiated bootstrap (TS Core 1.1 §6.1).
+    bootstrap: self::bootstrap::Bootstrap,
 }
 
 impl<S: ObjectStore> Lwm2mClient<S> {
@@ -296,6 +301,7 @@ impl<S: ObjectStore> Lwm2mClient<S> {
             idle_check_at: None,
             seed,
             endpoint_generation: 0,
+            bootstrap: Default::default(),
         }
     }
 
@@ -334,6 +340,7 @@ impl<S: ObjectStore> Lwm2mClient<S> {
             self.registration.deadline(self.settings.lifetime),
             self.next_observation_deadline(),
             self.idle_check_at,
+            self.bootstrap.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -463,6 +470,7 @@ impl<S: ObjectStore> Lwm2mClient<S> {
             self.mark_changed(&path);
         }
         self.registration_timers(now);
+        self.bootstrap_timers(now);
         self.service_observations(now);
         // Notifications and requests sent above produce no events until the next datagram,
         // but a failure to encode could: drain once more.
@@ -526,6 +534,10 @@ impl<S: ObjectStore> Lwm2mClient<S> {
     fn on_answer(&mut self, now: Instant, id: RequestId, answer: Result<Response, FailureReason>) {
         if self.registration.owns(id) {
             self.on_registration_answer(now, answer);
+            return;
+        }
+        if self.bootstrap.owns(id) {
+            self.on_bootstrap_answer(now, answer);
             return;
         }
         if let Some(at) = self.sends.iter().position(|(r, _)| *r == id) {

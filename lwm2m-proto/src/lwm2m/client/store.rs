@@ -99,6 +99,26 @@ pub trait ObjectStore {
     /// instances of each multiple-instance resource (`dim` in Discover).
     fn resources(&self, object: u16, instance: u16) -> Result<Vec<(u16, Option<u16>)>, StoreError>;
 
+    /// Bootstrap-Write (OMA LwM2M TS Core 1.1 §6.1.7.4): writes `node` at `path` (an object, an
+    /// instance or a resource), creating the instance when it does not exist and ignoring the
+    /// operations a device-management server is limited to (the Security object has none). Only
+    /// the bootstrap server reaches this. The default refuses (4.05): a store that can be
+    /// bootstrapped overrides it.
+    fn bootstrap_write(&mut self, path: &Path, node: Node) -> Result<(), StoreError> {
+        let _ = (path, node);
+        Err(StoreError::NotAllowed)
+    }
+
+    /// The whole instance `/object/instance` as the bootstrap interface sees it (every
+    /// resource, including those a device-management server may not read, such as the Security
+    /// object's). The default is [`read`](Self::read).
+    fn bootstrap_read_instance(&self, object: u16, instance: u16) -> Option<ObjectInstance> {
+        match self.read(&Path::Instance(object, instance)) {
+            Ok(Node::Instance(instance)) => Some(instance),
+            _ => None,
+        }
+    }
+
     /// A path whose value the application changed since the last call, if any. The client drains
     /// this after every input so observations of those paths are notified.
     fn pop_change(&mut self) -> Option<Path> {
