@@ -135,6 +135,15 @@ pub struct DtlsServerConfig {
     pub retransmit_interval: Duration,
     /// Largest datagram the handshake writes (rtc-dtls fragments flights to fit).
     pub mtu: usize,
+    /// Failed handshakes (wrong key, unknown identity, protocol error, timeout, abort) one source
+    /// address (IP and port) may have within [`handshake_failure_window`](Self::handshake_failure_window);
+    /// at the limit its ClientHellos are dropped for a full window.
+    pub max_handshake_failures: u32,
+    /// The window failed handshakes are counted in, and how long an address is refused once it
+    /// reaches the limit.
+    pub handshake_failure_window: Duration,
+    /// Most addresses whose failures are tracked; beyond it the oldest entry is forgotten.
+    pub max_failure_addresses: usize,
 }
 
 impl Default for DtlsServerConfig {
@@ -148,6 +157,9 @@ impl Default for DtlsServerConfig {
             cookie_lifetime: Duration::from_secs(60),
             retransmit_interval: Duration::from_secs(1),
             mtu: 1200,
+            max_handshake_failures: 10,
+            handshake_failure_window: Duration::from_secs(60),
+            max_failure_addresses: 10_000,
         }
     }
 }

@@ -81,6 +81,15 @@ pub enum HandshakeFailure {
     Internal,
 }
 
+impl HandshakeFailure {
+    /// Whether this failure counts towards the address's rate limit
+    /// ([`DtlsServerConfig::max_handshake_failures`](crate::DtlsServerConfig::max_handshake_failures)):
+    /// everything the client caused; not a newer hello replacing the handshake, nor our own errors.
+    pub fn counts_against_the_address(self) -> bool {
+        !matches!(self, Self::Superseded | Self::Internal)
+    }
+}
+
 /// What a [`DtlsServer`](crate::DtlsServer) reports, in order.
 ///
 /// Every `Connected` is followed, eventually, by exactly one `Closed` for the same peer address;

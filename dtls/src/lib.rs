@@ -38,6 +38,11 @@
 //! - **Bounds**: at most [`DtlsServerConfig::max_handshakes`] cookie-verified handshakes in
 //!   progress (further ones are dropped and counted) and [`DtlsServerConfig::max_sessions`]
 //!   sessions (the least recently active one is evicted).
+//! - **Rate limit**: a source address (IP and port) with
+//!   [`DtlsServerConfig::max_handshake_failures`] failed handshakes within
+//!   [`DtlsServerConfig::handshake_failure_window`] gets no answer to its ClientHellos for a
+//!   window; the table of counted addresses is bounded too. Every bound hit is counted in
+//!   [`DtlsStats`] and logged at warn, at most once per 10 s per bound (`server/limits.rs`).
 //! - **Timers**: an overall handshake timeout on top of rtc-dtls' retransmissions, and idle
 //!   expiry: a session with no authenticated application data from the client for
 //!   [`DtlsServerConfig::idle_timeout`] is closed (queue-mode devices re-handshake on waking).

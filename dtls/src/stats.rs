@@ -33,6 +33,10 @@ pub struct DtlsStats {
     pub evictions: u64,
     /// Sessions closed by `close`.
     pub local_closes: u64,
+    /// Times an address reached `max_handshake_failures` and was refused for a window.
+    pub rate_limit_blocks: u64,
+    /// Failure counts forgotten because `max_failure_addresses` was reached.
+    pub failure_table_evictions: u64,
     /// Gauge: established sessions.
     pub sessions: usize,
     /// Gauge: handshakes in progress.
@@ -72,6 +76,8 @@ pub struct DroppedDatagrams {
     pub unexpected_message_sequence: u64,
     /// A new handshake would have exceeded `max_handshakes`.
     pub handshake_table_full: u64,
+    /// A ClientHello from an address refused for too many failed handshakes.
+    pub rate_limited: u64,
     /// A repeat of the ClientHello that opened the current session (network duplicate).
     pub duplicate_client_hello: u64,
     /// A record of an established session that rtc-dtls rejected (bad MAC, forged or corrupt);

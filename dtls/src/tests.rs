@@ -825,6 +825,194 @@ fn a_forged_record_does_not_tear_down_an_established_session() {
 }
 
 #[test]
+fn a_replayed_record_is_dropped_and_delivered_once() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.take_server_events();
+    // Capture the client's application-data datagram on its way to the server.
+    let captured = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = captured.clone();
+    net.filter = Box::new(move |dir, _, bytes| {
+        if dir == Direction::ToServer && bytes.first() == Some(&23) {
+            sink.borrow_mut().push(bytes.to_vec());
+        }
+        Fate::Deliver
+    });
+    net.client_send(addr(1), b"reading 1");
+    let record = captured.borrow().first().cloned().expect("captured record");
+    // RFC 6347 §4.1.2.6: the replay window discards a record already received, however often it
+    // comes back, and the session stays up.
+    for _ in 0..3 {
+        net.server.handle_datagram(net.now, addr(1), &record);
+    }
+    net.pump();
+    let data: Vec<Vec<u8>> = net
+        .take_server_events()
+        .into_iter()
+        .filter_map(|event| match event {
+            DtlsEvent::Data { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(data, vec![b"reading 1".to_vec()], "delivered exactly once");
+    assert_eq!(net.server.stats().sessions, 1);
+    // A replay from another address is no record of any session there.
+    net.server.handle_datagram(net.now, addr(2), &record);
+    assert!(net.server.poll_event().is_none());
+    assert_eq!(net.server.stats().dropped.not_client_hello, 1);
+    net.client_send(addr(1), b"reading 2");
+    assert!(matches!(
+        net.take_server_events().as_slice(),
+        [DtlsEvent::Data { bytes, .. }] if bytes == b"reading 2"
+    ));
+    net.server.check_invariants().expect("consistent");
+}
+
+#[test]
+fn a_corrupted_record_of_a_session_is_dropped_and_the_session_goes_on() {
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.take_server_events();
+    // The client's record with one bit of its authentication tag flipped (in transit).
+    let mut corrupted = Vec::new();
+    {
+        let now = net.now;
+        let client = net.clients.get_mut(&addr(1)).expect("client");
+        client.send(now, b"tampered").expect("send");
+        let (_, mut bytes) = client.poll_transmit().expect("record");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        corrupted.push(bytes);
+    }
+    for bytes in &corrupted {
+        net.server.handle_datagram(net.now, addr(1), bytes);
+    }
+    net.pump();
+    assert!(net.take_server_events().is_empty(), "nothing delivered");
+    assert_eq!(net.server.stats().dropped.invalid_records, 1);
+    net.client_send(addr(1), b"intact");
+    assert!(matches!(
+        net.take_server_events().as_slice(),
+        [DtlsEvent::Data { bytes, .. }] if bytes == b"intact"
+    ));
+}
+
+#[test]
+fn repeated_failed_handshakes_rate_limit_that_address_only() {
+    let config = DtlsServerConfig {
+        max_handshake_failures: 2,
+        handshake_failure_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let mut net = Net::new(config);
+    for _ in 0..2 {
+        net.connect(addr(1), client(IDENTITY, &[0x01; 16]));
+        net.advance(Duration::from_secs(31));
+    }
+    let stats = net.server.stats();
+    assert_eq!(stats.handshakes_failed.bad_key, 2);
+    assert_eq!(stats.rate_limit_blocks, 1);
+    assert_eq!(net.server.failure_table(), (1, 1));
+    // Now even the right key gets nothing at that address: no HelloVerifyRequest, no state.
+    let sent_before = net.server_sent.len();
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    assert!(!net.connected(addr(1)));
+    assert_eq!(net.server_sent.len(), sent_before, "not even a cookie");
+    assert!(net.server.stats().dropped.rate_limited >= 1);
+    assert!(!net.server.holds_state_for(addr(1)));
+    // Another port of the same host is another address (NAT): unaffected.
+    let same_host = SocketAddr::from(([198, 51, 100, 7], 50_000));
+    net.connect(same_host, client(b"meter-2", &[0x42; 16]));
+    assert!(net.connected(same_host));
+    // After the window the address may try again.
+    net.advance(Duration::from_secs(121));
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    assert!(net.connected(addr(1)));
+    assert_eq!(net.server.failure_table().1, 0);
+    net.server.check_invariants().expect("consistent");
+}
+
+#[test]
+fn superseded_handshakes_do_not_count_against_the_address() {
+    assert!(!HandshakeFailure::Superseded.counts_against_the_address());
+    assert!(!HandshakeFailure::Internal.counts_against_the_address());
+    for reason in [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::BadKey,
+        HandshakeFailure::UnknownIdentity,
+        HandshakeFailure::PeerAborted,
+        HandshakeFailure::Protocol,
+    ] {
+        assert!(reason.counts_against_the_address(), "{reason:?}");
+    }
+}
+
+#[test]
+fn an_unknown_identity_and_a_wrong_key_look_the_same_on_the_wire() {
+    // Identities of the same length, so the client's own flights are the same size too.
+    let mut net = Net::new(DtlsServerConfig::default());
+    net.connect(addr(1), client(b"meter-9", &KEY));
+    net.connect(addr(2), client(b"meter-2", &[0x01; 16]));
+    let shapes = |to| {
+        net.server_sent
+            .iter()
+            .filter(|(peer, _)| *peer == to)
+            .map(|(_, bytes)| (bytes.len(), bytes[0], bytes[13]))
+            .collect::<Vec<_>>()
+    };
+    // Every datagram the server sent — HelloVerifyRequest, ServerHello flight, the alert — has the
+    // same length and type: the failure comes at the same message (the client's Finished).
+    let unknown = shapes(addr(1));
+    assert_eq!(unknown, shapes(addr(2)));
+    assert!(unknown.len() >= 3, "{unknown:?}");
+    let reasons: Vec<_> = net
+        .take_server_events()
+        .into_iter()
+        .filter_map(|event| match event {
+            DtlsEvent::HandshakeFailed { peer, reason, .. } => Some((peer, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (addr(1), HandshakeFailure::UnknownIdentity),
+            (addr(2), HandshakeFailure::BadKey)
+        ],
+        "both failed at once, on the client's final flight"
+    );
+}
+
+#[test]
+fn bound_hits_are_counted_and_the_tables_stay_within_bounds() {
+    let config = DtlsServerConfig {
+        max_sessions: 2,
+        max_handshakes: 1,
+        ..Default::default()
+    };
+    let mut net = Net::new(config);
+    for n in 1..=4 {
+        net.connect(addr(n), client(IDENTITY, &KEY));
+        net.server.check_invariants().expect("consistent");
+    }
+    let stats = net.server.stats();
+    assert_eq!(
+        stats.sessions, 1,
+        "one identity, one session (the others moved)"
+    );
+    for (n, identity, key) in [
+        (5, &b"meter-2"[..], [0x42; 16]),
+        (6, b"meter-3", [0x43; 16]),
+    ] {
+        net.connect(addr(n), client(identity, &key));
+    }
+    let stats = net.server.stats();
+    assert_eq!(stats.sessions, 2);
+    assert_eq!(stats.evictions, 1);
+    net.server.check_invariants().expect("consistent");
+}
+
+#[test]
 fn closing_from_either_side_reports_closed_once() {
     let mut net = Net::new(DtlsServerConfig::default());
     net.connect(addr(1), client(IDENTITY, &KEY));
@@ -937,6 +1125,39 @@ mod properties {
             while let Some((_, reply)) = server.poll_transmit() {
                 prop_assert!(crate::wire::hello_verify_cookie(&reply).is_some());
             }
+        }
+
+        /// No amplification: an address the server holds nothing for gets back at most as many
+        /// bytes as it sent, whatever it sent — random bytes or a genuine ClientHello with any
+        /// bytes changed — and still nothing is held afterwards.
+        #[test]
+        fn stateless_answers_are_never_larger_than_the_datagram(
+            random in proptest::collection::vec(any::<u8>(), 0..300),
+            changes in proptest::collection::vec((0usize..200, any::<u8>()), 0..4),
+            truncate in proptest::option::of(0usize..200),
+        ) {
+            let mut server = DtlsServer::new(DtlsServerConfig::default(), store()).expect("server");
+            let now = Instant::now();
+            let mut probe = client(IDENTITY, &KEY);
+            probe.connect(now, server_addr()).expect("connect");
+            let mut hello = probe.poll_transmit().expect("hello").1;
+            for (at, value) in changes {
+                if let Some(byte) = hello.get_mut(at) {
+                    *byte = value;
+                }
+            }
+            if let Some(len) = truncate {
+                hello.truncate(len);
+            }
+            for (n, datagram) in [random, hello].iter().enumerate() {
+                server.handle_datagram(now, addr(n as u16), datagram);
+                let answered: usize = std::iter::from_fn(|| server.poll_transmit())
+                    .map(|(_, bytes)| bytes.len())
+                    .sum();
+                prop_assert!(answered <= datagram.len(), "{} > {}", answered, datagram.len());
+                prop_assert!(!server.holds_state_for(addr(n as u16)));
+            }
+            prop_assert!(server.check_invariants().is_ok());
         }
 
         /// Arbitrary datagrams "from" an established peer never panic and never end its session

@@ -2,6 +2,9 @@
 //! comparing decoded content the way a round trip must preserve it (NaN equal to NaN; numbers of
 //! resources the model does not type compared by value).
 
+pub mod dtls;
+pub mod engine;
+
 use lwm2m_objects::codec::Record;
 use lwm2m_objects::{Node, ObjectInstance, ObjectModel, Path, Resource, ResourceValue, Value};
 

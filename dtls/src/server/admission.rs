@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{DtlsServer, Peer, Phase, SequenceShift};
 use crate::cookie::{COOKIE_LEN, CookieCheck};
@@ -20,6 +20,19 @@ impl DtlsServer {
         hello: &ClientHello<'_>,
         datagram: &[u8],
     ) {
+        if self.failures.is_blocked(now, peer) {
+            // Too many failed handshakes from this address lately: not even a cookie.
+            self.stats.dropped.rate_limited += 1;
+            if let Some(suppressed) = self.bound_logs.rate_limited.allow(now) {
+                warn!(
+                    %peer,
+                    suppressed,
+                    total = self.stats.dropped.rate_limited,
+                    "DTLS ClientHello dropped: the address is rate-limited after failed handshakes"
+                );
+            }
+            return;
+        }
         if let Some(existing) = self.peers.get(&peer)
             && existing.client_random[..] == *hello.random
         {
@@ -63,6 +76,15 @@ impl DtlsServer {
         );
         if !replaces_handshake && self.stats.handshakes_in_progress >= self.config.max_handshakes {
             self.stats.dropped.handshake_table_full += 1;
+            if let Some(suppressed) = self.bound_logs.handshake_table_full.allow(now) {
+                warn!(
+                    %peer,
+                    max_handshakes = self.config.max_handshakes,
+                    suppressed,
+                    total = self.stats.dropped.handshake_table_full,
+                    "DTLS handshake table full: cookie-verified ClientHello dropped (the client retries)"
+                );
+            }
             return;
         }
         // The client has shown it receives datagrams at `peer`, so whatever we held for this

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use rtc_dtls::endpoint::EndpointEvent;
-use tracing::debug;
+use tracing::{debug, warn};
 
+use super::limits::Recorded;
 use super::{DtlsServer, Peer, Phase};
 use crate::config::CipherSuite;
 use crate::event::{CloseReason, DtlsEvent, HandshakeFailure, PskIdentity};
@@ -135,6 +136,15 @@ impl DtlsServer {
                 break;
             };
             self.stats.evictions += 1;
+            if let Some(suppressed) = self.bound_logs.session_evicted.allow(now) {
+                warn!(
+                    evicted = %least_recent,
+                    max_sessions = self.config.max_sessions,
+                    suppressed,
+                    total = self.stats.evictions,
+                    "DTLS session table full: the least recently active session was evicted"
+                );
+            }
             self.end_session(now, least_recent, CloseReason::Evicted, true);
         }
 
@@ -284,6 +294,9 @@ impl DtlsServer {
             _ => return,
         };
         self.remove_handshake(now, peer);
+        if reason.counts_against_the_address() {
+            self.count_failure(now, peer);
+        }
         let failures = &mut self.stats.handshakes_failed;
         *match reason {
             HandshakeFailure::Timeout => &mut failures.timeout,
@@ -299,6 +312,37 @@ impl DtlsServer {
             claimed_identity,
             reason,
         });
+    }
+
+    /// Counts a failed handshake against `peer`'s address and logs when it gets refused.
+    fn count_failure(&mut self, now: Instant, peer: SocketAddr) {
+        match self.failures.record_failure(now, peer) {
+            Recorded::Counted => {}
+            Recorded::Blocked => {
+                self.stats.rate_limit_blocks += 1;
+                if let Some(suppressed) = self.bound_logs.address_blocked.allow(now) {
+                    warn!(
+                        %peer,
+                        max_failures = self.config.max_handshake_failures,
+                        window_secs = self.config.handshake_failure_window.as_secs(),
+                        suppressed,
+                        total = self.stats.rate_limit_blocks,
+                        "DTLS address rate-limited: too many failed handshakes; its ClientHellos are dropped for one window"
+                    );
+                }
+            }
+            Recorded::CountedAfterEviction => {
+                self.stats.failure_table_evictions += 1;
+                if let Some(suppressed) = self.bound_logs.failure_table_full.allow(now) {
+                    warn!(
+                        max_failure_addresses = self.config.max_failure_addresses,
+                        suppressed,
+                        total = self.stats.failure_table_evictions,
+                        "DTLS failed-handshake table full: the oldest address's count was forgotten"
+                    );
+                }
+            }
+        }
     }
 
     /// Removes a handshaking peer and its rtc-dtls connection, without an event.

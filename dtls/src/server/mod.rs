@@ -22,6 +22,9 @@ use crate::wire::{self, ClientHello};
 
 mod admission;
 mod lifecycle;
+mod limits;
+
+use self::limits::{FailureLimiter, Throttled};
 
 /// Largest plaintext one DTLS record carries (RFC 6347 §4.1 / RFC 5246 §6.2.1: 2^14).
 pub const MAX_PLAINTEXT: usize = 1 << 14;
@@ -112,6 +115,18 @@ pub struct DtlsServer {
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<DtlsEvent>,
     stats: DtlsStats,
+    failures: FailureLimiter,
+    bound_logs: BoundLogs,
+}
+
+/// One throttled log line per bound, so a flood yields a few lines a minute.
+#[derive(Debug, Default)]
+struct BoundLogs {
+    handshake_table_full: Throttled,
+    session_evicted: Throttled,
+    rate_limited: Throttled,
+    address_blocked: Throttled,
+    failure_table_full: Throttled,
 }
 
 impl fmt::Debug for DtlsServer {
@@ -138,6 +153,11 @@ impl DtlsServer {
             ("max_sessions", config.max_sessions),
             ("max_handshakes", config.max_handshakes),
             ("mtu", config.mtu),
+            ("max_failure_addresses", config.max_failure_addresses),
+            (
+                "max_handshake_failures",
+                config.max_handshake_failures as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
@@ -175,7 +195,14 @@ impl DtlsServer {
             TransportProtocol::UDP,
             Some(Arc::new(handshake_config)),
         );
+        let failures = FailureLimiter::new(
+            config.max_handshake_failures,
+            config.handshake_failure_window,
+            config.max_failure_addresses,
+        );
         Ok(Self {
+            failures,
+            bound_logs: BoundLogs::default(),
             config,
             endpoint,
             cookies,
@@ -302,6 +329,12 @@ impl DtlsServer {
         &self.stats
     }
 
+    /// Source addresses whose failed handshakes are being counted, and how many of them are
+    /// currently refused (for metrics; O(tracked addresses)).
+    pub fn failure_table(&self) -> (usize, usize) {
+        (self.failures.len(), self.failures.blocked())
+    }
+
     /// The authenticated identity of `peer`'s established session.
     pub fn identity_of(&self, peer: SocketAddr) -> Option<&PskIdentity> {
         match &self.peers.get(&peer)?.phase {
@@ -321,6 +354,56 @@ impl DtlsServer {
     /// The address `identity` is connected from, if it has an established session.
     pub fn peer_of(&self, identity: &PskIdentity) -> Option<SocketAddr> {
         self.identities.get(identity).copied()
+    }
+
+    /// Whether the server holds any per-peer state for `peer` (a handshake or a session). A
+    /// datagram from an address without state never creates any unless it is a ClientHello
+    /// returning a valid cookie.
+    pub fn holds_state_for(&self, peer: SocketAddr) -> bool {
+        self.peers.contains_key(&peer)
+    }
+
+    /// Checks the server's bookkeeping against itself and its bounds: every peer is either a
+    /// handshake or a session and counted in exactly one gauge, rtc-dtls holds a connection for
+    /// each peer and for nothing else, each has one deadline, and every table is within its
+    /// configured cap. For fuzz targets and tests; `Err` describes the first inconsistency.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let handshakes = self
+            .peers
+            .values()
+            .filter(|p| matches!(p.phase, Phase::Handshaking { .. }))
+            .count();
+        let sessions = self.peers.len() - handshakes;
+        let connections = self.endpoint.get_connections_keys().len();
+        let checks = [
+            (
+                handshakes == self.stats.handshakes_in_progress,
+                "handshake gauge",
+            ),
+            (sessions == self.stats.sessions, "session gauge"),
+            (
+                handshakes == self.handshake_deadlines.len(),
+                "handshake deadlines",
+            ),
+            (sessions == self.idle_deadlines.len(), "idle deadlines"),
+            (sessions == self.identities.len(), "identity index"),
+            (connections == self.peers.len(), "rtc-dtls connections"),
+            (handshakes <= self.config.max_handshakes, "max_handshakes"),
+            (sessions <= self.config.max_sessions, "max_sessions"),
+            (self.failures.is_consistent(), "failure table"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, what)) => Err(format!(
+                "{what}: {handshakes} handshakes, {sessions} sessions, {connections} rtc-dtls \
+                 connections, {} handshake and {} idle deadlines, {} identities, stats {:?}",
+                self.handshake_deadlines.len(),
+                self.idle_deadlines.len(),
+                self.identities.len(),
+                self.stats
+            )),
+            None => Ok(()),
+        }
     }
 
     fn forward_transmits(&mut self) {
