@@ -79,14 +79,18 @@ pub enum HandshakeFailure {
     Superseded,
     /// Our own machinery failed (see the logs); should not happen.
     Internal,
+    /// The handshake table was full and this was the oldest handshake, abandoned for a new one
+    /// ([`DtlsServerConfig::max_handshakes`](crate::DtlsServerConfig::max_handshakes)).
+    Evicted,
 }
 
 impl HandshakeFailure {
     /// Whether this failure counts towards the address's rate limit
     /// ([`DtlsServerConfig::max_handshake_failures`](crate::DtlsServerConfig::max_handshake_failures)):
-    /// everything the client caused; not a newer hello replacing the handshake, nor our own errors.
+    /// everything the client caused; not a newer hello replacing the handshake, an eviction from a
+    /// full table, nor our own errors.
     pub fn counts_against_the_address(self) -> bool {
-        !matches!(self, Self::Superseded | Self::Internal)
+        !matches!(self, Self::Superseded | Self::Internal | Self::Evicted)
     }
 }
 

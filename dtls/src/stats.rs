@@ -31,6 +31,9 @@ pub struct DtlsStats {
     pub replaced_moved: u64,
     /// Sessions evicted because the session table was full.
     pub evictions: u64,
+    /// Handshakes abandoned because the handshake table was full (also in
+    /// `handshakes_failed.evicted`).
+    pub handshakes_evicted: u64,
     /// Sessions closed by `close`.
     pub local_closes: u64,
     /// Times an address reached `max_handshake_failures` and was refused for a window.
@@ -61,6 +64,8 @@ pub struct HandshakeFailures {
     pub superseded: u64,
     /// Internal errors.
     pub internal: u64,
+    /// Abandoned (the oldest) to make room in a full handshake table.
+    pub evicted: u64,
 }
 
 /// Datagrams dropped by reason.
@@ -74,7 +79,8 @@ pub struct DroppedDatagrams {
     /// A valid cookie but message_seq other than 1 (only a client that received two
     /// HelloVerifyRequests sends that; it will retry from scratch).
     pub unexpected_message_sequence: u64,
-    /// A new handshake would have exceeded `max_handshakes`.
+    /// A new handshake would have exceeded `max_handshakes` and no handshake in progress was old
+    /// enough to evict.
     pub handshake_table_full: u64,
     /// A ClientHello from an address refused for too many failed handshakes.
     pub rate_limited: u64,

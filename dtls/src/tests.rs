@@ -624,6 +624,53 @@ fn the_handshake_table_is_bounded() {
     assert_eq!(stats.handshakes_in_progress, 2);
     assert_eq!(stats.dropped.handshake_table_full, 1);
     assert_eq!(stats.handshakes_started, 2);
+    net.server.check_invariants().expect("consistent");
+}
+
+#[test]
+fn a_full_handshake_table_gives_way_to_new_clients_once_the_oldest_has_stalled() {
+    let config = DtlsServerConfig {
+        max_handshakes: 2,
+        retransmit_interval: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let mut net = Net::new(config);
+    // Two clients that complete the cookie exchange and then stall (their key exchange flight
+    // is lost): the table is full.
+    let stalled = [addr(1), addr(2)];
+    net.filter = Box::new(move |dir, at, bytes| {
+        if dir == Direction::ToServer
+            && stalled.contains(&at)
+            && crate::wire::ClientHello::parse(bytes).is_err()
+        {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    for at in stalled {
+        net.connect(at, client(IDENTITY, &KEY));
+    }
+    assert_eq!(net.server.stats().handshakes_in_progress, 2);
+    net.advance(Duration::from_millis(1500));
+    // A genuine client arrives: the oldest stalled handshake makes room, and it connects.
+    net.connect(addr(3), client(b"meter-2", &[0x42; 16]));
+    assert!(net.connected(addr(3)));
+    let stats = net.server.stats();
+    assert_eq!(stats.handshakes_evicted, 1);
+    assert_eq!(stats.handshakes_failed.evicted, 1);
+    assert_eq!(stats.dropped.handshake_table_full, 0);
+    assert!(
+        net.take_server_events()
+            .contains(&DtlsEvent::HandshakeFailed {
+                peer: addr(1),
+                claimed_identity: None,
+                reason: HandshakeFailure::Evicted,
+            })
+    );
+    // An eviction does not count against the evicted address.
+    assert_eq!(net.server.failure_table(), (0, 0));
+    net.server.check_invariants().expect("consistent");
 }
 
 #[test]
@@ -936,6 +983,7 @@ fn repeated_failed_handshakes_rate_limit_that_address_only() {
 fn superseded_handshakes_do_not_count_against_the_address() {
     assert!(!HandshakeFailure::Superseded.counts_against_the_address());
     assert!(!HandshakeFailure::Internal.counts_against_the_address());
+    assert!(!HandshakeFailure::Evicted.counts_against_the_address());
     for reason in [
         HandshakeFailure::Timeout,
         HandshakeFailure::BadKey,

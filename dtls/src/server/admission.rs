@@ -74,7 +74,10 @@ impl DtlsServer {
                 ..
             })
         );
-        if !replaces_handshake && self.stats.handshakes_in_progress >= self.config.max_handshakes {
+        if !replaces_handshake
+            && self.stats.handshakes_in_progress >= self.config.max_handshakes
+            && !self.evict_stalled_handshake(now)
+        {
             self.stats.dropped.handshake_table_full += 1;
             if let Some(suppressed) = self.bound_logs.handshake_table_full.allow(now) {
                 warn!(
@@ -101,6 +104,35 @@ impl DtlsServer {
             None => {}
         }
         self.start_handshake(now, peer, hello);
+    }
+
+    /// Makes room in a full handshake table by abandoning the oldest handshake, if it has run for
+    /// at least one retransmission interval: a genuine handshake completes in a few round trips,
+    /// so the oldest is the likeliest to be stalled (a client that vanished, or a flooder that
+    /// completes cookie exchanges and stops). Without this, a few hundred stalled handshakes
+    /// per handshake timeout would lock every device out; with it, a flooder must start
+    /// `max_handshakes` cookie-verified handshakes within one retransmission interval to push out
+    /// a genuine one. Handshakes younger than that are never evicted (the new hello is dropped
+    /// and its client retransmits). Returns whether a slot was freed.
+    fn evict_stalled_handshake(&mut self, now: Instant) -> bool {
+        let Some(&(started, oldest)) = self.handshake_starts.first() else {
+            return false;
+        };
+        if now.saturating_duration_since(started) < self.config.retransmit_interval {
+            return false;
+        }
+        self.stats.handshakes_evicted += 1;
+        if let Some(suppressed) = self.bound_logs.handshake_evicted.allow(now) {
+            warn!(
+                evicted = %oldest,
+                max_handshakes = self.config.max_handshakes,
+                suppressed,
+                total = self.stats.handshakes_evicted,
+                "DTLS handshake table full: the oldest handshake in progress was abandoned for a new one"
+            );
+        }
+        self.fail_handshake(now, oldest, HandshakeFailure::Evicted);
+        true
     }
 
     fn send_hello_verify_request(
@@ -177,6 +209,7 @@ impl DtlsServer {
             },
         );
         self.handshake_deadlines.insert((deadline, peer));
+        self.handshake_starts.insert((now, peer));
         self.stats.handshakes_started += 1;
         self.stats.handshakes_in_progress += 1;
         // Then the hello with the cookie, as if it answered rtc-dtls' own HelloVerifyRequest.

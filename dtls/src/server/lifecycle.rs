@@ -306,6 +306,7 @@ impl DtlsServer {
             HandshakeFailure::Protocol => &mut failures.protocol,
             HandshakeFailure::Superseded => &mut failures.superseded,
             HandshakeFailure::Internal => &mut failures.internal,
+            HandshakeFailure::Evicted => &mut failures.evicted,
         } += 1;
         self.events.push_back(DtlsEvent::HandshakeFailed {
             peer,
@@ -361,11 +362,12 @@ impl DtlsServer {
         match self.peers.get(&peer) {
             Some(
                 entry @ Peer {
-                    phase: Phase::Handshaking { .. },
+                    phase: Phase::Handshaking { started, .. },
                     ..
                 },
             ) => {
                 self.handshake_deadlines.remove(&(entry.deadline, peer));
+                self.handshake_starts.remove(&(*started, peer));
                 self.stats.handshakes_in_progress =
                     self.stats.handshakes_in_progress.saturating_sub(1);
                 true

@@ -110,6 +110,8 @@ pub struct DtlsServer {
     identities: HashMap<PskIdentity, SocketAddr>,
     /// When each handshake next needs `handle_timeout` (retransmission or its overall timeout).
     handshake_deadlines: BTreeSet<(Instant, SocketAddr)>,
+    /// When each handshake started: the oldest is evicted when the table is full.
+    handshake_starts: BTreeSet<(Instant, SocketAddr)>,
     /// When each established session expires; also the least-recently-active order for eviction.
     idle_deadlines: BTreeSet<(Instant, SocketAddr)>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -123,6 +125,7 @@ pub struct DtlsServer {
 #[derive(Debug, Default)]
 struct BoundLogs {
     handshake_table_full: Throttled,
+    handshake_evicted: Throttled,
     session_evicted: Throttled,
     rate_limited: Throttled,
     address_blocked: Throttled,
@@ -211,6 +214,7 @@ impl DtlsServer {
             peers: HashMap::new(),
             identities: HashMap::new(),
             handshake_deadlines: BTreeSet::new(),
+            handshake_starts: BTreeSet::new(),
             idle_deadlines: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
