@@ -628,7 +628,7 @@ fn the_handshake_table_is_bounded() {
 }
 
 #[test]
-fn a_full_handshake_table_gives_way_to_new_clients_once_the_oldest_has_stalled() {
+fn a_full_handshake_table_gives_way_to_new_clients_once_a_handshake_has_gone_quiet() {
     let config = DtlsServerConfig {
         max_handshakes: 2,
         retransmit_interval: Duration::from_secs(1),

@@ -106,19 +106,20 @@ impl DtlsServer {
         self.start_handshake(now, peer, hello);
     }
 
-    /// Makes room in a full handshake table by abandoning the oldest handshake, if it has run for
-    /// at least one retransmission interval: a genuine handshake completes in a few round trips,
-    /// so the oldest is the likeliest to be stalled (a client that vanished, or a flooder that
-    /// completes cookie exchanges and stops). Without this, a few hundred stalled handshakes
-    /// per handshake timeout would lock every device out; with it, a flooder must start
-    /// `max_handshakes` cookie-verified handshakes within one retransmission interval to push out
-    /// a genuine one. Handshakes younger than that are never evicted (the new hello is dropped
-    /// and its client retransmits). Returns whether a slot was freed.
+    /// Makes room in a full handshake table by abandoning the handshake that has been quiet the
+    /// longest, if nothing came from its peer for at least one retransmission interval: a
+    /// genuine client answers each flight within a round trip (or retransmits its own), so a
+    /// quiet handshake is a stalled one — a client that vanished, or a flooder that completes
+    /// cookie exchanges and stops. Without this, a few hundred stalled handshakes per handshake
+    /// timeout would lock every device out; with it, a flooder must keep `max_handshakes`
+    /// handshakes talking to hold the table. Busy handshakes are never evicted, so a burst of
+    /// genuine clients does not thrash: the new hello is dropped and its client retransmits.
+    /// Returns whether a slot was freed.
     fn evict_stalled_handshake(&mut self, now: Instant) -> bool {
-        let Some(&(started, oldest)) = self.handshake_starts.first() else {
+        let Some(&(heard, oldest)) = self.handshake_activity.first() else {
             return false;
         };
-        if now.saturating_duration_since(started) < self.config.retransmit_interval {
+        if now.saturating_duration_since(heard) < self.config.retransmit_interval {
             return false;
         }
         self.stats.handshakes_evicted += 1;
@@ -204,12 +205,13 @@ impl DtlsServer {
                 sequence_shift: SequenceShift::Pending { hello_sequence },
                 phase: Phase::Handshaking {
                     started: now,
+                    heard: now,
                     lookup: None,
                 },
             },
         );
         self.handshake_deadlines.insert((deadline, peer));
-        self.handshake_starts.insert((now, peer));
+        self.handshake_activity.insert((now, peer));
         self.stats.handshakes_started += 1;
         self.stats.handshakes_in_progress += 1;
         // Then the hello with the cookie, as if it answered rtc-dtls' own HelloVerifyRequest.

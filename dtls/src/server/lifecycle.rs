@@ -24,6 +24,16 @@ impl DtlsServer {
         else {
             return;
         };
+        if let Some(Peer {
+            phase: Phase::Handshaking { heard, .. },
+            ..
+        }) = self.peers.get_mut(&peer)
+            && *heard != now
+        {
+            self.handshake_activity.remove(&(*heard, peer));
+            self.handshake_activity.insert((now, peer));
+            *heard = now;
+        }
         self.lookups.take();
         let result = self
             .endpoint
@@ -362,12 +372,12 @@ impl DtlsServer {
         match self.peers.get(&peer) {
             Some(
                 entry @ Peer {
-                    phase: Phase::Handshaking { started, .. },
+                    phase: Phase::Handshaking { heard, .. },
                     ..
                 },
             ) => {
                 self.handshake_deadlines.remove(&(entry.deadline, peer));
-                self.handshake_starts.remove(&(*started, peer));
+                self.handshake_activity.remove(&(*heard, peer));
                 self.stats.handshakes_in_progress =
                     self.stats.handshakes_in_progress.saturating_sub(1);
                 true

@@ -74,6 +74,8 @@ enum SequenceShift {
 enum Phase {
     Handshaking {
         started: Instant,
+        /// When a datagram from the peer was last processed (a stalled handshake goes quiet).
+        heard: Instant,
         /// Set once the PSK callback ran: the claimed identity and whether the store knew it.
         lookup: Option<(PskIdentity, bool)>,
     },
@@ -110,8 +112,9 @@ pub struct DtlsServer {
     identities: HashMap<PskIdentity, SocketAddr>,
     /// When each handshake next needs `handle_timeout` (retransmission or its overall timeout).
     handshake_deadlines: BTreeSet<(Instant, SocketAddr)>,
-    /// When each handshake started: the oldest is evicted when the table is full.
-    handshake_starts: BTreeSet<(Instant, SocketAddr)>,
+    /// When each handshake last heard from its peer: the quietest is evicted when the table is
+    /// full.
+    handshake_activity: BTreeSet<(Instant, SocketAddr)>,
     /// When each established session expires; also the least-recently-active order for eviction.
     idle_deadlines: BTreeSet<(Instant, SocketAddr)>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -214,7 +217,7 @@ impl DtlsServer {
             peers: HashMap::new(),
             identities: HashMap::new(),
             handshake_deadlines: BTreeSet::new(),
-            handshake_starts: BTreeSet::new(),
+            handshake_activity: BTreeSet::new(),
             idle_deadlines: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
