@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod fleet;
+pub use fleet::{ConnectivityCounts, DeviceSummary, StateCounts};
+
 /// The body of every error response: a stable machine-readable code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -413,7 +416,8 @@ pub struct DeviceQuery {
     /// `key:value`; repeat the parameter for several tags (all must match).
     #[serde(default)]
     pub tag: Vec<String>,
-    /// Case-insensitive substring of the endpoint name or the serial number.
+    /// Case-insensitive substring of the endpoint name, serial, model or customer. 3 or more
+    /// characters use a trigram index; shorter text scans the devices (slow on large fleets).
     pub q: Option<String>,
     /// The `next_after` of the previous page.
     pub after: Option<String>,

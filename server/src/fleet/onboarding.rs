@@ -236,7 +236,39 @@ fn find_columns(header: &csv::StringRecord) -> Result<(Columns, Vec<String>), Im
 }
 
 fn field(record: &csv::StringRecord, index: Option<usize>) -> &str {
-    index.and_then(|i| record.get(i)).unwrap_or("").trim()
+    let text = index.and_then(|i| record.get(i)).unwrap_or("").trim();
+    restore_neutralised(text).trim()
+}
+
+/// First characters that make a spreadsheet read a cell as a formula (CSV injection, OWASP):
+/// `=`, `+`, `-`, `@`, tab and carriage return.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Whether `text` is one or more `'` followed by a formula start (a neutralised cell).
+fn quoted_formula(text: &str) -> bool {
+    let rest = text.trim_start_matches('\'');
+    rest.len() < text.len() && rest.starts_with(FORMULA_STARTS)
+}
+
+/// An export cell that a spreadsheet shows as text: a cell that starts like a formula gets a
+/// leading `'` (which spreadsheets hide), and so does a cell that already looks neutralised, so
+/// that [`restore_neutralised`] (applied to every imported cell) gives the original back and an
+/// export can be imported again unchanged.
+pub fn neutralise_formula(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(FORMULA_STARTS) || quoted_formula(text) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// The inverse of [`neutralise_formula`]: drops the one `'` it added.
+pub fn restore_neutralised(text: &str) -> &str {
+    if quoted_formula(text) {
+        text.get(1..).unwrap_or(text)
+    } else {
+        text
+    }
 }
 
 fn optional(text: &str) -> Option<String> {
@@ -374,32 +406,73 @@ pub fn write_export_header<W: Write>(writer: &mut csv::Writer<W>) -> Result<(), 
     writer.write_record(EXPORT_HEADER)
 }
 
-/// One device as an export row (no key).
+/// One device as an export row (no key). Cells that a spreadsheet would run as a formula are
+/// neutralised with a leading `'` ([`neutralise_formula`]; the import removes it again).
 pub fn write_export_row<W: Write>(
     writer: &mut csv::Writer<W>,
     device: &Device,
 ) -> Result<(), csv::Error> {
     let timestamp = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339();
-    writer.write_record([
+    let tags = format_tags(&device.tags);
+    let last_seen = device.last_seen.as_ref().map(timestamp).unwrap_or_default();
+    let created_at = timestamp(&device.created_at);
+    let cells = [
         device.endpoint.as_str(),
         &device.serial,
         &device.model,
-        &format_tags(&device.tags),
+        &tags,
         device.psk_identity.as_deref().unwrap_or(""),
         device.customer.as_deref().unwrap_or(""),
         device.security_mode.as_str(),
         device.state.as_str(),
         device.firmware_version.as_deref().unwrap_or(""),
         device.connectivity.as_str(),
-        &device.last_seen.as_ref().map(timestamp).unwrap_or_default(),
-        &timestamp(&device.created_at),
-    ])
+        &last_seen,
+        &created_at,
+    ];
+    writer.write_record(cells.map(neutralise_formula).iter().map(|c| c.as_bytes()))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_restored() {
+        for formula in [
+            "=1+2",
+            "+A1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "=HYPERLINK(\"x\")",
+        ] {
+            let cell = neutralise_formula(formula);
+            assert_eq!(cell, format!("'{formula}"));
+            assert_eq!(restore_neutralised(&cell), formula);
+        }
+        // A value that already looks neutralised gets one more quote, so the import restores it.
+        for quoted in ["'=1", "''-x"] {
+            let cell = neutralise_formula(quoted);
+            assert_eq!(cell, format!("'{quoted}"));
+            assert_eq!(restore_neutralised(&cell), quoted);
+        }
+        for plain in ["meter-1", "EM-100", "'quoted", "a=b", "", "'"] {
+            assert_eq!(neutralise_formula(plain), plain);
+            assert_eq!(restore_neutralised(plain), plain);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn neutralising_round_trips_and_never_starts_a_formula(text in ".{0,12}") {
+            let cell = neutralise_formula(&text);
+            proptest::prop_assert!(!cell.starts_with(FORMULA_STARTS));
+            proptest::prop_assert_eq!(restore_neutralised(&cell), text.as_str());
+        }
+    }
 
     fn rejection(parsed: &ParsedImport, line: u64) -> ImportRejection {
         let row = parsed

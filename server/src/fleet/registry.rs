@@ -263,8 +263,8 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), ValidationError> {
             max: MAX_NAME_LEN,
         });
     }
-    // `/api/v1/devices/import` and `/devices/export` are routes: a device with either name could
-    // never be fetched by its endpoint.
+    // `/api/v1/devices/import`, `/devices/export` and `/devices/summary` are routes: a device with
+    // one of these names could never be fetched by its endpoint.
     if RESERVED_ENDPOINTS.contains(&endpoint) {
         return Err(ValidationError::ReservedEndpoint(endpoint.to_owned()));
     }
@@ -272,7 +272,7 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), ValidationError> {
 }
 
 /// Endpoint names that collide with routes under `/api/v1/devices/`.
-const RESERVED_ENDPOINTS: &[&str] = &["import", "export"];
+const RESERVED_ENDPOINTS: &[&str] = &["import", "export", "summary"];
 
 /// RFC 4279 §5.1 allows any UTF-8 identity; we keep to visible ASCII so identities survive CSV,
 /// logs and device configuration tools unchanged.
@@ -377,7 +377,8 @@ pub struct DeviceFilter {
     pub customer: Option<String>,
     /// Each (key, value) must be among the device's tags.
     pub tags: Vec<(String, String)>,
-    /// Case-insensitive substring of the endpoint name or the serial number.
+    /// Case-insensitive substring of the endpoint name, serial number, model or customer
+    /// (3+ characters are looked up in a trigram index, shorter text scans).
     pub search: Option<String>,
 }
 

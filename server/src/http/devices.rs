@@ -17,6 +17,7 @@ use crate::fleet::registry::{
     SecurityMode,
 };
 use crate::fleet::secrets::PskKey;
+use crate::store::DeviceSummary;
 
 /// Page size when the query names none.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -27,6 +28,7 @@ pub fn routes() -> Vec<Routes> {
     vec![
         Routes::role(Role::FieldService)
             .routes(routes!(list_devices))
+            .routes(routes!(device_summary))
             .routes(routes!(get_device))
             .routes(routes!(device_audit)),
         Routes::role(Role::FleetManager)
@@ -108,6 +110,10 @@ pub(super) fn device_query(
 }
 
 /// Devices matching the filters, in endpoint order, one page at a time.
+///
+/// `q` is a case-insensitive substring of the endpoint, serial, model or customer. Queries of 3
+/// or more characters are answered from a trigram index (PostgreSQL `pg_trgm`, SQLite FTS5);
+/// shorter ones have no trigram to look up and scan the devices instead (slower on large fleets).
 #[utoipa::path(get, path = "/devices", tag = "devices",
     params(api_types::DeviceQuery),
     responses((status = 200, body = api_types::DevicePage),
@@ -129,6 +135,43 @@ async fn list_devices(
             .collect(),
         next_after: result.next_after,
     }))
+}
+
+/// How many devices match the filters (the list's query parameters; `after` and `limit` are
+/// ignored): in total, per lifecycle state and per connectivity, every one present (0 when none).
+#[utoipa::path(get, path = "/devices/summary", tag = "devices",
+    params(api_types::DeviceQuery),
+    responses((status = 200, body = api_types::DeviceSummary),
+              (status = 400, body = api_types::ErrorBody)))]
+async fn device_summary(
+    State(state): State<AppState>,
+    QueryParams(pairs): QueryParams<Vec<(String, String)>>,
+) -> Result<Json<api_types::DeviceSummary>, ApiError> {
+    let (filter, _) = device_query(pairs)?;
+    let summary = state.store.device_summary(&filter).await?;
+    Ok(Json(summary_to_api(&summary)))
+}
+
+fn summary_to_api(summary: &DeviceSummary) -> api_types::DeviceSummary {
+    use crate::fleet::registry::Connectivity;
+    let state = |s| summary.state(s);
+    let connectivity = |c| summary.connectivity(c);
+    api_types::DeviceSummary {
+        total: summary.total,
+        by_state: api_types::StateCounts {
+            registered: state(LifecycleState::Registered),
+            provisioned: state(LifecycleState::Provisioned),
+            active: state(LifecycleState::Active),
+            suspended: state(LifecycleState::Suspended),
+            updating: state(LifecycleState::Updating),
+            decommissioned: state(LifecycleState::Decommissioned),
+        },
+        by_connectivity: api_types::ConnectivityCounts {
+            online: connectivity(Connectivity::Online),
+            sleeping: connectivity(Connectivity::Sleeping),
+            offline: connectivity(Connectivity::Offline),
+        },
+    }
 }
 
 /// One device (never its key), with its live registration when it is registered.

@@ -7,10 +7,13 @@
 //! One test suite (`tests.rs`) runs every case against both engines.
 
 pub mod accounts;
+mod bulk;
+pub mod export;
 pub mod lwm2m;
 mod postgres;
 mod rows;
 pub mod scratch;
+mod search;
 mod sql;
 mod sqlite;
 #[cfg(test)]
@@ -25,6 +28,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use self::postgres::PostgresBackend;
 use self::rows::{AuditWrite, InfoWrite, InsertAudit, PreparedDevice, TransitionWrite};
+pub use self::search::{DeviceSummary, MIN_INDEXED_SEARCH_CHARS};
 use self::sql::{Dialect, ExistingColumn};
 use self::sqlite::SqliteBackend;
 use crate::fleet::lifecycle::{
@@ -327,7 +331,8 @@ impl Store {
         page: &PageRequest,
     ) -> Result<DevicePage, StoreError> {
         page.validate()?;
-        let query = sql::list_devices(filter, page, self.dialect());
+        let plan = self.list_search_plan(filter, page).await?;
+        let query = sql::list_devices(filter, page, self.dialect(), plan);
         let rows = on_backend!(self, b => b.list_devices(query).await)?;
         let mut devices = rows
             .into_iter()
@@ -857,29 +862,25 @@ impl Store {
         Ok(report)
     }
 
-    /// Writes the devices matching `filter` as CSV (no keys), paging through the registry.
-    /// Returns the number of devices written.
+    /// Writes the devices matching `filter` as CSV (no keys), paging through the registry (see
+    /// `export.rs`; the HTTP route streams the same chunks). Returns the number of devices written.
     pub async fn export_csv<W: Write + Send>(
         &self,
         filter: &DeviceFilter,
-        out: W,
+        mut out: W,
     ) -> Result<u64, StoreError> {
-        let mut writer = csv::Writer::from_writer(out);
-        onboarding::write_export_header(&mut writer)?;
-        let mut page = PageRequest::first(registry::MAX_PAGE_SIZE);
+        let mut after = None;
         let mut written = 0;
         loop {
-            let result = self.list_devices(filter, &page).await?;
-            for device in &result.devices {
-                onboarding::write_export_row(&mut writer, device)?;
-                written += 1;
-            }
-            match result.next_after {
-                Some(after) => page.after = Some(after),
+            let chunk = self.export_csv_chunk(filter, after).await?;
+            out.write_all(&chunk.csv).map_err(csv::Error::from)?;
+            written += u64::try_from(chunk.devices).unwrap_or(u64::MAX);
+            match chunk.next_after {
+                Some(next) => after = Some(next),
                 None => break,
             }
         }
-        writer.flush().map_err(csv::Error::from)?;
+        out.flush().map_err(csv::Error::from)?;
         Ok(written)
     }
 

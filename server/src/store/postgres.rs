@@ -2,7 +2,6 @@
 //! one database. Same queries as SQLite (both accept `$n` placeholders); migrations are applied
 //! under PostgreSQL's advisory lock, so nodes starting together do not race.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +14,6 @@ use super::rows::{
 };
 use super::sql::{self, Bind, BuiltQuery, ExistingColumn};
 use super::{StoreError, StoreOptions};
-use crate::fleet::lifecycle::LifecycleState;
 use crate::fleet::registry::Connectivity;
 
 #[derive(Debug, Clone)]
@@ -300,81 +298,14 @@ impl PostgresBackend {
         query.fetch_all(&self.pool).await
     }
 
-    /// Inserts devices, their tags and one audit entry each, all in one transaction.
+    /// Inserts devices, their tags and one audit entry each, all in one transaction
+    /// (`INSERT … SELECT FROM UNNEST`, see `bulk.rs`).
     pub(crate) async fn insert_devices(
         &self,
         devices: &[PreparedDevice],
         audit: &InsertAudit<'_>,
     ) -> Result<(), sqlx::Error> {
-        if devices.is_empty() {
-            return Ok(());
-        }
-        let registered = LifecycleState::Registered.as_str();
-        let offline = Connectivity::Offline.as_str();
-        let mut tx = self.pool.begin().await?;
-        let mut ids: HashMap<String, i64> = HashMap::with_capacity(devices.len());
-        for chunk in devices.chunks(sql::MAX_PARAMS / sql::INSERT_DEVICES_PARAMS) {
-            let mut insert = QueryBuilder::<Postgres>::new(sql::INSERT_DEVICES_HEAD);
-            insert.push_values(chunk, |mut row, d| {
-                row.push_bind(d.endpoint.as_str())
-                    .push_bind(d.serial.as_str())
-                    .push_bind(d.model.as_str())
-                    .push_bind(d.tags_json.as_str())
-                    .push_bind(d.customer.as_deref())
-                    .push_bind(d.security_mode.as_str())
-                    .push_bind(d.psk_identity.as_deref())
-                    .push_bind(d.psk_key_sealed.as_deref())
-                    .push_bind(false)
-                    .push_bind(registered)
-                    .push_bind(offline)
-                    .push_bind(audit.at)
-                    .push_bind(audit.at);
-            });
-            insert.push(" RETURNING id, endpoint");
-            let returned: Vec<(i64, String)> = insert.build_query_as().fetch_all(&mut *tx).await?;
-            ids.extend(returned.into_iter().map(|(id, endpoint)| (endpoint, id)));
-        }
-        let tags: Vec<(i64, &str, &str, &str)> = devices
-            .iter()
-            .filter_map(|d| ids.get(d.endpoint.as_str()).map(|&id| (id, d)))
-            .flat_map(|(id, d)| {
-                d.tags
-                    .iter()
-                    .map(move |(k, v)| (id, k.as_str(), v.as_str(), d.endpoint.as_str()))
-            })
-            .collect();
-        for chunk in tags.chunks(sql::MAX_PARAMS / sql::INSERT_TAGS_PARAMS) {
-            let mut insert = QueryBuilder::<Postgres>::new(sql::INSERT_TAGS_HEAD);
-            insert.push_values(chunk, |mut row, &(id, key, value, endpoint)| {
-                row.push_bind(id)
-                    .push_bind(key)
-                    .push_bind(value)
-                    .push_bind(endpoint);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        let audited: Vec<(i64, &str)> = devices
-            .iter()
-            .filter_map(|d| {
-                ids.get(d.endpoint.as_str())
-                    .map(|&id| (id, d.endpoint.as_str()))
-            })
-            .collect();
-        for chunk in audited.chunks(sql::MAX_PARAMS / sql::INSERT_AUDIT_PARAMS) {
-            let mut insert = QueryBuilder::<Postgres>::new(sql::INSERT_AUDIT_HEAD);
-            insert.push_values(chunk, |mut row, &(id, endpoint)| {
-                row.push_bind(id)
-                    .push_bind(endpoint)
-                    .push_bind(audit.at)
-                    .push_bind(audit.actor)
-                    .push_bind(audit.action)
-                    .push_bind(None::<&str>)
-                    .push_bind(registered)
-                    .push_bind(None::<&str>);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await
+        super::bulk::insert_devices(&self.pool, devices, audit).await
     }
 
     /// The stored (sealed) key column, for tests that check what is at rest.

@@ -2,6 +2,7 @@
 //! accept `$n` placeholders (sqlx's SQLite driver maps `$n` to the n-th argument), so one text
 //! serves both; where the dialects differ the builder takes a [`Dialect`].
 
+use super::search::{self, SearchPlan};
 use crate::fleet::registry::{DeviceFilter, PageRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +132,7 @@ fn from_where(
     filter: &DeviceFilter,
     after: Option<&str>,
     dialect: Dialect,
+    plan: SearchPlan,
 ) -> (Builder, &'static str) {
     let mut b = Builder {
         sql: String::from(" FROM devices d"),
@@ -183,20 +185,14 @@ fn from_where(
              AND x.key = {key} AND x.value = {value})"
         ));
     }
-    if let Some(search) = filter
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let p = b.bind(Bind::Text(format!("%{}%", like_escape(search))));
-        // SQLite's LIKE ignores ASCII case already; PostgreSQL needs ILIKE.
-        let like = match dialect {
-            Dialect::Sqlite => "LIKE",
-            Dialect::Postgres => "ILIKE",
-        };
-        conditions.push(format!(
-            "(d.endpoint {like} {p} ESCAPE '\\' OR d.serial {like} {p} ESCAPE '\\')"
+    if let Some(search) = search::search_text(filter) {
+        let pattern = format!("%{}%", like_escape(search));
+        conditions.push(search::condition(
+            search,
+            pattern,
+            dialect,
+            plan,
+            &mut |value| b.bind(value),
         ));
     }
     if !conditions.is_empty() {
@@ -211,8 +207,9 @@ pub(crate) fn list_devices(
     filter: &DeviceFilter,
     page: &PageRequest,
     dialect: Dialect,
+    plan: SearchPlan,
 ) -> BuiltQuery {
-    let (mut b, order_column) = from_where(filter, page.after.as_deref(), dialect);
+    let (mut b, order_column) = from_where(filter, page.after.as_deref(), dialect, plan);
     let limit = b.bind(Bind::Int(i64::from(page.limit) + 1));
     BuiltQuery {
         sql: format!(
@@ -224,11 +221,22 @@ pub(crate) fn list_devices(
 }
 
 pub(crate) fn count_devices(filter: &DeviceFilter, dialect: Dialect) -> BuiltQuery {
-    let (b, _) = from_where(filter, None, dialect);
+    let (b, _) = from_where(filter, None, dialect, SearchPlan::Index);
     BuiltQuery {
         sql: format!("SELECT COUNT(*){}", b.sql),
         binds: b.binds,
     }
+}
+
+/// `FROM … WHERE …` of a filter (no cursor) and its values, for queries built elsewhere (the
+/// fleet summary).
+pub(crate) fn from_where_text(
+    filter: &DeviceFilter,
+    dialect: Dialect,
+    plan: SearchPlan,
+) -> (String, Vec<Bind>) {
+    let (b, _) = from_where(filter, None, dialect, plan);
+    (b.sql, b.binds)
 }
 
 /// Newest-first audit entries, of one device or (device_id None) of the whole fleet.
@@ -301,7 +309,7 @@ mod tests {
             limit: 50,
         };
         // A model filter drives from its index; both tags become EXISTS checks.
-        let q = list_devices(&filter, &page, Dialect::Postgres);
+        let q = list_devices(&filter, &page, Dialect::Postgres, SearchPlan::Index);
         assert!(!q.sql.contains("JOIN"));
         assert!(q.sql.contains("d.endpoint > $1"));
         assert!(q.sql.contains("d.state = $2"));
@@ -319,7 +327,7 @@ mod tests {
             model: None,
             ..filter
         };
-        let q = list_devices(&filter, &page, Dialect::Sqlite);
+        let q = list_devices(&filter, &page, Dialect::Sqlite, SearchPlan::Scan);
         let join = "JOIN device_tags t ON t.device_id = d.id AND t.key = $1 AND t.value = $2";
         assert!(q.sql.contains(join));
         assert!(q.sql.contains("t.endpoint > $3"));
@@ -335,6 +343,7 @@ mod tests {
             &DeviceFilter::default(),
             &PageRequest::first(10),
             Dialect::Sqlite,
+            SearchPlan::Index,
         );
         assert_eq!(
             q.sql,

@@ -108,6 +108,10 @@ dual_backend_tests!(
     case_batched_connectivity_updates,
     case_update_device_replaces_tags_and_audits,
     case_rotate_credentials,
+    case_search_covers_four_columns_and_follows_edits,
+    case_search_with_many_matches_and_streamed_export,
+    case_summary_counts_the_filtered_fleet,
+    case_export_neutralises_formulas_and_reimports,
 );
 
 fn psk_device(endpoint: &str, identity: &str, key_hex: &str) -> NewDevice {
@@ -514,7 +518,8 @@ async fn case_list_filters(store: Store) {
         .await,
         expected(&devices, |i, _| i % 2 == 0 && i % 5 == 0 && i % 3 == 0)
     );
-    // Text search: endpoint or serial, case-insensitive, substring; LIKE wildcards are literal.
+    // Text search: endpoint, serial, model or customer, case-insensitive, substring; LIKE
+    // wildcards are literal.
     assert_eq!(
         all_endpoints(
             &store,
@@ -1582,4 +1587,283 @@ async fn unsupported_urls_are_refused() {
         .await
         .unwrap_err();
     assert!(!error.to_string().contains("secret"));
+}
+
+fn search(text: &str) -> DeviceFilter {
+    DeviceFilter {
+        search: Some(text.to_owned()),
+        ..DeviceFilter::default()
+    }
+}
+
+/// The `q` filter through the trigram indexes (3+ characters) and the scan (shorter), over
+/// endpoint, serial, model and customer; the indexes follow inserts, edits and imports.
+async fn case_search_covers_four_columns_and_follows_edits(store: Store) {
+    let mut a = NewDevice::psk("alpha-1", "SN-XYZ-001", "EM-100");
+    a.customer = Some("Stadtwerke Nord".into());
+    let b = NewDevice::psk("beta-2", "SN-ABC-002", "GasMaster 9");
+    let mut c = NewDevice::psk("gamma-3", "q_50%", "EM-200");
+    c.customer = Some("ACME Corp".into());
+    for device in [a, b, c] {
+        store.create_device(device, &alice()).await.unwrap();
+    }
+    let csv = "endpoint,serial,model,tags,psk_identity,psk_key_hex,customer\n\
+               delta-4,SN-DEF-004,WM-5,,,,Acme Water\n";
+    store.import_csv(csv.as_bytes(), &alice()).await.unwrap();
+
+    let cases: &[(&str, &[&str])] = &[
+        ("xyz", &["alpha-1"]),             // serial, other case
+        ("gasmaster", &["beta-2"]),        // model
+        ("STADTWERKE", &["alpha-1"]),      // customer
+        ("acme", &["delta-4", "gamma-3"]), // customer, from an insert and an import
+        ("a-1", &["alpha-1"]),             // endpoint
+        ("em-", &["alpha-1", "gamma-3"]),  // model prefix
+        ("50%", &["gamma-3"]),             // wildcards are literal
+        ("_50", &["gamma-3"]),
+        ("a_1", &[]),  // `_` does not match `-`
+        ("-1SN", &[]), // never across two columns
+        ("EM-100\u{1f}Stadt", &[]),
+        ("no such text", &[]),
+        // Shorter than a trigram: the scan, same semantics.
+        ("A", &["alpha-1", "beta-2", "delta-4", "gamma-3"]),
+        ("9", &["beta-2"]),
+        ("%", &["gamma-3"]),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(
+            &all_endpoints(&store, &search(text)).await,
+            expected,
+            "q = {text:?}"
+        );
+        let summary = store.device_summary(&search(text)).await.unwrap();
+        assert_eq!(
+            summary.total,
+            expected.len() as u64,
+            "summary for q = {text:?}"
+        );
+    }
+
+    // Edits move the device in the index: the old text no longer finds it.
+    store
+        .update_device(
+            "alpha-1",
+            crate::fleet::registry::DeviceChanges {
+                model: Some("HeatCount 7".into()),
+                customer: Some(None),
+                ..Default::default()
+            },
+            &alice(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        all_endpoints(&store, &search("stadtwerke"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        all_endpoints(&store, &search("heatcount")).await,
+        ["alpha-1"]
+    );
+    assert_eq!(all_endpoints(&store, &search("em-")).await, ["gamma-3"]);
+    // State and connectivity changes leave the search alone.
+    store
+        .set_connectivity("gamma-3", Connectivity::Online, Some(Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(all_endpoints(&store, &search("ACME C")).await, ["gamma-3"]);
+    // Combined with other filters.
+    let filter = DeviceFilter {
+        connectivity: Some(Connectivity::Online),
+        ..search("acme")
+    };
+    assert_eq!(all_endpoints(&store, &filter).await, ["gamma-3"]);
+}
+
+/// 2,500 matches: SQLite walks the endpoint order instead of the index (more candidates than
+/// its threshold), PostgreSQL's planner chooses; both page through every match exactly once.
+/// The export of the same fleet crosses three 1,000-device chunks.
+async fn case_search_with_many_matches_and_streamed_export(store: Store) {
+    let mut csv = String::from("endpoint,serial,model,tags,psk_identity,psk_key_hex\n");
+    for i in 0..2500 {
+        csv.push_str(&format!(
+            "bulk-{i:05},S{i},EM-{},region=r{},,\n",
+            i % 3,
+            i % 7
+        ));
+    }
+    let report = store.import_csv(csv.as_bytes(), &alice()).await.unwrap();
+    assert_eq!(report.accepted(), 2500);
+    let mut page = PageRequest::first(100);
+    let mut seen = Vec::new();
+    loop {
+        let result = store.list_devices(&search("BULK-"), &page).await.unwrap();
+        seen.extend(result.devices.into_iter().map(|d| d.endpoint));
+        match result.next_after {
+            Some(after) => page.after = Some(after),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..2500).map(|i| format!("bulk-{i:05}")).collect();
+    assert_eq!(seen, expected);
+    // A rare text among many devices: the index.
+    assert_eq!(
+        all_endpoints(&store, &search("bulk-01234")).await,
+        ["bulk-01234"]
+    );
+    let summary = store.device_summary(&search("em-2")).await.unwrap();
+    assert_eq!(summary.total, 833);
+
+    let first = store
+        .export_csv_chunk(&DeviceFilter::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(first.devices, 1000);
+    assert!(first.csv.starts_with(b"endpoint,serial,model,"));
+    let mut out = Vec::new();
+    let written = store
+        .export_csv(&DeviceFilter::default(), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(written, 2500);
+    let mut reader = csv::Reader::from_reader(out.as_slice());
+    let exported: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+    assert_eq!(
+        exported, expected,
+        "every device once, in order, one header"
+    );
+}
+
+async fn case_summary_counts_the_filtered_fleet(store: Store) {
+    let empty = store
+        .device_summary(&DeviceFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(empty.total, 0);
+    assert_eq!(empty.by_state.len(), 6);
+    assert!(empty.by_state.iter().all(|(_, n)| *n == 0));
+    assert_eq!(empty.by_connectivity.len(), 3);
+
+    let devices = seed_fleet(&store).await;
+    let system = Actor::system(SystemComponent::Registration);
+    for i in [1, 2, 5, 6] {
+        store
+            .record_registration(&format!("meter-{i:03}"), Connectivity::Online, Utc::now())
+            .await
+            .unwrap();
+    }
+    store
+        .suspend("meter-005", &alice(), "tamper")
+        .await
+        .unwrap();
+    store
+        .set_connectivity("meter-002", Connectivity::Sleeping, Some(Utc::now()))
+        .await
+        .unwrap();
+    store
+        .transition("meter-007", LifecycleState::Provisioned, &system, None)
+        .await
+        .unwrap();
+
+    let all = store
+        .device_summary(&DeviceFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.total, 30);
+    assert_eq!(all.state(LifecycleState::Registered), 25);
+    assert_eq!(all.state(LifecycleState::Provisioned), 1);
+    assert_eq!(all.state(LifecycleState::Active), 3);
+    assert_eq!(all.state(LifecycleState::Suspended), 1);
+    assert_eq!(all.state(LifecycleState::Decommissioned), 0);
+    assert_eq!(all.connectivity(Connectivity::Online), 3);
+    assert_eq!(all.connectivity(Connectivity::Sleeping), 1);
+    assert_eq!(all.connectivity(Connectivity::Offline), 26);
+
+    // The list's filters, with the same meaning: the summary of a filter counts what the list
+    // of that filter shows.
+    let filters = [
+        DeviceFilter {
+            model: Some("EM-200".into()),
+            ..Default::default()
+        },
+        DeviceFilter {
+            tags: vec![("region".into(), "north".into())],
+            ..Default::default()
+        },
+        DeviceFilter {
+            tags: vec![("region".into(), "south".into())],
+            model: Some("EM-100".into()),
+            ..Default::default()
+        },
+        DeviceFilter {
+            state: Some(LifecycleState::Active),
+            ..Default::default()
+        },
+        DeviceFilter {
+            connectivity: Some(Connectivity::Online),
+            customer: Some("C-4".into()),
+            ..Default::default()
+        },
+        search("sn0101"),
+    ];
+    for filter in &filters {
+        let listed = all_endpoints(&store, filter).await;
+        let summary = store.device_summary(filter).await.unwrap();
+        assert_eq!(summary.total, listed.len() as u64, "{filter:?}");
+        let by_state: u64 = summary.by_state.iter().map(|(_, n)| n).sum();
+        let by_connectivity: u64 = summary.by_connectivity.iter().map(|(_, n)| n).sum();
+        assert_eq!((by_state, by_connectivity), (summary.total, summary.total));
+    }
+    let south_em100 = store.device_summary(&filters[2]).await.unwrap();
+    let expected_south = expected(&devices, |i, _| i % 2 == 1 && i % 3 != 0);
+    assert_eq!(south_em100.total, expected_south.len() as u64);
+    // meter-001 and meter-005 are odd and not multiples of 3.
+    assert_eq!(south_em100.state(LifecycleState::Active), 1);
+    assert_eq!(south_em100.state(LifecycleState::Suspended), 1);
+}
+
+async fn case_export_neutralises_formulas_and_reimports(store: Store) {
+    let csv = "endpoint,serial,model,tags,psk_identity,psk_key_hex,customer\n\
+               -meter-1,=1+2,@SUM(A1),k=+v,,,\"+49 30 1234\"\n\
+               meter-2,'=already,EM-100,,,,plain\n";
+    let report = store.import_csv(csv.as_bytes(), &alice()).await.unwrap();
+    assert_eq!(report.accepted(), 2, "{report:?}");
+    // A hand-written `'=` is read as an escaped formula: the quote is dropped.
+    let two = store.get_device("meter-2").await.unwrap().unwrap();
+    assert_eq!(two.serial, "=already");
+    let mut out = Vec::new();
+    store
+        .export_csv(&DeviceFilter::default(), &mut out)
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(out.as_slice());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(&rows[0][0], "'-meter-1");
+    assert_eq!(&rows[0][1], "'=1+2");
+    assert_eq!(&rows[0][2], "'@SUM(A1)");
+    assert_eq!(&rows[0][3], "k=+v", "only the first character counts");
+    assert_eq!(&rows[0][5], "'+49 30 1234");
+    assert_eq!(&rows[1][1], "'=already");
+    assert_eq!(&rows[1][5], "plain");
+    for row in &rows {
+        for cell in row {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?}"
+            );
+        }
+    }
+    // The export imports again (into an empty registry) with the original values.
+    let parsed = crate::fleet::onboarding::parse_import(out.as_slice()).unwrap();
+    let one = &parsed.candidates[0].device;
+    assert_eq!(
+        (
+            one.endpoint.as_str(),
+            one.serial.as_str(),
+            one.model.as_str()
+        ),
+        ("-meter-1", "=1+2", "@SUM(A1)")
+    );
+    assert_eq!(one.customer.as_deref(), Some("+49 30 1234"));
+    assert_eq!(parsed.candidates[1].device.serial, "=already");
 }
