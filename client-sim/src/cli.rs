@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::clock::SimClock;
 use crate::fleet::{FaultConfig, FleetConfig, parse_server_uri};
-use crate::meter::{MeterSettings, OutagePlan, ProfileParams, Security, VersionMix};
+use crate::meter::{
+    BadEffect, FirmwareSettings, MeterSettings, OutagePlan, ProfileParams, Security, VersionMix,
+};
 
 /// Ferrite's meter simulator: many LwM2M smart meters in one process, for tests and load.
 #[derive(Debug, Parser)]
@@ -74,6 +76,17 @@ pub enum VersionChoice {
     V1_1,
     /// Both, in the ratio --v11-share.
     Mix,
+}
+
+/// What a bad firmware version does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BadEffectChoice {
+    /// Restarts every few (simulated) hours.
+    Reboots,
+    /// Reports error code 8 (peripheral malfunction).
+    Errors,
+    /// Both.
+    Both,
 }
 
 /// How progress is shown.
@@ -235,8 +248,37 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub stop_flush: Duration,
     /// Share of firmware updates that fail after the restart (Update Result 8, old version kept).
+    /// Example: --fota-failure-rate 0.05
     #[arg(long, default_value_t = 0.0)]
     pub fota_failure_rate: f64,
+    /// Firmware failures by reason, REASON=RATE,…: integrity (result 5) and unsupported (6)
+    /// for received packages, memory (3) and connection (4) during a pull, update (8, same as
+    /// --fota-failure-rate) after the restart.
+    /// Example: --fota-failures integrity=0.02,memory=0.01,connection=0.02,update=0.01
+    #[arg(long, value_name = "RATES")]
+    pub fota_failures: Option<String>,
+    /// A firmware version that installs fine but misbehaves afterwards (see
+    /// --bad-firmware-effect); repeatable. Listed in the ground truth, and each install is a
+    /// `firmware` line with `"bad":true` in the ledger. Example: --bad-firmware 2.5.0
+    #[arg(long, value_name = "VERSION")]
+    pub bad_firmware: Vec<String>,
+    /// What a bad firmware does: restart every --bad-firmware-reboot-period, report error code
+    /// 8 in 3/0/11, or both. Example: --bad-firmware-effect both
+    #[arg(long, value_enum, default_value = "reboots")]
+    pub bad_firmware_effect: BadEffectChoice,
+    /// How often a bad firmware restarts (simulated). Example: --bad-firmware-reboot-period 3h
+    #[arg(long, value_parser = parse_duration, default_value = "4h")]
+    pub bad_firmware_reboot_period: Duration,
+    /// Before starting, enter the meters in the server's fleet registry through its HTTP API
+    /// (DTLS meters by CSV import with the keys derived from --psk-secret, NoSec meters one by
+    /// one). Meters already there are reused; a conflicting one stops the run.
+    /// Example: --api http://127.0.0.1:8080
+    #[arg(long, value_name = "URL")]
+    pub api: Option<String>,
+    /// API token for --api (a fleet-manager token or the server's static admin token).
+    /// Example: --api-token "$FERRITE_API_TOKEN"
+    #[arg(long, env = "FERRITE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
     /// Progress display.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressChoice,
@@ -399,7 +441,7 @@ impl RunArgs {
                 random_mean: self.random_outage_mean.as_secs_f64(),
             },
             stop_flush: self.stop_flush,
-            fota_failure_rate: self.fota_failure_rate,
+            firmware: self.firmware_settings()?,
         };
         Ok(FleetConfig {
             meters: self.naming.meters,
@@ -419,6 +461,58 @@ impl RunArgs {
                 unreachable: self.unreachable.iter().map(window).collect(),
             },
         })
+    }
+}
+
+impl RunArgs {
+    /// The firmware faults and bad versions these arguments describe.
+    pub fn firmware_settings(&self) -> Result<FirmwareSettings, String> {
+        let mut f = FirmwareSettings {
+            update: share("fota-failure-rate", self.fota_failure_rate)?,
+            bad_versions: self.bad_firmware.clone(),
+            bad_effect: match self.bad_firmware_effect {
+                BadEffectChoice::Reboots => BadEffect::Reboots,
+                BadEffectChoice::Errors => BadEffect::Errors,
+                BadEffectChoice::Both => BadEffect::Both,
+            },
+            bad_reboot_period: self.bad_firmware_reboot_period.as_secs_f64(),
+            ..FirmwareSettings::default()
+        };
+        if let Some(rates) = &self.fota_failures {
+            f.parse_rates(rates)
+                .map_err(|e| format!("--fota-failures: {e}"))?;
+        }
+        Ok(f)
+    }
+
+    /// Parses `run`'s options (without the program and subcommand names), as a test or another
+    /// program configures a fleet: `RunArgs::parse_from_options(["--server", "coap://…"])`.
+    pub fn parse_from_options<I, T>(options: I) -> Result<RunArgs, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let argv = ["ferrite-sim".into(), "run".into()]
+            .into_iter()
+            .chain(options.into_iter().map(Into::into));
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Run(args) => Ok(*args),
+            _ => Err("not a run command".into()),
+        }
+    }
+
+    /// What `--api` must provision for this fleet (call with the result of
+    /// [`fleet_config`](Self::fleet_config)).
+    pub fn provision_plan(&self, config: &FleetConfig) -> crate::provision::ProvisionPlan {
+        crate::provision::ProvisionPlan {
+            meters: config.meters,
+            endpoint_prefix: config.meter.endpoint_prefix.clone(),
+            security: config.meter.security.clone(),
+            profiles: config.profiles.clone(),
+        }
     }
 }
 

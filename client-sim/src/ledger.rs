@@ -8,7 +8,11 @@
 //! {"ev":"produced","ep":"sim-000001","seq":0,"t":1718000100,"kwh":1234.567,"kvarh":321.012}
 //! {"ev":"evicted","ep":"sim-000001","seq":0,"t":1718000100}
 //! {"ev":"acked","ep":"sim-000001","seq":0,"t":1718000100,"via":"send"}
+//! {"ev":"firmware","ep":"sim-000001","t":1718003600,"version":"2.5.0","result":1,"bad":false}
 //! ```
+//! A `firmware` line is written when a meter restarts after Execute Update (result 1: the new
+//! version runs; 8: the update failed and `version` is the old one); `bad` marks a version given
+//! with `--bad-firmware`, so a rollout's health checks can be scored.
 //! Each worker thread formats lines into its own buffer and appends them to the file in large
 //! chunks, so lines from different meters interleave but are never torn.
 
@@ -138,6 +142,20 @@ impl LedgerWriter {
         self.end();
     }
 
+    /// Meter `index` restarted after a firmware update at simulated time `t`: `version` is the
+    /// one it runs now, `result` the Update Result (1 installed, 8 failed), `bad` whether that
+    /// version is one of the bad ones.
+    pub fn firmware(&mut self, index: u32, t: i64, version: &str, result: i64, bad: bool) {
+        let version = serde_json::to_string(version).unwrap_or_else(|_| "\"\"".into());
+        let _ = write!(
+            self.buf,
+            "{{\"ev\":\"firmware\",\"ep\":\"{}{:06}\",\"t\":{t},\"version\":{version},\"result\":{result},\"bad\":{bad}",
+            self.ledger.prefix,
+            u64::from(index) + 1,
+        );
+        self.end();
+    }
+
     /// Appends the pending lines to the file.
     pub fn flush(&mut self) {
         if !self.buf.is_empty() {
@@ -177,6 +195,7 @@ mod tests {
             w.produced(0, &r);
             w.evicted(0, &r);
             w.acked(1, &r, Via::Send);
+            w.firmware(2, 1_718_003_600, "2.5.0", 1, true);
         }
         let text = std::fs::read_to_string(&dir).unwrap();
         std::fs::remove_file(&dir).ok();
@@ -184,7 +203,11 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[3]["ev"], "firmware");
+        assert_eq!(lines[3]["ep"], "sim\"-000003");
+        assert_eq!(lines[3]["version"], "2.5.0");
+        assert_eq!(lines[3]["bad"], true);
         assert_eq!(lines[0]["ev"], "produced");
         assert_eq!(lines[0]["ep"], "sim\"-000001");
         assert_eq!(lines[0]["kwh"], 1234.567);

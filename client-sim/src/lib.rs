@@ -7,7 +7,8 @@
 //!   ([`fleet::Fleet`]);
 //! - [`ledger`], [`ground_truth`]: the files a test checks the server against;
 //! - [`clock`]: real ↔ simulated time; [`rng`]: the seeded generator; [`stats`]: counters;
-//! - [`cli`]: the command line, [`report`]: progress and memory figures.
+//! - [`cli`]: the command line (and `--config` TOML files), [`report`]: progress and memory
+//!   figures, [`provision`]: entering the meters in the server's registry over its HTTP API.
 
 pub mod bench;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod fleet;
 pub mod ground_truth;
 pub mod ledger;
 pub mod meter;
+pub mod provision;
 pub mod report;
 pub mod rng;
 pub mod stats;

@@ -10,6 +10,7 @@ use client_sim::cli::{Cli, Command, KeysArgs, ProgressChoice, RunArgs, unix_now}
 use client_sim::fleet::Fleet;
 use client_sim::ground_truth::GroundTruth;
 use client_sim::meter::{endpoint_name, psk_key};
+use client_sim::provision::{ApiClient, provision};
 use client_sim::report::{MemoryFigure, Progress, Summary, resident_bytes, udp_kernel_bytes};
 use lwm2m_objects::ObjectModel;
 
@@ -71,6 +72,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .fleet_config(unix_now())
         .map_err(anyhow::Error::msg)
         .context("invalid options")?;
+    if let Some(url) = &args.api {
+        let token = args
+            .api_token
+            .as_deref()
+            .context("--api needs --api-token (or FERRITE_API_TOKEN)")?;
+        let api = ApiClient::new(url, token)?;
+        let plan = args.provision_plan(&config);
+        let started = Instant::now();
+        let report = provision(&api, &plan, &|done, total| {
+            if total > 0 {
+                eprintln!("provisioning: {done}/{total}");
+            }
+        })
+        .context("provisioning through the API failed")?;
+        eprintln!("{report} in {:.1} s", started.elapsed().as_secs_f64());
+    }
     if let Some(path) = &args.ground_truth {
         GroundTruth::of_fleet(
             &config.profiles,

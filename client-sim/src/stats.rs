@@ -80,6 +80,16 @@ counters! {
     datagrams_dropped,
     /// Datagrams the socket would not take (buffer full).
     send_errors,
+    /// Firmware pulls started (Package URI written).
+    firmware_downloads,
+    /// Firmware pulls that failed (result 3, 4, 7, 9).
+    firmware_download_failures,
+    /// Firmware updates installed after the restart (result 1).
+    firmware_updates,
+    /// Firmware updates that failed after the restart (result 8).
+    firmware_update_failures,
+    /// Updates that installed a bad version.
+    bad_firmware_installs,
     /// Faults injected: datagrams lost.
     fault_lost,
     /// Faults injected: datagrams duplicated.

@@ -58,7 +58,7 @@ fn config(
             reboot_downtime: 30.0,
             outages: OutagePlan::default(),
             stop_flush: Duration::from_secs(3),
-            fota_failure_rate: 0.0,
+            firmware: client_sim::meter::FirmwareSettings::default(),
         },
         ledger: None,
         faults: FaultConfig::default(),

@@ -29,10 +29,16 @@ const RECV_BUFFER: usize = 2048;
 struct Slot {
     meter: SimMeter,
     socket: Option<UdpSocket>,
+    /// A firmware pull's own socket (unconnected: the file server may be anyone), while one
+    /// runs.
+    download_socket: Option<UdpSocket>,
     /// The deadline this slot has a live heap entry for.
     scheduled: Option<Instant>,
     stopped: bool,
 }
+
+/// Tokens of download sockets have this bit set; the rest is the slot index.
+const DOWNLOAD_TOKEN: usize = 1 << (usize::BITS - 1);
 
 struct Worker {
     shared: Arc<Shared>,
@@ -41,6 +47,7 @@ struct Worker {
     heap: BinaryHeap<Reverse<(Instant, u32)>>,
     ledger: Option<LedgerWriter>,
     out: Vec<Vec<u8>>,
+    download_out: Vec<(SocketAddr, Vec<u8>)>,
     delayed: BinaryHeap<Reverse<Delayed>>,
     delay_seq: u64,
     rng: Rng,
@@ -96,6 +103,7 @@ pub(super) fn run(
         slots.push(Slot {
             meter,
             socket,
+            download_socket: None,
             scheduled: None,
             stopped: false,
         });
@@ -110,6 +118,7 @@ pub(super) fn run(
         heap: BinaryHeap::new(),
         ledger,
         out: Vec::new(),
+        download_out: Vec::new(),
         delayed: BinaryHeap::new(),
         delay_seq: 0,
         stopped: 0,
@@ -183,8 +192,12 @@ impl Worker {
             }
             let now = Instant::now();
             for event in events.iter() {
-                let i = event.token().0;
-                self.receive(i, now, &mut buf);
+                let token = event.token().0;
+                if token & DOWNLOAD_TOKEN != 0 {
+                    self.receive_download(token & !DOWNLOAD_TOKEN, now, &mut buf);
+                } else {
+                    self.receive(token, now, &mut buf);
+                }
             }
         }
     }
@@ -239,6 +252,26 @@ impl Worker {
         }
     }
 
+    /// Reads everything waiting on slot `i`'s download socket (no fault injection: the fault
+    /// layer models the path to the LwM2M server).
+    fn receive_download(&mut self, i: usize, now: Instant, buf: &mut [u8]) {
+        loop {
+            let Some(socket) = self.slots.get(i).and_then(|s| s.download_socket.as_ref()) else {
+                return;
+            };
+            match socket.recv_from(buf) {
+                Ok((n, from)) => {
+                    let bytes = buf.get(..n).unwrap_or(&[]);
+                    self.with_meter(i, now, |m, ctx| {
+                        m.handle_download_datagram(ctx, now, from, bytes)
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            }
+        }
+    }
+
     fn unreachable(&self, now: Instant) -> bool {
         let clock = &self.shared.settings.clock;
         !self.shared.faults.unreachable.is_empty()
@@ -283,8 +316,15 @@ impl Worker {
             stats: &self.shared.stats,
             ledger: &mut self.ledger,
             out: &mut self.out,
+            download: &mut self.download_out,
         };
         f(&mut slot.meter, &mut ctx);
+        if !self.download_out.is_empty() || slot.download_socket.is_some() {
+            self.run_download_socket(i);
+        }
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
         if slot.meter.is_stopped() && !slot.stopped {
             slot.stopped = true;
             self.stopped += 1;
@@ -296,6 +336,41 @@ impl Worker {
         self.out = out;
         self.out.clear();
         self.reschedule(i);
+    }
+
+    /// Sends a pull's datagrams from slot `i`'s download socket, opening it on first use and
+    /// closing it once the pull is over.
+    fn run_download_socket(&mut self, i: usize) {
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        if !self.download_out.is_empty() && slot.download_socket.is_none() {
+            let any = SocketAddr::from(([0, 0, 0, 0], 0));
+            match UdpSocket::bind(any).and_then(|mut s| {
+                self.poll
+                    .registry()
+                    .register(&mut s, Token(i | DOWNLOAD_TOKEN), Interest::READABLE)
+                    .map(|()| s)
+            }) {
+                Ok(s) => slot.download_socket = Some(s),
+                Err(_) => Stats::inc(&self.shared.stats.send_errors),
+            }
+        }
+        for (peer, bytes) in self.download_out.drain(..) {
+            let sent = slot
+                .download_socket
+                .as_ref()
+                .is_some_and(|s| s.send_to(&bytes, peer).is_ok());
+            if !sent {
+                // The pull's CoAP layer retransmits or gives up (result 4).
+                Stats::inc(&self.shared.stats.send_errors);
+            }
+        }
+        if !slot.meter.is_downloading()
+            && let Some(mut socket) = slot.download_socket.take()
+        {
+            let _ = self.poll.registry().deregister(&mut socket);
+        }
     }
 
     fn send(&mut self, i: usize, now: Instant, bytes: &[u8]) {

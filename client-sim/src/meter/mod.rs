@@ -1,10 +1,11 @@
 //! The simulated meter: who it is ([`profile`]), how its values move ([`dynamics`],
-//! [`consumption`], [`radio`]), the objects it serves ([`store`]), its store-and-forward buffer
-//! ([`buffer`]) and the sans-I/O state machine that ties them to the LwM2M client and DTLS
+//! [`consumption`], [`radio`]), the objects it serves ([`store`]), firmware updates
+//! ([`firmware`], [`download`]), its store-and-forward buffer ([`buffer`]) and the sans-I/O state machine that ties them to the LwM2M client and DTLS
 //! ([`sim`]).
 
 pub mod buffer;
 pub mod consumption;
+pub mod download;
 pub mod dynamics;
 pub mod firmware;
 pub mod profile;
@@ -13,6 +14,7 @@ pub mod sim;
 pub mod store;
 
 pub use dynamics::Reading;
+pub use firmware::{BadEffect, FirmwareSettings};
 pub use profile::{Problem, Profile, ProfileParams, VersionMix};
 pub use sim::{Ctx, MeterSettings, OutagePlan, Security, SimMeter, endpoint_name, psk_key};
 

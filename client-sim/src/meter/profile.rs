@@ -18,6 +18,8 @@ pub(crate) mod stream {
     pub const PROTOCOL: u64 = 3;
     /// Random outages.
     pub const OUTAGES: u64 = 4;
+    /// Injected firmware package faults.
+    pub const FIRMWARE: u64 = 5;
 }
 
 /// The manufacturer every simulated meter reports in 3/0/0 and 10243/0/0.

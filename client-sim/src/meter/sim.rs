@@ -27,7 +27,9 @@ use lwm2m_proto::lwm2m::registration::{Lwm2mVersion, UpdateParams};
 use sha2::{Digest, Sha256};
 
 use super::buffer::ReadingBuffer;
+use super::download::{Download, Injected};
 use super::dynamics::{Dynamics, Reading};
+use super::firmware::{self, FirmwareSettings};
 use super::profile::{Problem, Profile, stream};
 use super::store::MeterStore;
 use crate::clock::SimClock;
@@ -119,8 +121,8 @@ pub struct MeterSettings {
     pub outages: OutagePlan,
     /// On stop: how long meters may keep flushing readings before they de-register (real).
     pub stop_flush: Duration,
-    /// Share of firmware updates that fail after the restart (Update Result 8).
-    pub fota_failure_rate: f64,
+    /// Firmware faults and bad versions.
+    pub firmware: FirmwareSettings,
 }
 
 impl MeterSettings {
@@ -142,6 +144,8 @@ pub struct Ctx<'a> {
     pub ledger: &'a mut Option<LedgerWriter>,
     /// Datagrams to send to the server, in order.
     pub out: &'a mut Vec<Vec<u8>>,
+    /// Datagrams of a firmware pull, to send from the meter's download socket.
+    pub download: &'a mut Vec<(SocketAddr, Vec<u8>)>,
 }
 
 /// Where the meter is in its life.
@@ -215,6 +219,10 @@ pub struct SimMeter {
     observed: bool,
     /// Client rebuilds (reboots), for fresh protocol seeds.
     generation: u32,
+    /// A firmware pull in progress.
+    download: Option<Box<Download>>,
+    /// The installed firmware is one of the bad versions.
+    bad_firmware: bool,
 }
 
 impl SimMeter {
@@ -248,6 +256,11 @@ impl SimMeter {
         let electrical = dynamics.electrical(&shown);
         store.set_reading(shown, Some(electrical));
         store.clear_changes();
+        store.set_package_faults(
+            &settings.firmware,
+            Rng::derive(settings.seed, stream::FIRMWARE, u64::from(profile.index)),
+        );
+        let bad_firmware = settings.firmware.is_bad(profile.firmware_version());
         let client = Lwm2mClient::new(
             client_config(&profile, settings),
             store,
@@ -273,6 +286,8 @@ impl SimMeter {
             counted_registered: false,
             observed: false,
             generation: 0,
+            download: None,
+            bad_firmware,
         };
         meter.plan_next_outage(settings, sim_start);
         meter
@@ -306,6 +321,37 @@ impl SimMeter {
     /// Readings waiting for acknowledgement.
     pub fn pending_readings(&self) -> usize {
         self.buffer.len()
+    }
+
+    /// Whether a firmware pull is in progress (the worker keeps a download socket meanwhile).
+    pub fn is_downloading(&self) -> bool {
+        self.download.is_some()
+    }
+
+    /// Whether the installed firmware is one of the bad versions.
+    pub fn has_bad_firmware(&self) -> bool {
+        self.bad_firmware
+    }
+
+    /// A datagram from the firmware server `from`, on the download socket.
+    pub fn handle_download_datagram(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
+        Stats::inc(&ctx.stats.datagrams_received);
+        if self.download.is_none() || self.phase != Phase::Running || self.offline_until.is_some() {
+            Stats::inc(&ctx.stats.datagrams_dropped);
+            return;
+        }
+        self.set_now(ctx, now);
+        if let Some(download) = self.download.as_mut() {
+            download.handle_datagram(now, from, bytes);
+        }
+        self.drain_download(ctx, now);
+        self.pump(ctx, now);
     }
 
     // ---------------------------------------------------------------- inputs
@@ -376,6 +422,10 @@ impl SimMeter {
                 self.drain_dtls(ctx, now);
             }
             self.client.handle_timeout(now);
+            if let Some(download) = self.download.as_mut() {
+                download.handle_timeout(now);
+                self.drain_download(ctx, now);
+            }
         }
         self.pump(ctx, now);
     }
@@ -407,6 +457,7 @@ impl SimMeter {
         if matches!(self.phase, Phase::Running | Phase::Stopping { .. }) {
             consider(self.client.poll_timeout());
             consider(self.dtls.as_ref().and_then(|d| d.poll_timeout()));
+            consider(self.download.as_ref().and_then(|d| d.poll_timeout()));
             if self.offline_until.is_none() {
                 consider(self.retry_at);
             }
@@ -557,12 +608,17 @@ impl SimMeter {
         );
         let old = std::mem::replace(&mut self.client, fresh);
         *self.client.store_mut() = old.into_store();
+        self.download = None;
+        let updating = self.client.store().firmware_state() == firmware::state::UPDATING;
         let failure = self
             .dynamics
             .rng()
-            .chance(ctx.settings.fota_failure_rate)
-            .then_some(super::firmware::result::UPDATE_FAILED);
-        self.client.store_mut().finish_update(failure);
+            .chance(ctx.settings.firmware.update)
+            .then_some(firmware::result::UPDATE_FAILED);
+        let installed = self.client.store_mut().finish_update(failure);
+        if updating {
+            self.after_update(ctx, sim_now, installed);
+        }
         self.dtls = None;
         self.observed = false;
         self.needs_update = false;
@@ -576,6 +632,98 @@ impl SimMeter {
         self.phase = Phase::Rebooting {
             until: now + downtime,
         };
+    }
+
+    /// The restart after Execute Update is done: count it, note it in the ledger, and take on
+    /// the new version's behaviour (a bad version restarts every few hours or reports errors).
+    fn after_update(&mut self, ctx: &mut Ctx<'_>, sim_now: f64, installed: Option<String>) {
+        let store = self.client.store();
+        let result = store.firmware_result();
+        let version = store.firmware_version();
+        let Some(installed) = installed else {
+            Stats::inc(&ctx.stats.firmware_update_failures);
+            if let Some(ledger) = ctx.ledger.as_mut() {
+                ledger.firmware(
+                    self.profile.index,
+                    sim_now as i64,
+                    &version,
+                    result,
+                    self.bad_firmware,
+                );
+            }
+            return;
+        };
+        Stats::inc(&ctx.stats.firmware_updates);
+        let fw = &ctx.settings.firmware;
+        self.bad_firmware = fw.is_bad(&installed);
+        if self.bad_firmware {
+            Stats::inc(&ctx.stats.bad_firmware_installs);
+        }
+        if let Some(ledger) = ctx.ledger.as_mut() {
+            ledger.firmware(
+                self.profile.index,
+                sim_now as i64,
+                &installed,
+                result,
+                self.bad_firmware,
+            );
+        }
+        if self.bad_firmware && fw.bad_effect.reboots() {
+            let first = sim_now + ctx.settings.reboot_downtime + fw.bad_reboot_period.max(60.0);
+            self.next_reboot = self.next_reboot.min(first);
+        } else if !self.profile.problems.has(Problem::PeriodicReboots) {
+            self.next_reboot = f64::INFINITY;
+        }
+    }
+
+    /// Starts fetching the Package URI just written (Downloading).
+    fn start_download(&mut self, ctx: &mut Ctx<'_>, now: Instant, uri: &str) {
+        Stats::inc(&ctx.stats.firmware_downloads);
+        let fw = &ctx.settings.firmware;
+        let rng = self.dynamics.rng();
+        let inject = if rng.chance(fw.connection) {
+            Some(Injected::ConnectionLost)
+        } else if rng.chance(fw.out_of_memory) {
+            Some(Injected::OutOfMemory)
+        } else {
+            None
+        };
+        let seed = rng.next_u64();
+        match Download::start(now, uri, seed, inject) {
+            Ok(download) => {
+                self.download = Some(Box::new(download));
+                self.drain_download(ctx, now);
+            }
+            Err(code) => {
+                Stats::inc(&ctx.stats.firmware_download_failures);
+                self.client
+                    .with_store(now, |s| s.download_finished(Err(code)));
+            }
+        }
+    }
+
+    /// Moves a pull's datagrams out and, when it ended, hands the package (or the failure) to
+    /// the firmware object.
+    fn drain_download(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(download) = self.download.as_mut() else {
+            return;
+        };
+        while let Some(datagram) = download.poll_transmit() {
+            if self.offline_until.is_some() {
+                Stats::inc(&ctx.stats.datagrams_dropped);
+            } else {
+                Stats::inc(&ctx.stats.datagrams_sent);
+                ctx.download.push(datagram);
+            }
+        }
+        if let Some(outcome) = download.take_outcome() {
+            self.download = None;
+            if outcome.is_err() {
+                Stats::inc(&ctx.stats.firmware_download_failures);
+            }
+            self.client
+                .with_store(now, |s| s.download_finished(outcome));
+        }
     }
 
     fn deregister_for_stop(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
@@ -687,7 +835,11 @@ impl SimMeter {
                 self.dynamics
                     .read_interval(&self.profile, end, interval, ctx.settings.utc_offset);
             let electrical = self.dynamics.electrical(&reading);
-            let device = self.dynamics.device_values(&self.profile, end as f64);
+            let mut device = self.dynamics.device_values(&self.profile, end as f64);
+            if self.bad_firmware && ctx.settings.firmware.bad_effect.errors() {
+                device.error_codes.retain(|c| *c != 0);
+                device.error_codes.push(firmware::BAD_FIRMWARE_ERROR);
+            }
             Stats::inc(&ctx.stats.readings_produced);
             let index = self.profile.index;
             if let Some(ledger) = ctx.ledger.as_mut() {
@@ -724,7 +876,12 @@ impl SimMeter {
 
     fn run_reboots(&mut self, ctx: &mut Ctx<'_>, now: Instant, sim_now: f64) {
         if self.next_reboot.is_finite() && sim_now >= self.next_reboot {
-            let period = ctx.settings.reboot_period_hours.max(0.01) * 3600.0;
+            let fw = &ctx.settings.firmware;
+            let period = if self.bad_firmware && fw.bad_effect.reboots() {
+                fw.bad_reboot_period.max(60.0)
+            } else {
+                ctx.settings.reboot_period_hours.max(0.01) * 3600.0
+            };
             while self.next_reboot <= sim_now {
                 self.next_reboot += period;
             }
@@ -811,6 +968,10 @@ impl SimMeter {
             while let Some(event) = self.client.poll_event() {
                 progressed = true;
                 self.on_client_event(ctx, now, event);
+            }
+            if let Some(uri) = self.client.store_mut().take_pull_request() {
+                progressed = true;
+                self.start_download(ctx, now, &uri);
             }
             self.try_deliver(ctx, now);
             while let Some(bytes) = self.client.poll_transmit() {

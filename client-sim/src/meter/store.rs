@@ -9,8 +9,9 @@ use lwm2m_objects::{Node, ObjectInstance, ObjectModel, Path, Resource, ResourceV
 use lwm2m_proto::lwm2m::client::{MemoryObjectStore, ObjectStore, StoreError, WriteMode};
 
 use super::dynamics::{DeviceValues, Electrical, Reading};
-use super::firmware;
+use super::firmware::{self, FirmwareSettings};
 use super::profile::{MANUFACTURER, Profile};
+use crate::rng::Rng;
 
 /// The moving values of one meter.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +45,17 @@ pub struct MeterStore {
     changes: Vec<Path>,
     /// The version of a downloaded (checked) firmware package, until it is installed.
     pending_firmware: Option<Box<str>>,
+    /// A Package URI written (5/0/1) that the meter has not started fetching yet.
+    pending_pull: Option<Box<str>>,
+    /// Injected package faults (none in most runs: no allocation).
+    package_faults: Option<Box<PackageFaults>>,
+}
+
+/// Rates of the faults injected into received packages, and their generator.
+#[derive(Debug, Clone)]
+struct PackageFaults {
+    settings: FirmwareSettings,
+    rng: Rng,
 }
 
 /// Where a resource's value comes from when it is in [`Live`].
@@ -118,6 +130,19 @@ fn live_value(live: &Live, object: u16, resource: u16) -> Option<ResourceValue> 
             };
             single(Value::Float(v))
         }
+        _ => None,
+    }
+}
+
+/// The Package URI (5/0/1) a write carries, whether it names the resource or the instance.
+fn package_uri(path: &Path, node: &Node) -> Option<String> {
+    let text = |r: &Resource| match &r.value {
+        ResourceValue::Single(Value::String(u)) => Some(u.clone()),
+        _ => None,
+    };
+    match (path, node) {
+        (Path::Resource(5, 0, 1), Node::Resource(r)) => text(r),
+        (Path::Instance(5, 0), Node::Instance(i)) => i.resources.get(&1).and_then(text),
         _ => None,
     }
 }
@@ -265,6 +290,35 @@ impl MeterStore {
             },
             changes: Vec::new(),
             pending_firmware: None,
+            pending_pull: None,
+            package_faults: None,
+        }
+    }
+
+    /// Injects integrity (5) and unsupported-package (6) failures into received packages at the
+    /// rates of `settings`, drawing from `rng`.
+    pub fn set_package_faults(&mut self, settings: &FirmwareSettings, rng: Rng) {
+        self.package_faults = (settings.integrity > 0.0 || settings.unsupported > 0.0).then(|| {
+            Box::new(PackageFaults {
+                settings: settings.clone(),
+                rng,
+            })
+        });
+    }
+
+    /// A Package URI the meter should fetch now (written to 5/0/1 since the last call).
+    pub fn take_pull_request(&mut self) -> Option<String> {
+        self.pending_pull.take().map(String::from)
+    }
+
+    /// A pull ended: check the package, or report the failure's Update Result code.
+    pub fn download_finished(&mut self, outcome: Result<Vec<u8>, i64>) {
+        if self.firmware_state() != firmware::state::DOWNLOADING {
+            return; // reset meanwhile
+        }
+        match outcome {
+            Ok(bytes) => self.receive_package(&bytes),
+            Err(code) => self.set_firmware(firmware::state::IDLE, code),
         }
     }
 
@@ -380,7 +434,11 @@ impl MeterStore {
             Some(Value::Integer(m)) => *m,
             _ => 0,
         };
-        match firmware::check(bytes, &model, memory_kb) {
+        let injected = self
+            .package_faults
+            .as_mut()
+            .and_then(|f| f.settings.package_fault(&mut f.rng));
+        match injected.map_or_else(|| firmware::check(bytes, &model, memory_kb), Err) {
             Ok(package) => {
                 self.pending_firmware = Some(package.version.into_boxed_str());
                 self.set_firmware(firmware::state::DOWNLOADED, firmware::result::INITIAL);
@@ -393,16 +451,23 @@ impl MeterStore {
     }
 
     /// After the restart that follows Execute Update: installs the pending version (3/0/3,
-    /// 3/0/19, 5/0/7, result 1), or reports `failure` (an Update Result code, e.g. 8) and keeps
-    /// the old one.
-    pub fn finish_update(&mut self, failure: Option<i64>) {
+    /// 3/0/19, 5/0/7, result 1) and returns it, or reports `failure` (an Update Result code,
+    /// e.g. 8) and keeps the old one. A restart in the middle of a pull loses the transfer
+    /// (result 4).
+    pub fn finish_update(&mut self, failure: Option<i64>) -> Option<String> {
+        if self.firmware_state() == firmware::state::DOWNLOADING {
+            self.pending_pull = None;
+            self.set_firmware(firmware::state::IDLE, firmware::result::CONNECTION_LOST);
+            return None;
+        }
         if self.firmware_state() != firmware::state::UPDATING {
-            return;
+            return None;
         }
         let version = self.pending_firmware.take();
         match (failure, version) {
             (None, Some(version)) => {
-                let v = Value::String(version.into_string());
+                let installed = version.into_string();
+                let v = Value::String(installed.clone());
                 let _ = self.inner.set(Path::Resource(3, 0, 3), v.clone());
                 let _ = self.inner.set(Path::Resource(3, 0, 19), v.clone());
                 let _ = self.inner.set(Path::Resource(5, 0, 7), v);
@@ -410,9 +475,11 @@ impl MeterStore {
                     .inner
                     .set(Path::Resource(5, 0, 6), Value::String("ferrite-fw".into()));
                 self.set_firmware(firmware::state::IDLE, firmware::result::SUCCESS);
+                Some(installed)
             }
             (failure, _) => {
                 self.set_firmware(firmware::state::IDLE, failure.unwrap_or(8));
+                None
             }
         }
     }
@@ -506,13 +573,22 @@ impl ObjectStore for MeterStore {
             self.receive_package(&bytes);
             return Ok(());
         }
-        let reset = *path == Path::Resource(5, 0, 1)
-            && matches!(&node, Node::Resource(Resource { value: ResourceValue::Single(Value::String(u)), .. }) if u.is_empty());
+        let uri = package_uri(path, &node);
         self.inner.write(path, node, mode)?;
-        if reset {
+        match uri {
             // An empty Package URI resets the state machine.
-            self.pending_firmware = None;
-            self.set_firmware(firmware::state::IDLE, firmware::result::INITIAL);
+            Some(u) if u.is_empty() => {
+                self.pending_pull = None;
+                self.pending_firmware = None;
+                self.set_firmware(firmware::state::IDLE, firmware::result::INITIAL);
+            }
+            // A URI starts a pull (TS Core 1.1 §E.6.1: Idle → Downloading).
+            Some(u) => {
+                self.pending_firmware = None;
+                self.pending_pull = Some(u.into_boxed_str());
+                self.set_firmware(firmware::state::DOWNLOADING, firmware::result::INITIAL);
+            }
+            None => {}
         }
         Ok(())
     }

@@ -50,7 +50,7 @@ fn settings(start: Instant, speed: f64) -> MeterSettings {
         reboot_downtime: 30.0,
         outages: OutagePlan::default(),
         stop_flush: Duration::from_secs(2),
-        fota_failure_rate: 0.0,
+        firmware: FirmwareSettings::default(),
     }
 }
 
@@ -86,6 +86,7 @@ impl Rig {
             stats: &self.stats,
             ledger: &mut ledger,
             out: &mut out,
+            download: &mut Vec::new(),
         };
         f(&mut self.meter, &mut ctx);
         out
@@ -419,6 +420,7 @@ fn memory_of_10k_meters() {
                 stats: &stats,
                 ledger: &mut ledger,
                 out: &mut out,
+                download: &mut Vec::new(),
             };
             meter.handle_timeout(&mut ctx, now);
             for d in out.drain(..) {
@@ -435,6 +437,7 @@ fn memory_of_10k_meters() {
                     stats: &stats,
                     ledger: &mut ledger,
                     out: &mut out,
+                    download: &mut Vec::new(),
                 };
                 meter.handle_datagram(&mut ctx, now, &t.bytes);
             }
@@ -452,6 +455,7 @@ fn memory_of_10k_meters() {
             stats: &stats,
             ledger: &mut ledger,
             out: &mut out,
+            download: &mut Vec::new(),
         };
         meter.handle_timeout(&mut ctx, later);
     }
