@@ -11,6 +11,7 @@
 //! Sockets: plain CoAP on `coap_addr` only when NoSec is enabled; CoAP over DTLS 1.2 PSK on
 //! `coaps_addr`. Each socket task owns its engines; nothing else touches them.
 
+mod bootstrap;
 mod directory;
 mod error;
 mod events;
@@ -33,10 +34,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use self::bootstrap::{BootstrapHandle, BootstrapSettings};
 pub use self::directory::RegistrationInfo;
 pub use self::error::{ServiceError, ServiceErrorKind};
 pub use self::events::{DeviceEvent, ErrorView, InvalidOperationId, OperationId, OperationResult};
-pub use self::socket::{MAX_DATAGRAM, ObservationView, SocketStats};
+pub use self::socket::{DtlsCounters, MAX_DATAGRAM, ObservationView, SocketStats};
 pub use self::stored::{StoredOperation, StoredOperationError};
 pub use self::view::{LinkView, OutcomeView, RecordView, ValueView, ValueViewError};
 pub use crate::store::lwm2m::{QueuedRequest, RequestStatus, Transport};
@@ -69,6 +71,8 @@ pub struct ServiceSettings {
     pub engine: ServerConfig,
     /// The DTLS layer's configuration (cipher suites, limits, idle timeout).
     pub dtls: DtlsServerConfig,
+    /// The bootstrap server (`bootstrap.rs`); None: not started.
+    pub bootstrap: Option<BootstrapSettings>,
 }
 
 impl ServiceSettings {
@@ -83,6 +87,7 @@ impl ServiceSettings {
             coaps_addr: config.coaps_addr,
             engine,
             dtls: DtlsServerConfig::default(),
+            bootstrap: Some(BootstrapSettings::from_config(config)),
         }
     }
 }
@@ -134,6 +139,7 @@ struct Inner {
     psk: Arc<PskCache>,
     addrs: Vec<(Transport, SocketAddr)>,
     shutdown: watch::Sender<bool>,
+    bootstrap: Option<BootstrapHandle>,
     /// Socket tasks first, then the helpers.
     tasks: Mutex<Vec<JoinHandle<()>>>,
     helpers: Mutex<Vec<JoinHandle<()>>>,
@@ -216,6 +222,10 @@ impl Lwm2mService {
 
         let (psk, misses) = PskCache::new();
         let loaded = psk.load_all(&store).await?;
+        // Credentials bootstrap delivered that their devices have not used yet.
+        for pending in store.all_pending_psk_credentials().await? {
+            psk.insert(&pending.identity, pending.key.as_bytes());
+        }
         tracing::info!(identities = loaded, "DTLS keys loaded");
 
         let (persist_tx, persist_rx) = mpsc::unbounded_channel();
@@ -291,13 +301,40 @@ impl Lwm2mService {
         }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let socket_tasks = tasks
+        let lwm2m_coaps_addr = addrs
+            .iter()
+            .find(|(t, _)| *t == Transport::Coaps)
+            .map_or(settings.coaps_addr, |(_, a)| *a);
+        let mut socket_tasks: Vec<JoinHandle<()>> = tasks
             .into_iter()
             .map(|task| tokio::spawn(task.run(shutdown_rx.clone())))
             .collect();
+        let bootstrap = match &settings.bootstrap {
+            Some(bs) => {
+                let (handle, bs_tasks) = bootstrap::start(
+                    &store,
+                    bs,
+                    psk.clone(),
+                    lwm2m_coaps_addr,
+                    settings.coap_addr.is_some(),
+                    shared.events.clone(),
+                    &shutdown_rx,
+                )
+                .await?;
+                socket_tasks.extend(bs_tasks);
+                Some(handle)
+            }
+            None => None,
+        };
         let mut helpers = vec![
             tokio::spawn(persist::run(store.clone(), persist_rx)),
             tokio::spawn(psk::run_lookups(psk.clone(), store.clone(), misses)),
+            tokio::spawn(bootstrap::retire_replaced_identities(
+                store.clone(),
+                psk.clone(),
+                shared.clone(),
+                shared.events.subscribe(),
+            )),
         ];
         let prune_store = store.clone();
         helpers.push(tokio::spawn(async move {
@@ -316,6 +353,7 @@ impl Lwm2mService {
                 psk,
                 addrs,
                 shutdown,
+                bootstrap,
                 tasks: Mutex::new(socket_tasks),
                 helpers: Mutex::new(helpers),
             }),
@@ -329,6 +367,11 @@ impl Lwm2mService {
             .iter()
             .find(|(t, _)| *t == transport)
             .map(|(_, a)| *a)
+    }
+
+    /// The bootstrap server, when it runs.
+    pub fn bootstrap(&self) -> Option<&BootstrapHandle> {
+        self.inner.bootstrap.as_ref()
     }
 
     /// The store the service writes to.

@@ -6,8 +6,28 @@
 //!
 //! One test suite (`tests.rs`) runs every case against both engines.
 
+/// Runs a sqlx query expression against the pool of whichever backend is in use: for SQL text
+/// that is the same on both engines (`$n` placeholders). Defined before the submodules so that
+/// they can all use it.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite(backend) => {
+                let $pool = &backend.pool;
+                $body
+            }
+            Backend::Postgres(backend) => {
+                let $pool = &backend.pool;
+                $body
+            }
+        }
+    };
+}
+
 pub mod accounts;
+pub mod bootstrap;
 mod bulk;
+pub mod diagnostics;
 pub mod export;
 pub mod lwm2m;
 mod postgres;
@@ -366,7 +386,8 @@ impl Store {
         identity: &str,
     ) -> Result<Option<PskCredentials>, StoreError> {
         let Some(row) = on_backend!(self, b => b.credentials(identity).await)? else {
-            return Ok(None);
+            // Credentials delivered by bootstrap are accepted before the device first uses them.
+            return self.pending_psk_credentials(identity).await;
         };
         let state = rows::parse_state(&row.endpoint, &row.state)?;
         let (Some(sealed), Some(identity), false) = (
@@ -433,9 +454,21 @@ impl Store {
         authenticated_identity: Option<&str>,
         nosec_enabled_on_server: bool,
     ) -> Result<Result<LifecycleState, RegistrationRefusal>, StoreError> {
-        let facts = on_backend!(self, b => b.registration_facts(endpoint).await)?
+        let mut facts = on_backend!(self, b => b.registration_facts(endpoint).await)?
             .map(RegistrationFacts::try_from)
             .transpose()?;
+        // The first Register with credentials delivered by bootstrap makes them the device's
+        // own and revokes the old ones (store/bootstrap.rs).
+        if let (Some(f), Some(identity)) = (facts.as_mut(), authenticated_identity)
+            && f.psk_identity.as_deref() != Some(identity)
+            && f.state != LifecycleState::Decommissioned
+            && self
+                .promote_pending_credentials(endpoint, identity)
+                .await?
+                .is_some()
+        {
+            f.psk_identity = Some(identity.to_owned());
+        }
         Ok(registry::may_register(
             endpoint,
             facts.as_ref(),
