@@ -7,10 +7,12 @@
 # a shared, noisy machine better than wall-clock rates; the load average is printed with them.
 #
 # Settings (environment): BENCH_ROUNDS (2), BENCH_DEVICES (10000, registered for the RSS figure),
-# BENCH_READ_DEVICES (200), BENCH_READS (4000), BENCH_HANDSHAKES (2000), BENCH_OPENSSL (300),
+# BENCH_READ_DEVICES (200), BENCH_READS (4000), BENCH_READS_K8 (1000, reads of 8 paths),
+# BENCH_HANDSHAKES (2000), BENCH_OPENSSL (2000),
 # BENCH_SECONDS (8, Send and echo), BENCH_PORT_BASE (25600: uses +80 HTTP, +83 CoAP, +84 CoAPS,
 # +85 openssl, +86 echo), BENCH_JSON (results file, one JSON line per scenario run),
-# RUST_LOG (server log level, default warn: per-event info lines are not the engine's cost).
+# RUST_LOG (server log level, default warn: per-event info lines are not the engine's cost),
+# BENCH_BIN_DIR (use ferrite and ferrite-sim from there instead of building).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -23,14 +25,19 @@ devices="${BENCH_DEVICES:-10000}"
 read_devices="${BENCH_READ_DEVICES:-200}"
 reads="${BENCH_READS:-4000}"
 handshakes="${BENCH_HANDSHAKES:-2000}"
-openssl_handshakes="${BENCH_OPENSSL:-300}"
+openssl_handshakes="${BENCH_OPENSSL:-2000}"
+reads_k8="${BENCH_READS_K8:-1000}"
 seconds="${BENCH_SECONDS:-8}"
 base="${BENCH_PORT_BASE:-25600}"
 json="${BENCH_JSON:-${TMPDIR:-/tmp}/ferrite-bench-$(date -u +%Y%m%dT%H%M%SZ).jsonl}"
 
 echo "load average before the build: $(cut -d' ' -f1-3 /proc/loadavg)"
-cargo build --release -p server -p client-sim --bin ferrite --bin ferrite-sim
-bin="$CARGO_TARGET_DIR/release"
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+    bin="$BENCH_BIN_DIR"
+else
+    cargo build --release -p server -p client-sim --bin ferrite --bin ferrite-sim
+    bin="$CARGO_TARGET_DIR/release"
+fi
 sim="$bin/ferrite-sim"
 
 work="$(mktemp -d)"
@@ -92,8 +99,9 @@ for round in $(seq 1 "$rounds"); do
     "$sim" bench register --server "$coap" --devices "$devices" --endpoint-prefix bn- \
         --server-pid "$server_pid" --label "nosec r$round" "${common[@]}"
     for k in 1 8; do
+        n="$reads"; [ "$k" = 8 ] && n="$reads_k8"
         "$sim" bench reads --server "$coap" --http "$http" --devices "$read_devices" \
-            --endpoint-prefix bn- --lwm2m 1.0 --paths "$k" --requests "$reads" \
+            --endpoint-prefix bn- --lwm2m 1.0 --paths "$k" --requests "$n" \
             --server-pid "$server_pid" --label "nosec k$k r$round" "${common[@]}"
     done
     "$sim" bench reads --server "$coap" --http "$http" --devices 0 --requests "$reads" \
@@ -108,8 +116,9 @@ for round in $(seq 1 "$rounds"); do
     "$sim" bench handshake --server "$coaps" --devices "$handshakes" --endpoint-prefix bd- \
         --server-pid "$server_pid" --label "ferrite r$round" "${common[@]}"
     for k in 1 8; do
+        n="$reads"; [ "$k" = 8 ] && n="$reads_k8"
         "$sim" bench reads --server "$coaps" --http "$http" --devices "$read_devices" \
-            --endpoint-prefix bd- --lwm2m 1.0 --paths "$k" --requests "$reads" \
+            --endpoint-prefix bd- --lwm2m 1.0 --paths "$k" --requests "$n" \
             --server-pid "$server_pid" --label "dtls k$k r$round" "${common[@]}"
     done
     stop_server
@@ -183,13 +192,18 @@ for rnd in sorted(by):
     for t in ("nosec", "dtls"):
         s = slope(t)
         k1 = out.get(f"read {t} k1")
-        rr[f"{t} CoAP read (k8-k1 slope) µs"] = s
+        rr[f"{t} per extra path of a k8 read µs (NSTART-queued)"] = s
         if echo:
-            rr[f"{t} read slope / echo (target {'3' if t == 'nosec' else '4'}x)"] = s / echo if s is not None else None
+            rr[f"{t} per extra path / echo"] = s / echo if s is not None else None
             if k1 and floor is not None:
-                rr[f"{t} (read k1 - http floor) / echo"] = (cpu(k1) - floor) / echo
+                rr[f"{t} read k1 - http floor, µs"] = cpu(k1) - floor
+                rr[f"{t} (read k1 - http floor) / echo (target {'3' if t == 'nosec' else '4'}x)"] = (cpu(k1) - floor) / echo
             if k1:
                 rr[f"{t} read incl. HTTP / echo"] = cpu(k1) / echo
+    if echo:
+        rr["udp echo µs"] = echo
+    if ossl:
+        rr["openssl handshake µs"] = ossl
     if out.get("send nosec") and echo:
         rr["send / echo"] = cpu(out["send nosec"]) / echo
     if ossl and out.get("register dtls"):

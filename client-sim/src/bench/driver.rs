@@ -84,6 +84,8 @@ impl Control {
 #[derive(Debug, Default)]
 pub struct Recorder {
     latencies: [Vec<u32>; KINDS],
+    /// Why the first failed operation failed, for the report.
+    pub first_failure: Option<String>,
 }
 
 impl Recorder {
@@ -93,6 +95,9 @@ impl Recorder {
     fn merge(&mut self, other: Recorder) {
         for (mine, theirs) in self.latencies.iter_mut().zip(other.latencies) {
             mine.extend(theirs);
+        }
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
         }
     }
 }
@@ -115,6 +120,12 @@ impl Io<'_> {
     }
     fn fail(&mut self, kind: Kind) {
         self.control.failed[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    fn fail_with(&mut self, kind: Kind, why: &dyn std::fmt::Display) {
+        self.fail(kind);
+        if self.rec.first_failure.is_none() {
+            self.rec.first_failure = Some(format!("{kind:?}: {why}"));
+        }
     }
     fn settle(&mut self) {
         self.control.settled.fetch_add(1, Ordering::Relaxed);
@@ -432,8 +443,9 @@ pub struct Device {
     seq: u64,
 }
 
-/// The Device object (3/0) the read scenario reads: strings and integers (OMA LwM2M TS Core
-/// Appendix E.4 resource IDs).
+/// The objects of a benchmark device: Server (1/0), the Device object (3/0) the read scenario
+/// reads (strings and integers, OMA LwM2M TS Core Appendix E.4 resource IDs) and a power meter
+/// (10243/0) for Send.
 fn device_store() -> MemoryObjectStore {
     MemoryObjectStore::new(ObjectModel::builtin())
         .with_instance(
@@ -463,6 +475,9 @@ fn device_store() -> MemoryObjectStore {
                 (21, Value::Integer(1024)),
             ],
         )
+        // The power meter whose readings Send reports (the server refuses Send for an object
+        // the device did not register: TS Transport 1.1 Table 6.7-4).
+        .with_instance(10243, 0, [(14, Value::Float(0.0))])
 }
 
 impl Device {
@@ -521,8 +536,8 @@ impl Device {
             .collect();
         match self.client.send(now, &records) {
             Ok(_) => self.send_since = Some(now),
-            Err(_) => {
-                io.fail(Kind::Send);
+            Err(e) => {
+                io.fail_with(Kind::Send, &e);
                 self.send_since = None;
             }
         }
@@ -564,9 +579,9 @@ impl Device {
                         }
                     }
                     DtlsEvent::Data { bytes } => self.client.handle_datagram(now, &bytes),
-                    DtlsEvent::Closed { .. } => {
+                    DtlsEvent::Closed { reason } => {
                         if matches!(self.state, State::Handshaking) {
-                            io.fail(Kind::Handshake);
+                            io.fail_with(Kind::Handshake, &format!("{reason:?}"));
                             self.settle(io);
                         } else if matches!(self.state, State::Registering) {
                             io.fail(Kind::Register);
@@ -591,14 +606,14 @@ impl Device {
                         io.done(Kind::Deregister, self.since, now);
                         self.end(now);
                     }
-                    ClientEvent::RegistrationFailed { operation, .. } => match operation {
+                    ClientEvent::RegistrationFailed { operation, reason } => match operation {
                         RegistrationOperation::Register => {
-                            io.fail(Kind::Register);
+                            io.fail_with(Kind::Register, &reason);
                             self.settle(io);
                             self.end(now);
                         }
                         RegistrationOperation::Deregister => {
-                            io.fail(Kind::Deregister);
+                            io.fail_with(Kind::Deregister, &reason);
                             self.end(now);
                         }
                         RegistrationOperation::Update => {}
@@ -606,7 +621,7 @@ impl Device {
                     ClientEvent::SendCompleted { result, .. } => {
                         match result {
                             Ok(()) => io.done(Kind::Send, self.send_since, now),
-                            Err(_) => io.fail(Kind::Send),
+                            Err(e) => io.fail_with(Kind::Send, &e),
                         }
                         self.send_next(io, now);
                     }

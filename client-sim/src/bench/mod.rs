@@ -385,6 +385,12 @@ fn cost(
     Some(ProcessCost::between(w?.pid, before?, after?, ops, devices))
 }
 
+fn note_failure(r: &mut BenchResult, rec: &driver::Recorder) {
+    if let Some(why) = &rec.first_failure {
+        r.extra.insert("first_failure".into(), why.clone().into());
+    }
+}
+
 fn emit(common: &CommonArgs, result: &BenchResult) -> anyhow::Result<()> {
     for line in result.lines() {
         println!("{line}");
@@ -541,6 +547,7 @@ fn register(args: &RegisterArgs) -> anyhow::Result<()> {
     }
     r.extra
         .insert("deregistered".into(), control.ok(Kind::Deregister).into());
+    note_failure(&mut r, &rec);
     emit(common, &r)
 }
 
@@ -574,7 +581,7 @@ fn handshake(args: &HandshakeArgs) -> anyhow::Result<()> {
     let mut rec = driver.finish();
     let after = w.and_then(|w| w.quiesce(common.settle));
     let ok = control.ok(Kind::Handshake);
-    let r = result(
+    let mut r = result(
         "handshake",
         common,
         "handshake",
@@ -585,6 +592,7 @@ fn handshake(args: &HandshakeArgs) -> anyhow::Result<()> {
         Latency::of(&mut rec.take(Kind::Handshake)),
         cost(w, before, after, ok, 0),
     );
+    note_failure(&mut r, &rec);
     emit(common, &r)
 }
 
@@ -867,6 +875,7 @@ fn send(args: &SendArgs) -> anyhow::Result<()> {
     );
     r.extra
         .insert("records_per_send".into(), args.records.max(1).into());
+    note_failure(&mut r, &rec);
     emit(common, &r)
 }
 
@@ -914,6 +923,7 @@ fn echo(args: &EchoArgs) -> anyhow::Result<()> {
         cost(w, before, after, ok, 0),
     );
     r.extra.insert("datagram_bytes".into(), size.into());
+    note_failure(&mut r, &rec);
     emit(common, &r)
 }
 

@@ -1,7 +1,11 @@
 //! What a benchmark reads about the process it measures (the server, the UDP echo floor or
-//! `openssl s_server`) from Linux's `/proc`: CPU time (`utime + stime` of `/proc/<pid>/stat`,
-//! which include the process's exited threads) and resident set size (`VmRSS` of
+//! `openssl s_server`) from Linux's `/proc`: CPU time and resident set size (`VmRSS` of
 //! `/proc/<pid>/status`).
+//!
+//! CPU time comes two ways: `utime + stime` of `/proc/<pid>/stat` (includes exited threads, but
+//! counts in 10 ms ticks) and the sum of the threads' `/proc/<pid>/task/*/schedstat` run times
+//! (nanoseconds, but a thread that exits takes its time with it). A delta uses the schedstat one
+//! unless the tick count says more time went by (a thread exited in between).
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,26 @@ pub fn parse_stat_cpu(text: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SECOND)
 }
 
+/// CPU seconds the process's live threads have run (sum of `/proc/<pid>/task/*/schedstat`).
+pub fn sched_seconds(pid: u32) -> Option<f64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue; // the thread just exited
+        };
+        total += parse_schedstat(&text)?;
+    }
+    Some(total as f64 / 1e9)
+}
+
+/// The run time (ns), first field of a `schedstat` file.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// Resident set size of the process in bytes, or `None` if it is gone.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -50,8 +74,23 @@ pub fn load_average() -> Option<f64> {
 /// One reading of the measured process.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// From `/proc/<pid>/stat` (ticks).
     pub cpu: f64,
+    /// From the threads' schedstat (ns), if readable.
+    pub sched: Option<f64>,
     pub rss: u64,
+}
+
+impl Sample {
+    /// CPU seconds from `self` to `later`: the schedstat delta unless the tick delta exceeds it
+    /// by more than two ticks and 5 % (time of threads that exited in between).
+    pub fn cpu_until(&self, later: &Sample) -> f64 {
+        let ticks = (later.cpu - self.cpu).max(0.0);
+        match (self.sched, later.sched) {
+            (Some(a), Some(b)) if b >= a && ticks <= (b - a) * 1.05 + 0.02 => b - a,
+            _ => ticks,
+        }
+    }
 }
 
 /// The measured process, if a pid was given.
@@ -64,6 +103,7 @@ impl Watched {
     pub fn sample(self) -> Option<Sample> {
         Some(Sample {
             cpu: cpu_seconds(self.pid)?,
+            sched: sched_seconds(self.pid),
             rss: rss_bytes(self.pid).unwrap_or(0),
         })
     }
@@ -78,7 +118,7 @@ impl Watched {
         while Instant::now() < give_up && quiet < 2 {
             std::thread::sleep(Duration::from_millis(250));
             let now = self.sample()?;
-            if now.cpu - last.cpu <= 0.005 {
+            if last.cpu_until(&now) <= 0.005 {
                 quiet += 1;
             } else {
                 quiet = 0;
@@ -107,7 +147,7 @@ pub struct ProcessCost {
 
 impl ProcessCost {
     pub fn between(pid: u32, before: Sample, after: Sample, ops: u64, devices: u64) -> ProcessCost {
-        let cpu = (after.cpu - before.cpu).max(0.0);
+        let cpu = before.cpu_until(&after);
         let delta = after.rss as i64 - before.rss as i64;
         ProcessCost {
             pid,
@@ -153,12 +193,31 @@ mod tests {
     }
 
     #[test]
+    fn schedstat_is_preferred_unless_threads_exited() {
+        // schedstat: "run-ns wait-ns timeslices" (Documentation/scheduler/sched-stats.rst).
+        assert_eq!(parse_schedstat("123456789 5000 12\n"), Some(123_456_789));
+        assert_eq!(parse_schedstat(""), None);
+        let at = |cpu, sched| Sample {
+            cpu,
+            sched: Some(sched),
+            rss: 0,
+        };
+        // 0.01 s of ticks, 0.0123 s of run time: the precise figure.
+        assert!((at(1.0, 2.0).cpu_until(&at(1.01, 2.0123)) - 0.0123).abs() < 1e-9);
+        // A thread with 0.5 s exited: schedstat went backwards, the ticks stand.
+        assert!((at(1.0, 2.0).cpu_until(&at(1.6, 1.7)) - 0.6).abs() < 1e-9);
+        // Ticks far above the run time: an exited thread's time counts.
+        assert!((at(1.0, 2.0).cpu_until(&at(2.0, 2.1)) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn this_process_can_be_measured() {
         let me = Watched {
             pid: std::process::id(),
         };
         let sample = me.sample().unwrap();
         assert!(sample.rss > 0);
+        assert!(sample.sched.is_some());
         assert!(sample.cpu >= 0.0);
     }
 
@@ -166,10 +225,12 @@ mod tests {
     fn cost_per_operation_and_device() {
         let before = Sample {
             cpu: 1.0,
+            sched: None,
             rss: 1_000_000,
         };
         let after = Sample {
             cpu: 1.5,
+            sched: None,
             rss: 5_000_000,
         };
         let cost = ProcessCost::between(7, before, after, 1000, 1000);
