@@ -1,0 +1,227 @@
+//! Shared by the interop tests (`interop_wakaama.rs`, `interop_nodelib.rs`): finding an external
+//! LwM2M client that `scripts/interop.sh` built (FAIL in CI when it is missing, SKIP locally),
+//! running it as a child process (killed on drop, stdin kept open through a pipe, its output
+//! collected for assertions), and a few lines of HTTP/1.1 for the server's JSON API.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdin, Command};
+
+/// The static admin token of `tests::harness::TestServer`.
+pub const TOKEN: &str = "e2e-token-0123456789";
+
+/// The path in environment variable `var`, when it names an existing file or directory. In CI
+/// (`CI=true`) a missing tool fails the test; elsewhere the test prints `SKIPPED: …` and passes.
+pub fn tool(var: &str, what: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(var).map(PathBuf::from);
+    match path {
+        Some(p) if p.exists() => Some(p),
+        _ => {
+            let why = format!(
+                "{what} not available: set {var} (eval \"$(bash scripts/interop.sh)\" builds it)"
+            );
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{why}");
+            }
+            println!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+/// A free UDP port on 127.0.0.1 for a client that wants its local port on the command line.
+pub fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// An external client process: killed when dropped; stdout and stderr collected line by line.
+pub struct External {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    output: Arc<Mutex<String>>,
+    name: String,
+}
+
+fn collect(reader: impl AsyncRead + Unpin + Send + 'static, output: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut out = output.lock().unwrap();
+            out.push_str(&line);
+            out.push('\n');
+        }
+    });
+}
+
+impl External {
+    pub fn spawn(name: &str, mut command: Command) -> External {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), output.clone());
+        External {
+            stdin: child.stdin.take(),
+            child,
+            output,
+            name: name.to_owned(),
+        }
+    }
+
+    /// Everything the client printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Sends one command line on the client's stdin.
+    pub async fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Waits up to `patience` for `needle` in the client's output (after `from` bytes of it).
+    pub async fn wait_for(&self, needle: &str, from: usize, patience: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let out = self.output();
+            if let Some(found) = out.get(from..).and_then(|tail| {
+                tail.find(needle)
+                    .map(|at| tail[at..].lines().next().unwrap_or("").to_owned())
+            }) {
+                return found;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{} did not print {needle:?} within {patience:?}; it printed:\n{out}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits up to `patience` for the process to exit; its exit code.
+    pub async fn wait_exit(&mut self, patience: Duration) -> Option<i32> {
+        match tokio::time::timeout(patience, self.child.wait()).await {
+            Ok(status) => status.unwrap().code(),
+            Err(_) => panic!(
+                "{} still running after {patience:?}; it printed:\n{}",
+                self.name,
+                self.output()
+            ),
+        }
+    }
+}
+
+/// One HTTP exchange with the server's API; the status and the JSON body (Null if none).
+pub async fn http(addr: SocketAddr, method: &str, uri: &str, body: Option<Json>) -> (u16, Json) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {uri} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(40), stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let mut payload = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        payload = dechunk(&payload);
+    }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&payload).unwrap_or(Json::Null),
+    )
+}
+
+/// Decodes an HTTP/1.1 chunked body (RFC 9112 §7.1).
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+    out
+}
+
+/// POST `body` to `/api/v1/devices/{endpoint}/{operation}`, expecting 200; the answer.
+pub async fn op(addr: SocketAddr, endpoint: &str, operation: &str, body: Json) -> Json {
+    let (status, answer) = http(
+        addr,
+        "POST",
+        &format!("/api/v1/devices/{endpoint}/{operation}"),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{operation} {body} → {answer}");
+    answer
+}
+
+/// Reads `paths`; the answer's values.
+pub async fn read(addr: SocketAddr, endpoint: &str, paths: &[&str]) -> Json {
+    op(
+        addr,
+        endpoint,
+        "read",
+        serde_json::json!({ "paths": paths }),
+    )
+    .await
+}
+
+/// The value at `path` in a read answer.
+pub fn value_of<'a>(body: &'a Json, path: &str) -> &'a Json {
+    body["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no values in {body}"))
+        .iter()
+        .find(|v| v["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not in {body}"))
+}
+
+/// The device's live registration (`GET /api/v1/devices/{endpoint}/registration`).
+pub async fn registration(addr: SocketAddr, endpoint: &str) -> Json {
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/api/v1/devices/{endpoint}/registration"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
