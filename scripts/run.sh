@@ -31,6 +31,11 @@ if [ -z "${FERRITE_SECRET_KEY:-}" ]; then
     export FERRITE_SECRET_KEY
 fi
 
+# The web console (wasm), served by the server at /: built (and its tools installed) when needed.
+bash scripts/console.sh
+export FERRITE_CONSOLE_DIR="${FERRITE_CONSOLE_DIR:-$CARGO_TARGET_DIR/console-dist}"
+
 cargo build --release -p server --bin ferrite
+echo "Ferrite console on http://${FERRITE_HTTP_ADDR:-127.0.0.1:8080}/ (first admin: FERRITE_ADMIN_USER/FERRITE_ADMIN_PASSWORD or \`ferrite user add\`)"
 echo "Ferrite HTTP API on http://${FERRITE_HTTP_ADDR:-127.0.0.1:8080}/api/v1 (try: curl -H \"Authorization: Bearer \$(cat $data/api-token)\" http://${FERRITE_HTTP_ADDR:-127.0.0.1:8080}/api/v1/objects)"
 exec "$CARGO_TARGET_DIR/release/ferrite" serve "$@"

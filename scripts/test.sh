@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Ferrite on a fresh machine: installs what is missing (idempotently), then
 # formats-check, builds and tests the whole workspace, the wasm build, the benches (once, as
-# tests) and the fuzz targets (build only).
+# tests), the fuzz targets (build only), the web console build and its real-browser tests.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -34,5 +34,11 @@ cargo build -p lwm2m-objects --target wasm32-unknown-unknown
 step "fuzz targets compile"
 # Type-check only: running them needs cargo-fuzz and sanitizers (see fuzz/README.md).
 cargo check --manifest-path fuzz/Cargo.toml --bins
+
+step "web console: size-optimised wasm build (scripts/console.sh)"
+bash scripts/console.sh
+
+step "browser tests: the console in chromium against a real server and simulated meters"
+bash tests/browser/run.sh
 
 step "all tests passed"

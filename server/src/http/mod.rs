@@ -16,6 +16,7 @@ use crate::store::Store;
 pub mod access;
 mod audit;
 pub mod auth;
+pub mod console;
 mod convert;
 mod devices;
 mod error;
@@ -131,7 +132,8 @@ pub fn app(state: AppState) -> Router {
     let (router, doc) = build(&state);
     let router = crate::metrics::instrument(router, &state);
     router
-        .fallback(error::not_found)
+        // Not under /api: the web console (static, public); under /api: the JSON 404.
+        .fallback_service(console::fallback(&state.config))
         .layer(Extension(openapi::Document::new(&doc)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -1,0 +1,219 @@
+// Real-browser scenarios of the web console (console-contract: accessible names, not CSS classes)
+// against a real `ferrite serve` + `ferrite-sim` meters. Every scenario runs; the run fails if any
+// fails. Screenshots of the main pages go to $FERRITE_SCREENSHOT_DIR (default
+// $CARGO_TARGET_DIR/../console-screenshots).
+//
+//   node run.mjs            (scripts/test.sh builds the binaries and the console first)
+import { join } from 'node:path';
+import { checkPrerequisites, startServer, launchBrowser, screenshotDir, PASSWORD, sleep } from './lib.mjs';
+
+const missing = checkPrerequisites();
+if (missing.length > 0) {
+  console.error(`browser tests: missing\n  ${missing.join('\n  ')}`);
+  process.exit(1);
+}
+
+const shots = screenshotDir();
+const WAIT = 15_000;
+const DEVICE = 'sim-000001';
+const OTHER = 'sim-000002';
+
+/// Polls `check` until it returns true; fails with `what` and the last value seen.
+async function until(what, check, timeout = WAIT) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await check();
+      if (last === true) return;
+    } catch (error) {
+      last = error.message.split('\n')[0];
+    }
+    if (Date.now() > deadline) throw new Error(`${what} (last seen: ${JSON.stringify(last)})`);
+    await sleep(200);
+  }
+}
+
+const textOf = async (locator) => ((await locator.textContent({ timeout: 2_000 })) || '').replace(/\s+/g, ' ');
+
+async function signIn(page, base, name) {
+  await page.goto(`${base}/login`);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('navigation').getByRole('link', { name: 'Fleet' }).waitFor({ timeout: WAIT });
+}
+
+const server = await startServer();
+console.log(`browser tests: server ${server.base} (data and logs in ${server.dir})`);
+// LwM2M 1.0 meters (readings by notification of the observed /10243/0), a simulated hour every
+// 10 s so a reading arrives every 2.5 s, and no reboots, problems or sleeping meters to race.
+await server.startMeters(3, [
+  '--lwm2m', '1.0', '--speed', '360', '--reboot-period', '10000d', '--problem-share', '0',
+  '--queue-share', '0',
+]);
+console.log('browser tests: 3 simulated meters registered');
+
+const browser = await launchBrowser();
+const results = [];
+const pageErrors = [];
+let admin; // alice's page, shared by the scenarios that follow each other
+let passed = new Set();
+
+function watch(page, who) {
+  page.on('pageerror', (error) => pageErrors.push(`${who}: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') pageErrors.push(`${who}: console: ${message.text()}`);
+  });
+}
+
+async function scenario(name, needs, body) {
+  const blocked = needs.filter((n) => !passed.has(n));
+  if (blocked.length > 0) {
+    results.push({ name, status: 'SKIPPED', detail: `needs: ${blocked.join(', ')}` });
+    console.log(`SKIPPED ${name} (needs ${blocked.join(', ')})`);
+    return;
+  }
+  const started = Date.now();
+  try {
+    await body();
+    passed.add(name);
+    results.push({ name, status: 'PASS' });
+    console.log(`PASS    ${name} (${Date.now() - started} ms)`);
+  } catch (error) {
+    results.push({ name, status: 'FAIL', detail: error.message });
+    console.log(`FAIL    ${name}: ${error.message}`);
+    if (admin) {
+      const file = join(shots, `failed-${name.replace(/[^a-z0-9]+/gi, '-')}.png`);
+      await admin.screenshot({ path: file, fullPage: true }).catch(() => {});
+    }
+  }
+}
+
+try {
+  const adminContext = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  admin = await adminContext.newPage();
+  watch(admin, 'alice');
+
+  await scenario('login', [], async () => {
+    // A deep link without a session lands on the login page.
+    await admin.goto(`${server.base}/devices/${DEVICE}`);
+    await until('redirect to /login', async () => new URL(admin.url()).pathname === '/login');
+    await admin.getByLabel('Username').waitFor({ timeout: WAIT });
+    await admin.screenshot({ path: join(shots, 'login.png') });
+    await admin.getByLabel('Username').fill('alice');
+    await admin.getByLabel('Password').fill('wrong password');
+    await admin.getByRole('button', { name: 'Sign in' }).click();
+    const alert = admin.getByRole('alert');
+    await until('an alert about the wrong password', async () => /wrong|invalid|incorrect/i.test(await textOf(alert.first())));
+    await signIn(admin, server.base, 'alice');
+    const nav = admin.getByRole('navigation');
+    await until('the nav shows "alice (admin)"', async () => (await textOf(nav)).includes('alice (admin)'));
+    await nav.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: WAIT });
+  });
+
+  await scenario('fleet', ['login'], async () => {
+    await admin.getByRole('navigation').getByRole('link', { name: 'Fleet' }).click();
+    await admin.getByRole('heading', { level: 1, name: 'Fleet' }).waitFor({ timeout: WAIT });
+    await admin.getByTestId('fleet-loaded').waitFor({ state: 'attached', timeout: WAIT });
+    const table = admin.getByRole('table', { name: 'Devices' });
+    for (const endpoint of [DEVICE, OTHER, 'sim-000003']) {
+      await table.getByRole('link', { name: endpoint, exact: true }).waitFor({ timeout: WAIT });
+    }
+    const summary = admin.getByLabel('Fleet summary');
+    await until('the summary counts 3 active devices', async () => /active\D{0,20}3|3\D{0,20}active/i.test(await textOf(summary)));
+    await admin.getByLabel('Search').waitFor({ timeout: WAIT });
+    await admin.screenshot({ path: join(shots, 'fleet.png'), fullPage: true });
+  });
+
+  await scenario('device page', ['fleet'], async () => {
+    await admin.getByRole('table', { name: 'Devices' }).getByRole('link', { name: DEVICE, exact: true }).click();
+    await until(`the URL /devices/${DEVICE}`, async () => new URL(admin.url()).pathname === `/devices/${DEVICE}`);
+    await admin.getByRole('heading', { level: 1, name: DEVICE }).waitFor({ timeout: WAIT });
+    const registration = admin.getByRole('region', { name: 'Registration' });
+    await until('the registration shows LwM2M 1.0', async () => (await textOf(registration)).includes('1.0'));
+  });
+
+  await scenario('read /3/0', ['device page'], async () => {
+    await admin.getByRole('button', { name: 'Read /3/0', exact: true }).click();
+    const row = admin.locator('[data-path="/3/0/0"]');
+    await until('the manufacturer in /3/0/0', async () => (await textOf(row)).includes('Ferrite Sim Meters'));
+    await admin.screenshot({ path: join(shots, 'device.png'), fullPage: true });
+  });
+
+  await scenario('observe', ['device page'], async () => {
+    const path = '/10243/0/14';
+    const row = admin.locator(`[data-path="${path}"]`);
+    if ((await row.count()) === 0) {
+      await admin.getByRole('button', { name: 'Read /10243/0', exact: true }).click();
+    }
+    await row.getByRole('button', { name: 'Observe', exact: true }).click();
+    const events = admin.getByRole('region', { name: 'Live events' });
+    await until('a notification in Live events', async () => /notif/i.test(await textOf(events)), 30_000);
+    await row.getByRole('button', { name: 'Cancel observe' }).waitFor({ timeout: WAIT });
+    await admin.screenshot({ path: join(shots, 'device-observed.png'), fullPage: true });
+  });
+
+  await scenario('suspend', ['device page'], async () => {
+    const lifecycle = admin.getByRole('region', { name: 'Lifecycle' });
+    await lifecycle.getByLabel('Reason').fill('browser test: meter cabinet opened');
+    await lifecycle.getByRole('button', { name: 'Suspend', exact: true }).click();
+    await until('the state "suspended"', async () => /suspended/i.test(await textOf(lifecycle)));
+    await lifecycle.getByRole('button', { name: 'Resume', exact: true }).waitFor({ timeout: WAIT });
+    const audit = admin.getByRole('region', { name: 'Audit history' });
+    await until('the audit entry with the reason', async () => {
+      const text = await textOf(audit);
+      return text.includes('meter cabinet opened') && text.includes('alice');
+    });
+    const stored = await server.api('GET', `/devices/${DEVICE}`);
+    if (stored.json?.state !== 'suspended') throw new Error(`the API says ${stored.text}`);
+  });
+
+  await scenario('field service', [], async () => {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    const page = await context.newPage();
+    watch(page, 'fred');
+    await signIn(page, server.base, 'fred');
+    await until('the nav shows "fred (field-service)"', async () => (await textOf(page.getByRole('navigation'))).includes('fred (field-service)'));
+    await page.goto(`${server.base}/devices/${OTHER}`);
+    await page.getByRole('heading', { level: 1, name: OTHER }).waitFor({ timeout: WAIT });
+    await page.getByRole('region', { name: 'Lifecycle' }).waitFor({ timeout: WAIT });
+    await sleep(500); // let the page settle: the button must not appear late either
+    for (const action of ['Decommission', 'Suspend']) {
+      const n = await page.getByRole('button', { name: action, exact: true }).count();
+      if (n !== 0) throw new Error(`a field-service user sees "${action}"`);
+    }
+    await page.screenshot({ path: join(shots, 'device-field-service.png'), fullPage: true });
+    // The API refuses it too, with the page's own session cookie and CSRF token.
+    const status = await page.evaluate(async (endpoint) => {
+      const me = await (await fetch('/api/v1/me')).json();
+      const response = await fetch(`/api/v1/devices/${endpoint}/lifecycle`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-csrf-token': me.csrf_token },
+        body: JSON.stringify({ to: 'decommissioned', reason: 'browser test' }),
+      });
+      return response.status;
+    }, OTHER);
+    if (status !== 403) throw new Error(`decommission by field-service answered ${status}, not 403`);
+    const stored = await server.api('GET', `/devices/${OTHER}`);
+    if (stored.json?.state !== 'active') throw new Error(`the device changed: ${stored.text}`);
+    await context.close();
+  });
+
+  await scenario('no script errors or CSP violations', ['login'], async () => {
+    // Failed fetches the scenarios caused on purpose (the wrong password, the 403) are expected.
+    const real = pageErrors.filter((e) => !/status of (401|403)/.test(e));
+    if (real.length > 0) throw new Error(real.join('\n'));
+  });
+} finally {
+  await browser.close().catch(() => {});
+  await server.stop();
+}
+
+const failed = results.filter((r) => r.status !== 'PASS');
+console.log(`\nbrowser tests: ${results.length - failed.length}/${results.length} passed; screenshots in ${shots}`);
+for (const r of failed) console.log(`  ${r.status} ${r.name}: ${r.detail}`);
+if (failed.length > 0) {
+  console.log(`  server log: ${server.logPath}`);
+  process.exit(1);
+}
