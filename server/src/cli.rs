@@ -37,7 +37,8 @@ pub enum Command {
 /// key can be put in the configuration file under the same name with underscores.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file; keys: http_addr, coap_addr, coaps_addr, nosec, database_url,
+    /// TOML configuration file; keys: http_addr, coap_addr, coaps_addr, nosec, bs_coap_addr,
+    /// bs_coaps_addr, public_coaps_uri, database_url,
     /// api_token, log_format, secret_key, lifetime_grace_secs, queued_request_expiry_secs,
     /// secure_cookies, console_dir.
     #[arg(long, env = "FERRITE_CONFIG", value_name = "FILE")]
@@ -54,6 +55,16 @@ pub struct ServeArgs {
     /// Accept unsecured CoAP (NoSec). Off by default: only for labs and tests.
     #[arg(long, env = "FERRITE_NOSEC", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub nosec: Option<bool>,
+    /// Bootstrap server, plain CoAP; opened only when NoSec is enabled [default: the CoAP IP, port 5783].
+    #[arg(long, env = "FERRITE_BS_COAP_ADDR", value_name = "ADDR")]
+    pub bs_coap_addr: Option<SocketAddr>,
+    /// Bootstrap server, CoAP over DTLS [default: the CoAPS IP, port 5784].
+    #[arg(long, env = "FERRITE_BS_COAPS_ADDR", value_name = "ADDR")]
+    pub bs_coaps_addr: Option<SocketAddr>,
+    /// LwM2M server URI that bootstrap writes to devices, e.g. coaps://lwm2m.example.com:5684
+    /// [default: coaps:// and the bound CoAPS address].
+    #[arg(long, env = "FERRITE_PUBLIC_COAPS_URI", value_name = "URI")]
+    pub public_coaps_uri: Option<String>,
     /// Database: sqlite://FILE (default sqlite://ferrite.db, created on first start) or postgres://….
     #[arg(long, env = "FERRITE_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
@@ -117,6 +128,15 @@ impl ServeArgs {
         }
         if let Some(v) = self.nosec {
             config.nosec = v;
+        }
+        if let Some(v) = self.bs_coap_addr {
+            config.bs_coap_addr = Some(v);
+        }
+        if let Some(v) = self.bs_coaps_addr {
+            config.bs_coaps_addr = Some(v);
+        }
+        if let Some(v) = &self.public_coaps_uri {
+            config.public_coaps_uri = Some(v.clone()).filter(|u| !u.is_empty());
         }
         if let Some(v) = &self.database_url {
             config.database_url = v.clone();

@@ -18,6 +18,13 @@ pub struct Config {
     pub coaps_addr: SocketAddr,
     /// Whether unsecured CoAP is accepted at all (per device as well, once devices exist).
     pub nosec: bool,
+    /// Bootstrap server, plain CoAP (only with `nosec`); None: `coap_addr`'s IP, port 5783.
+    pub bs_coap_addr: Option<SocketAddr>,
+    /// Bootstrap server, CoAP over DTLS; None: `coaps_addr`'s IP, port 5784.
+    pub bs_coaps_addr: Option<SocketAddr>,
+    /// The LwM2M server URI bootstrap writes to devices (`coaps://host:5684`); None: derived
+    /// from the bound CoAPS address (set it whenever devices reach the server by another name).
+    pub public_coaps_uri: Option<String>,
     /// `sqlite://path` (default, created on first start) or `postgres://…`.
     pub database_url: String,
     /// A static bearer token with admin rights for automation; none when unset.
@@ -38,6 +45,9 @@ pub struct Config {
     /// The built web console (`scripts/console.sh`), served at `/`. None: `console` beside the
     /// binary, else `console-dist` beside its build directory; without one `/` says how to build it.
     pub console_dir: Option<PathBuf>,
+    /// Thresholds of the diagnostic rules (`[diagnostics]` table of the configuration file; keys
+    /// left out keep their defaults, see `GET /api/v1/diagnostics/rules`).
+    pub diagnostics: ferrite_diagnostics::Thresholds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -54,6 +64,9 @@ impl Default for Config {
             coap_addr: SocketAddr::from(([0, 0, 0, 0], 5683)),
             coaps_addr: SocketAddr::from(([0, 0, 0, 0], 5684)),
             nosec: false,
+            bs_coap_addr: None,
+            bs_coaps_addr: None,
+            public_coaps_uri: None,
             database_url: "sqlite://ferrite.db".to_owned(),
             api_token: None,
             log_format: LogFormat::Text,
@@ -62,6 +75,7 @@ impl Default for Config {
             queued_request_expiry_secs: 24 * 3600,
             secure_cookies: false,
             console_dir: None,
+            diagnostics: ferrite_diagnostics::Thresholds::default(),
         }
     }
 }
@@ -74,6 +88,9 @@ impl std::fmt::Debug for Config {
             .field("coap_addr", &self.coap_addr)
             .field("coaps_addr", &self.coaps_addr)
             .field("nosec", &self.nosec)
+            .field("bs_coap_addr", &self.bs_coap_addr)
+            .field("bs_coaps_addr", &self.bs_coaps_addr)
+            .field("public_coaps_uri", &self.public_coaps_uri)
             .field("database_url", &redact_url(&self.database_url))
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("log_format", &self.log_format)
@@ -88,6 +105,7 @@ impl std::fmt::Debug for Config {
             )
             .field("secure_cookies", &self.secure_cookies)
             .field("console_dir", &self.console_dir)
+            .field("diagnostics", &self.diagnostics)
             .finish()
     }
 }
