@@ -138,7 +138,10 @@ try {
     await admin.getByRole('button', { name: 'Read /3/0', exact: true }).click();
     const row = admin.locator('[data-path="/3/0/0"]');
     await until('the manufacturer in /3/0/0', async () => (await textOf(row)).includes('Ferrite Sim Meters'));
-    await admin.screenshot({ path: join(shots, 'device.png'), fullPage: true });
+    await row.scrollIntoViewIfNeeded();
+    await admin.screenshot({ path: join(shots, 'device-read.png') });
+    await admin.evaluate(() => window.scrollTo(0, 0));
+    await admin.screenshot({ path: join(shots, 'device.png') });
   });
 
   await scenario('observe', ['device page'], async () => {
@@ -151,7 +154,8 @@ try {
     const events = admin.getByRole('region', { name: 'Live events' });
     await until('a notification in Live events', async () => /notif/i.test(await textOf(events)), 30_000);
     await row.getByRole('button', { name: 'Cancel observe' }).waitFor({ timeout: WAIT });
-    await admin.screenshot({ path: join(shots, 'device-observed.png'), fullPage: true });
+    await events.scrollIntoViewIfNeeded();
+    await admin.screenshot({ path: join(shots, 'device-observed.png') });
   });
 
   await scenario('suspend', ['device page'], async () => {
@@ -183,7 +187,7 @@ try {
       const n = await page.getByRole('button', { name: action, exact: true }).count();
       if (n !== 0) throw new Error(`a field-service user sees "${action}"`);
     }
-    await page.screenshot({ path: join(shots, 'device-field-service.png'), fullPage: true });
+    await page.screenshot({ path: join(shots, 'device-field-service.png') });
     // The API refuses it too, with the page's own session cookie and CSRF token.
     const status = await page.evaluate(async (endpoint) => {
       const me = await (await fetch('/api/v1/me')).json();
