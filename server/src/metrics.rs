@@ -61,6 +61,16 @@ struct HandshakeLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BoundLabel {
+    bound: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     method: String,
     route: String,
@@ -103,6 +113,12 @@ pub struct Metrics {
     datagrams_oversized: Family<TransportLabel, Counter>,
     send_failures: Family<TransportLabel, Counter>,
     dtls_handshakes: Family<HandshakeLabel, Counter>,
+    dtls_handshake_failures: Family<ReasonLabel, Counter>,
+    dtls_dropped: Family<ReasonLabel, Counter>,
+    dtls_bound_hits: Family<BoundLabel, Counter>,
+    dtls_handshakes_in_progress: Gauge,
+    dtls_rate_limited_addresses: Gauge,
+    dtls_hello_verify_requests: Counter,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<OperationLabel>,
 }
@@ -143,6 +159,12 @@ impl Metrics {
             datagrams_oversized: Family::default(),
             send_failures: Family::default(),
             dtls_handshakes: Family::default(),
+            dtls_handshake_failures: Family::default(),
+            dtls_dropped: Family::default(),
+            dtls_bound_hits: Family::default(),
+            dtls_handshakes_in_progress: Gauge::default(),
+            dtls_rate_limited_addresses: Gauge::default(),
+            dtls_hello_verify_requests: Counter::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(http_histogram),
             registry: Registry::default(),
@@ -242,6 +264,36 @@ impl Metrics {
             "dtls_handshakes",
             "DTLS handshakes by result (ok, failed)",
             metrics.dtls_handshakes.clone(),
+        );
+        r.register(
+            "dtls_handshake_failures",
+            "Failed DTLS handshakes by reason (timeout, bad_key, unknown_identity, peer_aborted, protocol, superseded, internal, evicted)",
+            metrics.dtls_handshake_failures.clone(),
+        );
+        r.register(
+            "dtls_datagrams_dropped",
+            "Datagrams the DTLS layer dropped, by reason (not_client_hello, malformed_client_hello, unexpected_message_sequence, handshake_table_full, rate_limited, duplicate_client_hello, invalid_records)",
+            metrics.dtls_dropped.clone(),
+        );
+        r.register(
+            "dtls_bound_hits",
+            "Times a DTLS bound was hit (handshake_table: hello dropped; handshake_table_eviction: stalled handshake abandoned; session_table: session evicted; rate_limit: address refused; failure_table: count forgotten)",
+            metrics.dtls_bound_hits.clone(),
+        );
+        r.register(
+            "dtls_handshakes_in_progress",
+            "DTLS handshakes in progress (cookie verified, not complete)",
+            metrics.dtls_handshakes_in_progress.clone(),
+        );
+        r.register(
+            "dtls_rate_limited_addresses",
+            "Source addresses currently refused after too many failed DTLS handshakes",
+            metrics.dtls_rate_limited_addresses.clone(),
+        );
+        r.register(
+            "dtls_hello_verify_requests",
+            "Stateless DTLS HelloVerifyRequests sent",
+            metrics.dtls_hello_verify_requests.clone(),
         );
         r.register(
             "http_requests",
@@ -372,6 +424,69 @@ impl Metrics {
             &self.dtls_handshakes.get_or_create(&handshakes("failed")),
             failed,
         );
+        self.observe_dtls(stats);
+    }
+
+    /// The DTLS layer's counters by reason, summed over the sockets that run DTLS.
+    fn observe_dtls(&self, stats: &ServiceStats) {
+        let set = |c: &Counter, v: u64| {
+            c.inner().store(v, Ordering::Relaxed);
+        };
+        let mut failures = std::collections::BTreeMap::<&str, u64>::new();
+        let mut dropped = std::collections::BTreeMap::<&str, u64>::new();
+        let mut bounds = std::collections::BTreeMap::<&str, u64>::new();
+        let (mut in_progress, mut limited, mut hvr) = (0usize, 0usize, 0u64);
+        for dtls in stats.sockets.iter().filter_map(|s| s.dtls.as_ref()) {
+            for (reason, n) in &dtls.handshake_failures {
+                *failures.entry(reason).or_default() += n;
+            }
+            for (reason, n) in &dtls.dropped {
+                *dropped.entry(reason).or_default() += n;
+            }
+            let hits = [
+                (
+                    "handshake_table",
+                    dtls.dropped
+                        .get("handshake_table_full")
+                        .copied()
+                        .unwrap_or(0),
+                ),
+                ("handshake_table_eviction", dtls.handshakes_evicted),
+                ("session_table", dtls.sessions_evicted),
+                ("rate_limit", dtls.rate_limit_blocks),
+                ("failure_table", dtls.failure_table_evictions),
+            ];
+            for (bound, n) in hits {
+                *bounds.entry(bound).or_default() += n;
+            }
+            in_progress += dtls.handshakes_in_progress;
+            limited += dtls.rate_limited_addresses;
+            hvr += dtls.hello_verify_requests;
+        }
+        for (reason, n) in failures {
+            let label = ReasonLabel {
+                reason: reason.to_owned(),
+            };
+            set(&self.dtls_handshake_failures.get_or_create(&label), n);
+        }
+        for (reason, n) in dropped {
+            let label = ReasonLabel {
+                reason: reason.to_owned(),
+            };
+            set(&self.dtls_dropped.get_or_create(&label), n);
+        }
+        for (bound, n) in bounds {
+            let label = BoundLabel {
+                bound: bound.to_owned(),
+            };
+            set(&self.dtls_bound_hits.get_or_create(&label), n);
+        }
+        let gauge = |g: &Gauge, v: usize| {
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        gauge(&self.dtls_handshakes_in_progress, in_progress);
+        gauge(&self.dtls_rate_limited_addresses, limited);
+        set(&self.dtls_hello_verify_requests, hvr);
     }
 
     /// An HTTP request answered.
@@ -479,7 +594,7 @@ fn value(counter: &Counter) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::lwm2m::SocketStats;
+    use crate::lwm2m::{DtlsCounters, SocketStats};
 
     #[test]
     fn events_and_stats_become_metrics() {
@@ -495,6 +610,18 @@ mod tests {
                 datagrams_received: 40,
                 dtls_handshakes_completed: Some(7),
                 dtls_handshakes_failed: Some(1),
+                dtls: Some(DtlsCounters {
+                    handshakes_in_progress: 2,
+                    handshake_failures: [("bad_key".to_owned(), 1)].into(),
+                    dropped: [
+                        ("handshake_table_full".to_owned(), 5),
+                        ("rate_limited".to_owned(), 3),
+                    ]
+                    .into(),
+                    sessions_evicted: 4,
+                    rate_limit_blocks: 1,
+                    ..DtlsCounters::default()
+                }),
                 ..SocketStats::default()
             }],
         };
@@ -507,6 +634,12 @@ mod tests {
             "ferrite_lwm2m_requests_total{operation=\"Read\",result=\"4.04\"} 1",
             "ferrite_dtls_handshakes_total{result=\"ok\"} 7",
             "ferrite_dtls_handshakes_total{result=\"failed\"} 1",
+            "ferrite_dtls_handshake_failures_total{reason=\"bad_key\"} 1",
+            "ferrite_dtls_datagrams_dropped_total{reason=\"rate_limited\"} 3",
+            "ferrite_dtls_bound_hits_total{bound=\"handshake_table\"} 5",
+            "ferrite_dtls_bound_hits_total{bound=\"session_table\"} 4",
+            "ferrite_dtls_bound_hits_total{bound=\"rate_limit\"} 1",
+            "ferrite_dtls_handshakes_in_progress 2",
             "ferrite_lwm2m_datagrams_received_total{transport=\"coaps\"} 40",
             "ferrite_lwm2m_request_duration_seconds_count{operation=\"Read\"} 2",
             "ferrite_http_requests_total{method=\"GET\",route=\"/api/v1/devices\",status=\"200\"} 1",

@@ -13,13 +13,13 @@
 //! handshake. Until then requests to the device go to the old address, have no session and time
 //! out; its observations end with the Update (`AddressChanged`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use ferrite_dtls::{DtlsEvent, DtlsServer, PskIdentity};
+use ferrite_dtls::{DtlsEvent, DtlsServer, HandshakeFailure, PskIdentity};
 use lwm2m_proto::coap::Transmit;
 use lwm2m_proto::lwm2m::server::{
     Lwm2mServer, ObservationId, OpError, OpId, OpOutcome, Operation, PeerAuth, RegistrationTicket,
@@ -162,6 +162,76 @@ pub struct SocketStats {
     pub dtls_sessions: Option<usize>,
     pub dtls_handshakes_completed: Option<u64>,
     pub dtls_handshakes_failed: Option<u64>,
+    /// The DTLS layer's counters by reason (CoAPS socket only).
+    #[serde(default)]
+    pub dtls: Option<DtlsCounters>,
+}
+
+/// The DTLS layer's counters and gauges on the CoAPS socket, by reason, for metrics: what its
+/// bounds, rate limit and pre-check turned away.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DtlsCounters {
+    pub handshakes_in_progress: usize,
+    pub hello_verify_requests: u64,
+    /// Failed handshakes by reason: timeout, bad_key, unknown_identity, peer_aborted, protocol,
+    /// superseded, internal, evicted.
+    pub handshake_failures: BTreeMap<String, u64>,
+    /// Datagrams dropped without effect, by reason: not_client_hello, malformed_client_hello,
+    /// unexpected_message_sequence, handshake_table_full, rate_limited, duplicate_client_hello,
+    /// invalid_records.
+    pub dropped: BTreeMap<String, u64>,
+    /// Sessions evicted because the session table was full.
+    pub sessions_evicted: u64,
+    /// Stalled handshakes abandoned because the handshake table was full.
+    pub handshakes_evicted: u64,
+    /// Addresses that reached the failed-handshake limit.
+    pub rate_limit_blocks: u64,
+    /// Addresses currently refused.
+    pub rate_limited_addresses: usize,
+    /// Failure counts forgotten because the failure table was full.
+    pub failure_table_evictions: u64,
+}
+
+impl DtlsCounters {
+    fn of(dtls: &DtlsServer) -> DtlsCounters {
+        let s = dtls.stats();
+        let f = &s.handshakes_failed;
+        let d = &s.dropped;
+        let map = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), *value))
+                .collect()
+        };
+        DtlsCounters {
+            handshakes_in_progress: s.handshakes_in_progress,
+            hello_verify_requests: s.hello_verify_requests,
+            handshake_failures: map(&[
+                ("timeout", f.timeout),
+                ("bad_key", f.bad_key),
+                ("unknown_identity", f.unknown_identity),
+                ("peer_aborted", f.peer_aborted),
+                ("protocol", f.protocol),
+                ("superseded", f.superseded),
+                ("internal", f.internal),
+                ("evicted", f.evicted),
+            ]),
+            dropped: map(&[
+                ("not_client_hello", d.not_client_hello),
+                ("malformed_client_hello", d.malformed_client_hello),
+                ("unexpected_message_sequence", d.unexpected_message_sequence),
+                ("handshake_table_full", d.handshake_table_full),
+                ("rate_limited", d.rate_limited),
+                ("duplicate_client_hello", d.duplicate_client_hello),
+                ("invalid_records", d.invalid_records),
+            ]),
+            sessions_evicted: s.evictions,
+            handshakes_evicted: s.handshakes_evicted,
+            rate_limit_blocks: s.rate_limit_blocks,
+            rate_limited_addresses: dtls.failure_table().1,
+            failure_table_evictions: s.failure_table_evictions,
+        }
+    }
 }
 
 /// A request the task follows until it completes.
@@ -419,7 +489,18 @@ impl SocketTask {
                 reason,
             } => {
                 let identity = claimed_identity.as_ref().map(PskIdentity::to_string);
-                tracing::info!(%peer, identity = identity.as_deref().unwrap_or("-"), ?reason, "DTLS handshake failed");
+                let identity = identity.as_deref().unwrap_or("-");
+                // A wrong key or an unknown identity is worth an operator's attention; abandoned and
+                // timed-out handshakes are what floods and lossy links produce by the thousand, so
+                // they are only counted (ferrite_dtls_handshake_failures_total) and logged at debug.
+                if matches!(
+                    reason,
+                    HandshakeFailure::BadKey | HandshakeFailure::UnknownIdentity
+                ) {
+                    tracing::info!(%peer, identity, ?reason, "DTLS handshake failed");
+                } else {
+                    tracing::debug!(%peer, identity, ?reason, "DTLS handshake failed");
+                }
             }
         }
     }
@@ -630,7 +711,9 @@ impl SocketTask {
                     + f.protocol
                     + f.superseded
                     + f.internal
+                    + f.evicted
             }),
+            dtls: self.dtls.as_ref().map(DtlsCounters::of),
         }
     }
 }
