@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod device;
+pub mod flood;
 pub mod harness;
 
 use std::time::Duration;
