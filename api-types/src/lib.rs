@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 mod fleet;
 pub use fleet::{ConnectivityCounts, DeviceSummary, StateCounts};
 
+pub mod bootstrap;
+
 /// The body of every error response: a stable machine-readable code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -308,6 +310,13 @@ pub struct NewDevice {
     pub customer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_mode: Option<SecurityMode>,
+    /// Factory bootstrap identity (with `bootstrap_psk_key_hex`): lets the device reach the
+    /// bootstrap server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_psk_identity: Option<String>,
+    /// 16–64 bytes as hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_psk_key_hex: Option<String>,
 }
 
 // Hand-written: the key must not reach a log line through `{:?}`.
@@ -325,6 +334,11 @@ impl std::fmt::Debug for NewDevice {
             .field("tags", &self.tags)
             .field("customer", &self.customer)
             .field("security_mode", &self.security_mode)
+            .field("bootstrap_psk_identity", &self.bootstrap_psk_identity)
+            .field(
+                "bootstrap_psk_key_hex",
+                &self.bootstrap_psk_key_hex.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

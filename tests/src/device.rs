@@ -13,7 +13,7 @@ use ferrite_dtls::{
 use lwm2m_objects::codec::Record;
 use lwm2m_objects::{ContentFormat, ObjectInstance, ObjectModel, Path, Resource, Value};
 use lwm2m_proto::lwm2m::client::{
-    ClientConfig, ClientEvent, Lwm2mClient, MemoryObjectStore, RegistrationState,
+    BootstrapOutcome, ClientConfig, ClientEvent, Lwm2mClient, MemoryObjectStore, RegistrationState,
 };
 use lwm2m_proto::lwm2m::registration::{Lwm2mVersion, UpdateParams};
 use tokio::net::UdpSocket;
@@ -36,6 +36,8 @@ pub enum DeviceEvent {
     Client(ClientEvent),
     DtlsConnected,
     DtlsClosed(ClientCloseReason),
+    /// A client-initiated bootstrap ended.
+    Bootstrap(BootstrapOutcome),
 }
 
 /// A look at the client from inside its driver task.
@@ -52,6 +54,10 @@ enum Command {
     Reconnect,
     /// Send to another server address (the server restarted elsewhere).
     Retarget(SocketAddr),
+    /// Another server and security (a bootstrap server, or the account bootstrap delivered).
+    Connect(SocketAddr, Security),
+    /// Bootstrap-Request to the server connected to.
+    Bootstrap,
     /// Unplugged: nothing in, nothing out, no timers.
     Unplug(bool),
     /// LwM2M Send (`/dp`) of these records.
@@ -280,6 +286,16 @@ impl TestDevice {
         self.send_command(Command::Retarget(server));
     }
 
+    /// Connects to `server` with `security` (a new DTLS handshake for PSK).
+    pub fn connect(&self, server: SocketAddr, security: Security) {
+        self.send_command(Command::Connect(server, security));
+    }
+
+    /// Sends Bootstrap-Request to the server connected to; a [`DeviceEvent::Bootstrap`] follows.
+    pub fn bootstrap(&self) {
+        self.send_command(Command::Bootstrap);
+    }
+
     /// Sends readings with LwM2M Send (1.1).
     pub fn send(&self, records: Vec<Record>) {
         self.send_command(Command::Send(records));
@@ -449,6 +465,15 @@ impl Driver {
                 self.server = server;
                 self.connect_dtls(now);
             }
+            Command::Connect(server, security) => {
+                self.server = server;
+                self.security = security;
+                self.dtls = None;
+                self.dtls_up = false;
+                self.waiting.clear();
+                self.connect_dtls(now);
+            }
+            Command::Bootstrap => self.client.bootstrap(now).unwrap(),
             Command::Unplug(unplugged) => self.unplugged = unplugged,
             Command::Send(records) => {
                 self.client.send(now, &records).unwrap();
@@ -506,6 +531,10 @@ impl Driver {
             while let Some(event) = self.client.poll_event() {
                 progressed = true;
                 self.emit(DeviceEvent::Client(event));
+            }
+            while let Some(outcome) = self.client.poll_bootstrap() {
+                progressed = true;
+                self.emit(DeviceEvent::Bootstrap(outcome));
             }
             if !progressed {
                 break;

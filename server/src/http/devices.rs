@@ -222,7 +222,26 @@ async fn create_device(
         psk_identity: request.psk_identity,
         psk_key,
     };
+    let bootstrap = match (request.bootstrap_psk_identity, request.bootstrap_psk_key_hex) {
+        (Some(identity), Some(key_hex)) => Some((identity, key_hex)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "bootstrap_psk_identity and bootstrap_psk_key_hex go together".to_owned(),
+            ));
+        }
+    };
     let created = state.store.create_device(new, &actor(&principal)?).await?;
+    if let Some((identity, key_hex)) = bootstrap {
+        super::bootstrap::set_factory_credentials(
+            &state,
+            &created.device.endpoint,
+            &identity,
+            &key_hex,
+            &actor(&principal)?,
+        )
+        .await?;
+    }
     tracing::info!(endpoint = %created.device.endpoint, by = %principal.name, "device created");
     Ok((
         StatusCode::CREATED,
@@ -336,6 +355,7 @@ async fn change_lifecycle(
     );
     if to == LifecycleState::Decommissioned {
         forget_live_device(&state, &endpoint, current.psk_identity.as_deref()).await;
+        super::bootstrap::revoke_for_decommission(&state, &endpoint).await;
     }
     let registration = registration_of(&state, &endpoint);
     Ok(Json(convert::device(device, registration)))

@@ -18,6 +18,7 @@ mod audit;
 pub mod auth;
 pub mod console;
 mod convert;
+mod bootstrap;
 mod devices;
 mod error;
 mod events;
@@ -72,6 +73,7 @@ fn all_routes() -> Vec<Routes> {
     routes.extend(objects::routes());
     routes.extend(openapi::routes());
     routes.extend(devices::routes());
+    routes.extend(bootstrap::routes());
     routes.extend(fleet_io::routes());
     routes.extend(audit::routes());
     routes.extend(users::routes());
