@@ -86,9 +86,16 @@ pub struct Recorder {
     latencies: [Vec<u32>; KINDS],
     /// Why the first failed operation failed, for the report.
     pub first_failure: Option<String>,
+    /// When the last operation of each kind succeeded (a storm's rate ends there, not at a
+    /// straggler's timeout).
+    last_done: [Option<Instant>; KINDS],
 }
 
 impl Recorder {
+    /// When the last operation of `kind` succeeded.
+    pub fn last_done(&self, kind: Kind) -> Option<Instant> {
+        self.last_done[kind as usize]
+    }
     pub fn take(&mut self, kind: Kind) -> Vec<u32> {
         std::mem::take(&mut self.latencies[kind as usize])
     }
@@ -98,6 +105,9 @@ impl Recorder {
         }
         if self.first_failure.is_none() {
             self.first_failure = other.first_failure;
+        }
+        for (mine, theirs) in self.last_done.iter_mut().zip(other.last_done) {
+            *mine = (*mine).max(theirs);
         }
     }
 }
@@ -113,6 +123,7 @@ pub struct Io<'a> {
 impl Io<'_> {
     fn done(&mut self, kind: Kind, since: Option<Instant>, now: Instant) {
         self.control.ok[kind as usize].fetch_add(1, Ordering::Relaxed);
+        self.rec.last_done[kind as usize] = Some(now);
         if let Some(t) = since {
             let us = now.saturating_duration_since(t).as_micros();
             self.rec.latencies[kind as usize].push(u32::try_from(us).unwrap_or(u32::MAX));
