@@ -230,6 +230,9 @@ pub struct EndpointStats {
     pub timers: usize,
     /// Datagrams and events not yet polled.
     pub queued_outputs: usize,
+    /// Confirmable messages retransmitted since the endpoint was created (a counter, not a
+    /// size: RFC 7252 §4.2 retransmissions, for the server's metrics).
+    pub retransmissions: u64,
 }
 
 /// A timer of the endpoint.
@@ -361,6 +364,8 @@ pub struct CoapEndpoint {
     /// Request keys of observations we serve, for block-wise notifications (RFC 7959 §2.6).
     observations: HashMap<(SocketAddr, Token), Vec<u8>>,
     next_observe_seq: u32,
+    /// Confirmable retransmissions so far ([`EndpointStats::retransmissions`]).
+    retransmissions: u64,
 }
 
 impl CoapEndpoint {
@@ -387,6 +392,7 @@ impl CoapEndpoint {
             block2: Block2Cache::default(),
             observations: HashMap::new(),
             next_observe_seq,
+            retransmissions: 0,
         }
     }
 
@@ -487,6 +493,7 @@ impl CoapEndpoint {
             observations: self.observations.len(),
             timers: self.timers.len(),
             queued_outputs: self.transmits.len() + self.events.len(),
+            retransmissions: self.retransmissions,
         }
     }
 
@@ -558,6 +565,7 @@ impl CoapEndpoint {
         if entry.confirmable && entry.retransmits < max_retransmit {
             // §4.2: retransmit and double the timeout.
             entry.retransmits += 1;
+            self.retransmissions += 1;
             entry.timeout = entry.timeout.saturating_mul(2);
             let at = now + entry.timeout;
             let bytes = entry.bytes.clone();
