@@ -9,6 +9,7 @@ mod fleet;
 pub use fleet::{ConnectivityCounts, DeviceSummary, StateCounts};
 
 pub mod bootstrap;
+pub mod diagnostics;
 
 /// The body of every error response: a stable machine-readable code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Reading, Snapshot};
 
 /// One difference between an earlier and a later snapshot.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub path: String,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// How much a finding matters, in increasing order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -20,6 +21,7 @@ pub enum Severity {
 
 /// Which rule produced a finding (stable identifiers: stored, counted in sweeps, compared with the
 /// simulator's ground truth).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleId {
@@ -70,6 +72,7 @@ impl RuleId {
 }
 
 /// One value a finding rests on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// The resource path (`/4/0/2`), or `registrations` for evidence from the registration history.
@@ -96,6 +99,7 @@ impl Evidence {
 }
 
 /// One thing found wrong (or worth knowing) about a device.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub rule: RuleId,
@@ -110,6 +114,7 @@ pub struct Finding {
 }
 
 /// The overall answer of a diagnosis, from best to worst.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -124,6 +129,7 @@ pub enum Verdict {
 }
 
 /// The result of one diagnosis run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// Unix seconds at which the rules ran.

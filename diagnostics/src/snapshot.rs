@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One resource value as the rules need it. Opaque values (firmware images, certificates) are not
 /// kept: no rule looks at them and they can be large.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum Reading {
@@ -75,6 +76,7 @@ impl Reading {
 }
 
 /// What one diagnostic read returned.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Unix seconds at which the answers arrived.

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod cli;
 pub mod config;
+pub mod diagnostics;
 pub mod fleet;
 pub mod http;
 pub mod logging;

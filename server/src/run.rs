@@ -90,6 +90,18 @@ pub async fn start_with(
             )
         })?;
     tracing::info!(database = %redact_url(&config.database_url), "store ready");
+    // Diagnoses and sweeps in flight when the server stopped cannot finish: say so.
+    match store.interrupt_diagnostics(chrono::Utc::now()).await {
+        Ok((0, 0)) => {}
+        Ok((sweeps, runs)) => {
+            tracing::info!(
+                sweeps,
+                runs,
+                "marked diagnostics interrupted by the last stop"
+            );
+        }
+        Err(error) => tracing::warn!(%error, "could not mark interrupted diagnostics"),
+    }
     if let Err(error) = crate::accounts::first_admin::ensure_first_admin_from_env(&store).await {
         store.close().await;
         return Err(error.into());

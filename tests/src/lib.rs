@@ -9,6 +9,7 @@
 pub mod device;
 pub mod flood;
 pub mod harness;
+pub mod http;
 
 use std::time::Duration;
 

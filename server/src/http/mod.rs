@@ -20,6 +20,7 @@ pub mod console;
 mod convert;
 mod bootstrap;
 mod devices;
+mod diagnostics;
 mod error;
 mod events;
 mod extract;
@@ -81,6 +82,7 @@ fn all_routes() -> Vec<Routes> {
     routes.extend(lwm2m::routes());
     routes.extend(events::routes());
     routes.extend(metrics::routes());
+    routes.extend(diagnostics::routes());
     routes
 }
 

@@ -17,6 +17,12 @@ use super::rows::{
 };
 use super::sql::{self, Bind, BuiltQuery, ExistingColumn};
 use super::{StoreError, StoreOptions};
+
+/// Write transactions take SQLite's write lock when they begin. A deferred `BEGIN` that reads
+/// first and writes later fails at once with SQLITE_BUSY ("database is locked", no busy wait) in
+/// WAL mode when another connection committed in between; `BEGIN IMMEDIATE` waits for the lock
+/// (busy timeout) instead.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 use crate::fleet::lifecycle::LifecycleState;
 use crate::fleet::registry::Connectivity;
 
@@ -144,7 +150,7 @@ impl SqliteBackend {
         updates: &[(&str, Connectivity, Option<DateTime<Utc>>)],
         now: DateTime<Utc>,
     ) -> Result<u64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let mut changed = 0;
         for (endpoint, connectivity, last_seen) in updates {
             changed += sqlx::query(sql::UPDATE_CONNECTIVITY)
@@ -218,7 +224,7 @@ impl SqliteBackend {
         &self,
         t: &TransitionWrite<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         // The guarded UPDATE is the transaction's first statement: it takes SQLite's write lock
         // (waiting up to the busy timeout) instead of upgrading a read lock, which can fail.
         let update = if t.revoke_credentials {
@@ -261,7 +267,7 @@ impl SqliteBackend {
         sealed: &[u8],
         audit: &AuditWrite<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let changed = sqlx::query(sql::UPDATE_CREDENTIALS)
             .bind(identity)
             .bind(sealed)
@@ -285,7 +291,7 @@ impl SqliteBackend {
         info: &InfoWrite<'_>,
         audit: &AuditWrite<'_>,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         sqlx::query(sql::UPDATE_INFO)
             .bind(info.serial)
             .bind(info.model)
@@ -342,7 +348,7 @@ impl SqliteBackend {
         }
         let registered = LifecycleState::Registered.as_str();
         let offline = Connectivity::Offline.as_str();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let mut ids: HashMap<String, i64> = HashMap::with_capacity(devices.len());
         for chunk in devices.chunks(sql::MAX_PARAMS / sql::INSERT_DEVICES_PARAMS) {
             let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_DEVICES_HEAD);
