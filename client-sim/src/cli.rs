@@ -1,6 +1,7 @@
 //! The command line: `ferrite-sim run | keys | objects`, with every option explained, and its
 //! translation into a [`FleetConfig`].
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +47,19 @@ Examples:
   ferrite-sim run --server coaps://127.0.0.1:5684 --meters 100 --psk-secret s3cret \\
       --outage 2d:6h --random-outages 0.1 --loss 0.02
 
+A whole fleet in a file (TOML; keys are the option names, arrays repeat an option; options on
+the command line win over the file's, repeatable ones add to them):
+  ferrite-sim run --config fleet.toml --duration 10m
+  # fleet.toml
+  server = \"coaps://127.0.0.1:5684\"
+  meters = 10000
+  psk-secret = \"s3cret\"
+  api = \"http://127.0.0.1:8080\"
+  speed = 3600
+  outage = [\"2d:6h\", \"10d:1d\"]
+  fota-failures = \"integrity=0.02,connection=0.01\"
+  bad-firmware = [\"2.5.0\"]
+
 Files: --ground-truth writes {\"endpoints\": {\"sim-000001\": {\"problems\": [...], ...}}}; --ledger
 writes one JSON line per reading produced, evicted or acknowledged
 ({\"ev\":\"acked\",\"ep\":\"sim-000001\",\"seq\":7,\"t\":1718000100,\"via\":\"send\"}).";
@@ -54,7 +68,7 @@ writes one JSON line per reading produced, evicted or acknowledged
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a fleet of meters against a server until --duration or Ctrl-C, then de-register.
-    #[command(after_help = RUN_EXAMPLES)]
+    #[command(after_help = RUN_EXAMPLES, args_override_self = true)]
     Run(Box<RunArgs>),
     /// Print each meter's endpoint name, PSK identity and key (hex) as CSV, to provision a server.
     Keys(KeysArgs),
@@ -136,6 +150,10 @@ pub struct KeysArgs {
 /// `ferrite-sim run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// Read options from a TOML file first (see the examples below).
+    /// Example: --config fleet.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The LwM2M server: coap://HOST:PORT (NoSec) or coaps://HOST:PORT (DTLS PSK).
     /// Example: --server coap://127.0.0.1:5683
     #[arg(long, short = 's')]
@@ -285,6 +303,72 @@ pub struct RunArgs {
     /// Write the final summary (counters, memory, rates) to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
+}
+
+/// Expands `run --config FILE` in a command line: the file's keys become options inserted right
+/// after `run` (so the command line's own options, parsed later, override them) and `--config`
+/// itself is removed. Other command lines come back unchanged.
+pub fn expand_config(argv: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    let Some(run) = argv.iter().position(|a| a == "run") else {
+        return Ok(argv);
+    };
+    let mut path = None;
+    let mut rest = Vec::new();
+    let mut iter = argv.iter().skip(run + 1);
+    while let Some(arg) = iter.next() {
+        if arg == "--config" {
+            path = Some(PathBuf::from(
+                iter.next().ok_or("--config needs a FILE")?.clone(),
+            ));
+        } else if let Some(p) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            path = Some(PathBuf::from(p));
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    let Some(path) = path else {
+        return Ok(argv);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let from_file = config_options(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(argv
+        .iter()
+        .take(run + 1)
+        .cloned()
+        .chain(from_file.into_iter().map(OsString::from))
+        .chain(rest)
+        .collect())
+}
+
+/// A TOML document as `run` options: `key = value` → `--key value` (underscores become dashes),
+/// an array repeats the option, `true` is a bare flag, `false` leaves it out.
+pub fn config_options(text: &str) -> Result<Vec<String>, String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let values = match value {
+            toml::Value::Array(items) => items,
+            other => vec![other],
+        };
+        for v in values {
+            match v {
+                toml::Value::String(s) => out.extend([flag.clone(), s]),
+                toml::Value::Integer(i) => out.extend([flag.clone(), i.to_string()]),
+                toml::Value::Float(f) => out.extend([flag.clone(), f.to_string()]),
+                toml::Value::Boolean(true) => out.push(flag.clone()),
+                toml::Value::Boolean(false) => {}
+                other => {
+                    return Err(format!(
+                        "{key}: a {} cannot be an option value",
+                        other.type_str()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `90s`, `10m`, `1h30m`, `2d`, `500ms`, `1.5h`; a bare number is seconds.
@@ -589,6 +673,57 @@ mod tests {
         assert_eq!(config.meter.outages.scheduled, [(86_400.0, 7_200.0)]);
         assert_eq!(config.meter.utc_offset, -5 * 3600);
         assert_eq!(config.meter.reading_interval, 900);
+    }
+
+    #[test]
+    fn a_toml_file_describes_a_fleet_and_the_command_line_wins() {
+        let options = config_options(
+            "server = \"coaps://127.0.0.1:5684\"\nmeters = 2000\nspeed = 3600.0\n\
+             outage = [\"2d:6h\", \"10d:1d\"]\nbad_firmware = [\"2.5.0\"]\n\
+             fota-failures = \"integrity=0.02\"\n",
+        )
+        .unwrap();
+        assert!(options.windows(2).any(|w| w == ["--meters", "2000"]));
+        assert!(options.windows(2).any(|w| w == ["--bad-firmware", "2.5.0"]));
+        let path = std::env::temp_dir().join(format!("ferrite-sim-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "server = \"coaps://127.0.0.1:5684\"\nmeters = 2000\noutage = [\"2d:6h\"]\n\
+             fota-failures = \"integrity=0.02,update=0.1\"\n",
+        )
+        .unwrap();
+        let argv: Vec<OsString> = [
+            "ferrite-sim",
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--meters",
+            "50",
+            "--outage",
+            "5d:1h",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        let expanded = expand_config(argv).unwrap();
+        std::fs::remove_file(&path).ok();
+        let Command::Run(args) = Cli::try_parse_from(expanded).unwrap().command else {
+            panic!("run expected");
+        };
+        assert_eq!(args.naming.meters, 50);
+        assert_eq!(args.server, "coaps://127.0.0.1:5684");
+        let config = args.fleet_config(1_800_000_000.0).unwrap();
+        assert_eq!(config.meter.outages.scheduled.len(), 2);
+        assert_eq!(config.meter.firmware.integrity, 0.02);
+        assert_eq!(config.meter.firmware.update, 0.1);
+        assert!(config_options("[section]\nx = 1\n").is_err());
+        assert!(config_options("x = ").is_err());
+        // Unknown keys are clap's unknown options.
+        let unknown = ["ferrite-sim", "run", "--server", "coap://127.0.0.1"]
+            .into_iter()
+            .map(String::from)
+            .chain(config_options("colour = \"red\"").unwrap());
+        assert!(Cli::try_parse_from(unknown).is_err());
     }
 
     #[test]

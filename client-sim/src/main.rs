@@ -15,7 +15,10 @@ use client_sim::report::{MemoryFigure, Progress, Summary, resident_bytes, udp_ke
 use lwm2m_objects::ObjectModel;
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let argv = client_sim::cli::expand_config(std::env::args_os().collect())
+        .map_err(anyhow::Error::msg)
+        .context("--config")?;
+    match Cli::parse_from(argv).command {
         Command::Objects => {
             print_objects();
             Ok(())

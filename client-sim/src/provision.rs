@@ -32,7 +32,10 @@ use crate::meter::{Profile, ProfileParams, Security, endpoint_name, psk_key};
 /// Rows per import request (about 1 MB of CSV).
 pub const IMPORT_CHUNK: usize = 10_000;
 /// Parallel connections for one-by-one creation.
-const CREATE_THREADS: usize = 4;
+const CREATE_THREADS: usize = 2;
+/// Attempts of one creation answered 5xx (the server's SQLite store answers 500 "database is
+/// locked" to concurrent writers instead of waiting for the lock; see the report).
+const CREATE_ATTEMPTS: u32 = 8;
 /// How long one HTTP exchange may take (an import of 10,000 rows writes 10,000 audit rows).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -408,8 +411,9 @@ pub fn provision(
         done += chunk.len();
         progress(done, total);
     }
-    let (created, refused) = create_each(api, &nosec, &|n| progress(done + n, total))?;
+    let (created, existed, refused) = create_each(api, &nosec, &|n| progress(done + n, total))?;
     report.created += created;
+    report.reused += existed;
     conflicts.extend(refused);
     if !conflicts.is_empty() {
         return Err(ProvisionError::Conflicts {
@@ -458,14 +462,16 @@ fn import_chunk(api: &ApiClient, chunk: &[Wanted]) -> Result<(usize, Vec<String>
     Ok((created, refused))
 }
 
-/// Creates NoSec meters one by one on a few connections; returns (created, refusals).
+/// Creates NoSec meters one by one on a few connections; returns (created, already there,
+/// refusals).
 fn create_each(
     api: &ApiClient,
     wanted: &[Wanted],
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<(usize, Vec<String>), ProvisionError> {
+) -> Result<(usize, usize, Vec<String>), ProvisionError> {
     let next = AtomicUsize::new(0);
     let created = AtomicUsize::new(0);
+    let existed = AtomicUsize::new(0);
     let refused = Mutex::new(Vec::new());
     let failure: Mutex<Option<ProvisionError>> = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -484,17 +490,36 @@ fn create_each(
                         "security_mode": "nosec",
                     })
                     .to_string();
-                    match api.request(
-                        "POST",
-                        "/api/v1/devices",
-                        "application/json",
-                        body.as_bytes(),
-                    ) {
+                    let mut attempt = 0;
+                    let answer = loop {
+                        let answer = api.request(
+                            "POST",
+                            "/api/v1/devices",
+                            "application/json",
+                            body.as_bytes(),
+                        );
+                        attempt += 1;
+                        match answer {
+                            Ok(a) if a.status >= 500 && attempt < CREATE_ATTEMPTS => {
+                                let wait = 20u64 << attempt.min(6);
+                                std::thread::sleep(Duration::from_millis(
+                                    wait + (i as u64 * 7919) % wait,
+                                ));
+                            }
+                            other => break other,
+                        }
+                    };
+                    match answer {
                         Ok(a) if a.status == 201 => {
                             let n = created.fetch_add(1, Ordering::Relaxed) + 1;
                             if n % 500 == 0 {
                                 progress(n);
                             }
+                        }
+                        // Created meanwhile (by a retried attempt or a parallel run): it is
+                        // a NoSec device of that name, which is all a NoSec meter needs.
+                        Ok(a) if a.status == 409 => {
+                            existed.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(a) => {
                             if let Ok(mut r) = refused.lock() {
@@ -522,6 +547,7 @@ fn create_each(
     }
     Ok((
         created.into_inner(),
+        existed.into_inner(),
         refused.into_inner().unwrap_or_default(),
     ))
 }
