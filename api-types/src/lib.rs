@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 mod fleet;
 pub use fleet::{ConnectivityCounts, DeviceSummary, StateCounts};
 
+pub mod lwm2m;
+
 pub mod bootstrap;
 pub mod diagnostics;
 

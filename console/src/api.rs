@@ -1,0 +1,461 @@
+//! The console's only way to the server: every HTTP call of `/api/v1` (fetch with the session
+//! cookie, the CSRF token on state-changing methods, JSON in and out) and the live event stream
+//! (server-sent events). A 401 on any call but the login itself calls the session-expired hook,
+//! which sends the operator back to the login page.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use api_types::lwm2m::{
+    CancelResponse, DoneResponse, ExecuteRequest, ObserveResponse, PathRequest, PendingResponse,
+    ReadRequest, ReadResponse, RegistrationOut, WriteRequest,
+};
+use api_types::{
+    AuditPage, Device, DevicePage, DeviceSummary, ImportReport, LifecycleChange, LoginRequest, Me,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::format::{self, percent_encode};
+
+const BASE: &str = "/api/v1";
+
+/// A failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No valid session (401): the session-expired hook has run.
+    Unauthorized,
+    /// The server answered with an error status; `error`/`message` from its JSON body.
+    Http {
+        status: u16,
+        error: String,
+        message: String,
+        coap_code: Option<String>,
+    },
+    /// The server could not be reached.
+    Network(String),
+    /// The answer was not what this console expects (a version mismatch).
+    Decode(String),
+}
+
+impl ApiError {
+    /// The error in plain language, for an operator.
+    pub fn plain(&self) -> String {
+        match self {
+            ApiError::Unauthorized => "Your session has expired".to_owned(),
+            ApiError::Http {
+                status,
+                error,
+                message,
+                coap_code,
+            } => format::plain_error(*status, error, message, coap_code.as_deref()),
+            ApiError::Network(_) => {
+                "The server could not be reached; check the connection and try again".to_owned()
+            }
+            ApiError::Decode(why) => format!("The server's answer was not understood ({why})"),
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Unauthorized => Some(401),
+            ApiError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The error fields every error body of the API has (`ErrorBody`, `DeviceErrorBody`).
+#[derive(serde::Deserialize)]
+struct AnyErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    coap_code: Option<String>,
+}
+
+/// The error of a non-success answer.
+fn http_error(status: u16, text: &str) -> ApiError {
+    let body = serde_json::from_str::<AnyErrorBody>(text).unwrap_or(AnyErrorBody {
+        error: String::new(),
+        message: text.chars().take(200).collect(),
+        coap_code: None,
+    });
+    ApiError::Http {
+        status,
+        error: body.error,
+        message: body.message,
+        coap_code: body.coap_code,
+    }
+}
+
+thread_local! {
+    static CSRF: RefCell<Option<String>> = const { RefCell::new(None) };
+    static ON_UNAUTHORIZED: RefCell<Option<Box<dyn Fn()>>> = RefCell::new(None);
+}
+
+/// Keeps the CSRF token of the session (from the login answer or `/me`).
+pub fn set_csrf(token: Option<String>) {
+    CSRF.with(|c| *c.borrow_mut() = token);
+}
+
+/// What to do when a call finds the session gone.
+pub fn on_unauthorized(hook: impl Fn() + 'static) {
+    ON_UNAUTHORIZED.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+}
+
+fn unauthorized() -> ApiError {
+    set_csrf(None);
+    ON_UNAUTHORIZED.with(|h| {
+        if let Some(hook) = h.borrow().as_ref() {
+            hook();
+        }
+    });
+    ApiError::Unauthorized
+}
+
+enum Body {
+    None,
+    Json(String),
+    Csv(String),
+}
+
+/// One HTTP exchange: the status and the body text.
+async fn exchange(method: &str, path: &str, body: Body) -> Result<(u16, String), ApiError> {
+    let network = |e: wasm_bindgen::JsValue| ApiError::Network(format!("{e:?}"));
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_credentials(web_sys::RequestCredentials::SameOrigin);
+    let headers = web_sys::Headers::new().map_err(network)?;
+    headers.set("Accept", "application/json").map_err(network)?;
+    match &body {
+        Body::None => {}
+        Body::Json(text) => {
+            headers
+                .set("Content-Type", "application/json")
+                .map_err(network)?;
+            init.set_body(&wasm_bindgen::JsValue::from_str(text));
+        }
+        Body::Csv(text) => {
+            headers.set("Content-Type", "text/csv").map_err(network)?;
+            init.set_body(&wasm_bindgen::JsValue::from_str(text));
+        }
+    }
+    if method != "GET"
+        && let Some(token) = CSRF.with(|c| c.borrow().clone())
+    {
+        headers.set("X-CSRF-Token", &token).map_err(network)?;
+    }
+    init.set_headers(&headers);
+    let url = format!("{BASE}{path}");
+    let request = web_sys::Request::new_with_str_and_init(&url, &init).map_err(network)?;
+    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .map_err(network)?
+        .dyn_into()
+        .map_err(network)?;
+    let status = response.status();
+    let text = JsFuture::from(response.text().map_err(network)?)
+        .await
+        .map_err(network)?
+        .as_string()
+        .unwrap_or_default();
+    Ok((status, text))
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+/// A call whose success answer is JSON `T`; 401 runs the session-expired hook.
+async fn call<T: DeserializeOwned>(method: &str, path: &str, body: Body) -> Result<T, ApiError> {
+    let (status, text) = exchange(method, path, body).await?;
+    match status {
+        200..=299 => decode(&text),
+        401 => Err(unauthorized()),
+        _ => Err(http_error(status, &text)),
+    }
+}
+
+fn json<B: Serialize>(body: &B) -> Result<Body, ApiError> {
+    serde_json::to_string(body)
+        .map(Body::Json)
+        .map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+// ---------------------------------------------------------------------------------------------
+
+/// Logs in; a wrong password is `Http { status: 401 }` (not a session expiry).
+pub async fn login(username: &str, password: &str) -> Result<Me, ApiError> {
+    let body = json(&LoginRequest {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })?;
+    let (status, text) = exchange("POST", "/auth/login", body).await?;
+    match status {
+        200 => {
+            let me: Me = decode(&text)?;
+            set_csrf(me.csrf_token.clone());
+            Ok(me)
+        }
+        _ => Err(http_error(status, &text)),
+    }
+}
+
+/// Who is signed in; `Ok(None)` without a session (no hook: nobody was signed in).
+pub async fn me() -> Result<Option<Me>, ApiError> {
+    let (status, text) = exchange("GET", "/me", Body::None).await?;
+    match status {
+        200 => {
+            let me: Me = decode(&text)?;
+            set_csrf(me.csrf_token.clone());
+            Ok(Some(me))
+        }
+        401 => Ok(None),
+        _ => Err(http_error(status, &text)),
+    }
+}
+
+pub async fn logout() -> Result<(), ApiError> {
+    let result = exchange("POST", "/auth/logout", Body::None).await;
+    set_csrf(None);
+    result.map(|_| ())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet
+// ---------------------------------------------------------------------------------------------
+
+/// `GET /devices/summary`: the registry's fleet counts.
+pub async fn summary() -> Result<DeviceSummary, ApiError> {
+    call("GET", "/devices/summary", Body::None).await
+}
+
+/// One page of devices; `query` is a query string from [`format::query_string`].
+pub async fn devices(query: &str) -> Result<DevicePage, ApiError> {
+    call("GET", &format!("/devices{query}"), Body::None).await
+}
+
+pub async fn import_csv(csv: String) -> Result<ImportReport, ApiError> {
+    call("POST", "/devices/import", Body::Csv(csv)).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// One device
+// ---------------------------------------------------------------------------------------------
+
+fn device_path(endpoint: &str, rest: &str) -> String {
+    format!("/devices/{}{rest}", percent_encode(endpoint))
+}
+
+pub async fn device(endpoint: &str) -> Result<Device, ApiError> {
+    call("GET", &device_path(endpoint, ""), Body::None).await
+}
+
+/// The live registration with its object links; `Ok(None)` when the device is not registered.
+pub async fn registration(endpoint: &str) -> Result<Option<RegistrationOut>, ApiError> {
+    match call("GET", &device_path(endpoint, "/registration"), Body::None).await {
+        Ok(r) => Ok(Some(r)),
+        Err(ApiError::Http { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn change_lifecycle(
+    endpoint: &str,
+    change: &LifecycleChange,
+) -> Result<Device, ApiError> {
+    call("POST", &device_path(endpoint, "/lifecycle"), json(change)?).await
+}
+
+pub async fn audit(endpoint: &str, before: Option<i64>) -> Result<AuditPage, ApiError> {
+    let query = format::query_string(&[
+        ("before", before.map(|b| b.to_string()).unwrap_or_default()),
+        ("limit", "50".to_owned()),
+    ]);
+    call(
+        "GET",
+        &device_path(endpoint, &format!("/audit{query}")),
+        Body::None,
+    )
+    .await
+}
+
+/// A device operation's answer: done, or queued for a sleeping device (202).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpReply<T> {
+    Done(T),
+    Pending(PendingResponse),
+}
+
+async fn operation<T: DeserializeOwned>(
+    method: &str,
+    path: String,
+    body: Body,
+) -> Result<OpReply<T>, ApiError> {
+    let (status, text) = exchange(method, &path, body).await?;
+    match status {
+        202 => decode(&text).map(OpReply::Pending),
+        200..=299 => decode(&text).map(OpReply::Done),
+        401 => Err(unauthorized()),
+        _ => Err(http_error(status, &text)),
+    }
+}
+
+/// How long the console lets the server wait for a device before answering.
+const WAIT_MS: u64 = 30_000;
+
+pub async fn read(endpoint: &str, path: &str) -> Result<OpReply<ReadResponse>, ApiError> {
+    let body = json(&ReadRequest {
+        paths: vec![path.to_owned()],
+        wait_ms: Some(WAIT_MS),
+    })?;
+    operation("POST", device_path(endpoint, "/read"), body).await
+}
+
+pub async fn write(
+    endpoint: &str,
+    path: &str,
+    value: serde_json::Value,
+) -> Result<OpReply<DoneResponse>, ApiError> {
+    let body = json(&WriteRequest {
+        path: path.to_owned(),
+        value: Some(value),
+        values: None,
+        mode: None,
+        wait_ms: Some(WAIT_MS),
+    })?;
+    operation("POST", device_path(endpoint, "/write"), body).await
+}
+
+pub async fn execute(
+    endpoint: &str,
+    path: &str,
+    args: Option<String>,
+) -> Result<OpReply<DoneResponse>, ApiError> {
+    let body = json(&ExecuteRequest {
+        path: path.to_owned(),
+        args,
+        wait_ms: Some(WAIT_MS),
+    })?;
+    operation("POST", device_path(endpoint, "/execute"), body).await
+}
+
+pub async fn observe(endpoint: &str, path: &str) -> Result<OpReply<ObserveResponse>, ApiError> {
+    let body = json(&PathRequest {
+        path: path.to_owned(),
+        wait_ms: Some(WAIT_MS),
+    })?;
+    operation("POST", device_path(endpoint, "/observe"), body).await
+}
+
+pub async fn cancel_observe(endpoint: &str, observation: u64) -> Result<CancelResponse, ApiError> {
+    let path = device_path(endpoint, &format!("/observe?observation={observation}"));
+    call("DELETE", &path, Body::None).await
+}
+
+pub async fn observations(
+    endpoint: &str,
+) -> Result<Vec<api_types::lwm2m::ObservationOut>, ApiError> {
+    call("GET", &device_path(endpoint, "/observations"), Body::None).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live events (server-sent events)
+// ---------------------------------------------------------------------------------------------
+
+/// An open event stream; closed when unsubscribed.
+struct Subscription {
+    source: web_sys::EventSource,
+    // Kept alive as long as the stream: the browser calls them.
+    _listeners: Vec<(String, Closure<dyn Fn(web_sys::MessageEvent)>)>,
+    _state: Vec<Closure<dyn Fn(web_sys::Event)>>,
+}
+
+thread_local! {
+    static SUBSCRIPTIONS: RefCell<HashMap<u32, Subscription>> = RefCell::new(HashMap::new());
+    static NEXT_ID: RefCell<u32> = const { RefCell::new(0) };
+}
+
+/// Names an open stream (plain data, so reactive cleanups can hold it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionId(u32);
+
+/// Opens `GET /api/v1/events` (for one endpoint, or all) and calls `on_event(kind, data)` for
+/// each message of the given kinds; `on_live(true/false)` when the stream opens or drops (the
+/// browser reconnects by itself).
+pub fn subscribe(
+    endpoint: Option<&str>,
+    kinds: &[&str],
+    on_event: impl Fn(String, String) + 'static,
+    on_live: impl Fn(bool) + 'static,
+) -> Option<SubscriptionId> {
+    let query = format::query_string(&[("endpoint", endpoint.unwrap_or_default().to_owned())]);
+    let source = web_sys::EventSource::new(&format!("{BASE}/events{query}")).ok()?;
+    let on_event = std::rc::Rc::new(on_event);
+    let mut listeners = Vec::new();
+    for kind in kinds {
+        let handler = on_event.clone();
+        let name = (*kind).to_owned();
+        let closure =
+            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+                let data = event.data().as_string().unwrap_or_default();
+                handler(name.clone(), data);
+            });
+        source
+            .add_event_listener_with_callback(kind, closure.as_ref().unchecked_ref())
+            .ok()?;
+        listeners.push(((*kind).to_owned(), closure));
+    }
+    let on_live = std::rc::Rc::new(on_live);
+    let live = on_live.clone();
+    let opened = Closure::<dyn Fn(web_sys::Event)>::new(move |_| live(true));
+    let watched = source.clone();
+    let dropped = Closure::<dyn Fn(web_sys::Event)>::new(move |_| {
+        on_live(false);
+        // The browser retries a dropped stream by itself, but not one the server refused (a
+        // 401 once the session is gone): find out whether the session is still there.
+        if watched.ready_state() == web_sys::EventSource::CLOSED {
+            wasm_bindgen_futures::spawn_local(async {
+                if let Ok(None) = me().await {
+                    unauthorized();
+                }
+            });
+        }
+    });
+    source.set_onopen(Some(opened.as_ref().unchecked_ref()));
+    source.set_onerror(Some(dropped.as_ref().unchecked_ref()));
+    let id = NEXT_ID.with(|n| {
+        let mut n = n.borrow_mut();
+        *n = n.wrapping_add(1);
+        *n
+    });
+    SUBSCRIPTIONS.with(|s| {
+        s.borrow_mut().insert(
+            id,
+            Subscription {
+                source,
+                _listeners: listeners,
+                _state: vec![opened, dropped],
+            },
+        )
+    });
+    Some(SubscriptionId(id))
+}
+
+/// Closes a stream opened by [`subscribe`].
+pub fn unsubscribe(id: SubscriptionId) {
+    if let Some(sub) = SUBSCRIPTIONS.with(|s| s.borrow_mut().remove(&id.0)) {
+        sub.source.set_onopen(None);
+        sub.source.set_onerror(None);
+        sub.source.close();
+    }
+}
