@@ -112,6 +112,7 @@ pub struct Metrics {
     datagrams_sent: Family<TransportLabel, Counter>,
     datagrams_oversized: Family<TransportLabel, Counter>,
     send_failures: Family<TransportLabel, Counter>,
+    coap_retransmissions: Family<TransportLabel, Counter>,
     dtls_handshakes: Family<HandshakeLabel, Counter>,
     dtls_handshake_failures: Family<ReasonLabel, Counter>,
     dtls_dropped: Family<ReasonLabel, Counter>,
@@ -158,6 +159,7 @@ impl Metrics {
             datagrams_sent: Family::default(),
             datagrams_oversized: Family::default(),
             send_failures: Family::default(),
+            coap_retransmissions: Family::default(),
             dtls_handshakes: Family::default(),
             dtls_handshake_failures: Family::default(),
             dtls_dropped: Family::default(),
@@ -259,6 +261,11 @@ impl Metrics {
             "lwm2m_send_failures",
             "Socket send failures, by transport",
             metrics.send_failures.clone(),
+        );
+        r.register(
+            "coap_retransmissions",
+            "Confirmable CoAP messages the server retransmitted (no ACK in time), by transport",
+            metrics.coap_retransmissions.clone(),
         );
         r.register(
             "dtls_handshakes",
@@ -412,6 +419,10 @@ impl Metrics {
             set(
                 &self.send_failures.get_or_create(&transport),
                 socket.send_failures,
+            );
+            set(
+                &self.coap_retransmissions.get_or_create(&transport),
+                socket.coap_retransmissions,
             );
             ok += socket.dtls_handshakes_completed.unwrap_or(0);
             failed += socket.dtls_handshakes_failed.unwrap_or(0);
@@ -608,6 +619,7 @@ mod tests {
             sockets: vec![SocketStats {
                 transport: Some(Transport::Coaps),
                 datagrams_received: 40,
+                coap_retransmissions: 2,
                 dtls_handshakes_completed: Some(7),
                 dtls_handshakes_failed: Some(1),
                 dtls: Some(DtlsCounters {
@@ -641,6 +653,7 @@ mod tests {
             "ferrite_dtls_bound_hits_total{bound=\"rate_limit\"} 1",
             "ferrite_dtls_handshakes_in_progress 2",
             "ferrite_lwm2m_datagrams_received_total{transport=\"coaps\"} 40",
+            "ferrite_coap_retransmissions_total{transport=\"coaps\"} 2",
             "ferrite_lwm2m_request_duration_seconds_count{operation=\"Read\"} 2",
             "ferrite_http_requests_total{method=\"GET\",route=\"/api/v1/devices\",status=\"200\"} 1",
         ] {

@@ -162,6 +162,9 @@ pub struct SocketStats {
     pub dtls_sessions: Option<usize>,
     pub dtls_handshakes_completed: Option<u64>,
     pub dtls_handshakes_failed: Option<u64>,
+    /// Confirmable CoAP messages the engine retransmitted (RFC 7252 §4.2), since start.
+    #[serde(default)]
+    pub coap_retransmissions: u64,
     /// The DTLS layer's counters by reason (CoAPS socket only).
     #[serde(default)]
     pub dtls: Option<DtlsCounters>,
@@ -696,6 +699,7 @@ impl SocketTask {
             in_flight_ops: engine.in_flight_ops,
             queued_ops: engine.queued_ops,
             observations: engine.observations,
+            coap_retransmissions: engine.coap.retransmissions,
             datagrams_received: self.counters.received,
             datagrams_sent: self.counters.sent,
             datagrams_oversized: self.counters.oversized,
