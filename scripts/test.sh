@@ -26,6 +26,8 @@ step "format check"
 cargo fmt --all -- --check
 
 step "workspace tests (LWM2M_REGISTRY_DIR=${LWM2M_REGISTRY_DIR:-unset})"
+# --all-targets builds the ferrite binary in the same run: the flood test uses that one.
+export FERRITE_BINARY="$CARGO_TARGET_DIR/debug/ferrite"
 cargo test --workspace --all-targets
 
 step "lwm2m-objects builds for wasm32-unknown-unknown"

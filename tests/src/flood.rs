@@ -44,7 +44,14 @@ impl Drop for FerriteProcess {
 
 /// The `ferrite` binary of this build, built if missing (the tests crate cannot depend on a
 /// binary): `<target>/debug/ferrite`, `<target>` found from this test executable's path.
+///
+/// `FERRITE_BINARY` names a binary to use as it is: scripts/test.sh sets it to the one its
+/// `cargo test --workspace --all-targets` just built (a `cargo build -p server` here would resolve
+/// features differently and rebuild half the dependency tree, minutes on 2 cores).
 pub fn ferrite_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FERRITE_BINARY").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().unwrap();
     // <target>/debug/deps/dtls_flood-<hash>
     let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
