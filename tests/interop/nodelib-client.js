@@ -28,6 +28,7 @@ function fail(what, error) {
 }
 
 const config = {
+    logLevel: 'FATAL',
     client: {
         lifetime: lifetime || '60',
         version: '1.0',

@@ -83,14 +83,15 @@ fn uri_path(objects: &RegisteredObjects, path: &Path) -> Vec<String> {
 /// Instance or multiple-instance Resource requests" (TS 1.0 §6.4 Data Formats). Clients that
 /// implement just that (lwm2m-node-lib; its CoAP stack even drops a request whose Accept names a
 /// format it does not know) never answer a Read that asks for TLV, so such paths are read without
-/// Accept and written as text. A resource the model does not know keeps TLV, which says whether
-/// it has instances.
+/// Accept (the client picks, and says which in Content-Format) and single values are written as
+/// text. A resource the model does not know is read the same way: only the client knows whether
+/// it has instances, and it answers those in TLV.
 fn plain_value(version: Lwm2mVersion, path: &Path) -> bool {
     !version.is_1_1_or_later()
         && match path {
             Path::Resource(object, _, resource) => ObjectModel::builtin()
                 .resource(*object, *resource)
-                .is_some_and(|def| !def.multiple),
+                .is_none_or(|def| !def.multiple),
             _ => false,
         }
 }
@@ -188,7 +189,8 @@ pub(super) fn build(
             let format = match node {
                 Node::Resource(resource) if plain_value(version, path) => match resource.value {
                     ResourceValue::Single(Value::Opaque(_)) => Format::Opaque,
-                    _ => Format::Text,
+                    ResourceValue::Single(_) => Format::Text,
+                    ResourceValue::Multiple(_) => single(path),
                 },
                 _ => single(path),
             };
@@ -532,6 +534,9 @@ mod tests {
             node,
             Node::Resource(Resource::single(0, Value::String("Telefonica I+D".into())))
         );
+        // A resource the model does not know: the client picks too.
+        let b = build(&Operation::Read(Path::Resource(3303, 0, 5700)), v10, &objs).expect("builds");
+        assert_eq!(b.request.accept(), None);
         // Instances and multiple-instance resources still ask for TLV; so does 1.1.
         for path in [Path::Instance(3, 0), Path::Resource(3, 0, 7)] {
             let b = build(&Operation::Read(path), v10, &objs).expect("builds");
