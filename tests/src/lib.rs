@@ -6,6 +6,7 @@
 // A failed unwrap in a test harness is a failed test, with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod coap_files;
 pub mod device;
 pub mod flood;
 pub mod harness;

@@ -1,0 +1,640 @@
+//! `ferrite-sim` against the real server: 1,000 simulated meters (the `client_sim` library run
+//! in-process, configured through its own command line), half NoSec and half DTLS PSK, each half
+//! mixed LwM2M 1.0 / 1.1, provisioned through the server's HTTP API (the `--api` code path: CSV
+//! import for the DTLS meters, one POST per NoSec meter; a second provisioning run reuses them
+//! all). They register; reads through the HTTP API come back with the simulated values; readings
+//! flow (1.1 by Send with their own timestamps, 1.0 as notifications of the observed /10243/0)
+//! through a scheduled outage at 360× simulated time; after a graceful stop the simulator's
+//! ledger is compared with what the server published on its event stream (the server has no
+//! readings store yet): every acknowledged reading arrived, none arrived twice (natural key:
+//! meter + timestamp), none is acknowledged twice, and nothing older than the last hour is left
+//! unacknowledged (the outage backlog was replayed).
+//!
+//! A second test updates firmware by pull: the Package URI written through the HTTP API points
+//! at a [`CoapFileServer`]; the meter fetches the package block-wise, checks its SHA-256 and
+//! reports Downloaded; Execute Update restarts it with the new version and result 1. A corrupt
+//! package ends in result 5, a missing one in 7, and a version given as bad installs but then
+//! restarts every simulated hour and reports error code 8, as the ledger records.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use client_sim::cli::{RunArgs, unix_now};
+use client_sim::fleet::{Fleet, FleetConfig, FleetReport};
+use client_sim::ground_truth::GroundTruth;
+use client_sim::provision::{ApiClient, provision};
+use lwm2m_objects::Path;
+use lwm2m_proto::lwm2m::server::{OpOutcome, Operation};
+use serde_json::{Value as Json, json};
+use server::lwm2m::{DeviceEvent, OpResult, ValueView};
+use tests::coap_files::CoapFileServer;
+use tests::harness::TestServer;
+use tokio::sync::broadcast::error::RecvError;
+
+const TOKEN: &str = "e2e-token-0123456789";
+const PER_KIND: u32 = 500;
+/// Simulated seconds per real second: an hour every 10 s.
+const SPEED: f64 = 360.0;
+/// How long the fleets run (real): 3.5 simulated hours, 14 readings per meter.
+const RUN: Duration = Duration::from_secs(35);
+
+/// What the server published, collected by a task that drains the event stream.
+#[derive(Debug, Default)]
+struct Seen {
+    registered: HashSet<String>,
+    /// (endpoint, timestamp) of each 10243/0/14 record that came by Send.
+    sent: Vec<(String, i64)>,
+    /// (endpoint, kWh) of each 10243/0/14 value that came by notification.
+    notified: Vec<(String, f64)>,
+    lagged: u64,
+}
+
+fn run_args(server: &str, prefix: &str, ledger: &FsPath, sim_start: i64) -> RunArgs {
+    RunArgs::parse_from_options([
+        "--server",
+        server,
+        "--meters",
+        PER_KIND.to_string().as_str(),
+        "--endpoint-prefix",
+        prefix,
+        "--lwm2m",
+        "mix",
+        "--speed",
+        SPEED.to_string().as_str(),
+        "--sim-start",
+        sim_start.to_string().as_str(),
+        "--seed",
+        "11",
+        // Reboots and queue mode would end the server's observations of the 1.0 meters, which
+        // this test sets up once; they have tests of their own.
+        "--problem-share",
+        "0",
+        "--queue-share",
+        "0",
+        "--start-rate",
+        "400",
+        "--workers",
+        "1",
+        // 30 simulated minutes in, a third of each fleet loses the network for an hour.
+        "--outage",
+        "30m:1h",
+        "--outage-share",
+        "0.33",
+        "--stop-flush",
+        "6s",
+        "--progress",
+        "none",
+        "--ledger",
+        ledger.to_str().unwrap(),
+    ])
+    .unwrap()
+}
+
+/// One HTTP exchange with the API (JSON in, JSON out).
+async fn post(http: SocketAddr, path: &str, body: Json) -> (u16, Json) {
+    let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
+    let path = path.to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        api.request(
+            "POST",
+            &path,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let json = serde_json::from_slice(&answer.body).unwrap_or(Json::Null);
+    (answer.status, json)
+}
+
+fn value_of<'a>(body: &'a Json, path: &str) -> &'a Json {
+    body["values"]
+        .as_array()
+        .and_then(|v| v.iter().find(|x| x["path"] == path))
+        .map_or(&Json::Null, |x| &x["value"])
+}
+
+/// Ledger lines: (event, endpoint, timestamp, kWh of a produced line).
+fn read_ledger(path: &FsPath) -> Vec<(String, String, i64, Option<f64>)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Json = serde_json::from_str(l).unwrap();
+            (
+                v["ev"].as_str().unwrap().to_owned(),
+                v["ep"].as_str().unwrap().to_owned(),
+                v["t"].as_i64().unwrap(),
+                v["kwh"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "written against the live server but not yet run to completion (the shared tree did not build in the session); run with --ignored"]
+async fn a_thousand_simulated_meters_against_the_server() {
+    let started = Instant::now();
+    let server = TestServer::start().await;
+    let http = server.http_addr();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Everything the server publishes, from before the first meter exists.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut events = server.events();
+    let collector = {
+        let seen = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => record(&seen, event),
+                    Err(RecvError::Lagged(n)) => seen.lock().unwrap().lagged += n,
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })
+    };
+
+    // Readings end an hour before now, so none is in the future.
+    let sim_start = unix_now() as i64 - 86_400;
+    let kinds = [
+        ("sfn-", format!("coap://{}", server.coap_addr())),
+        ("sfd-", format!("coaps://{}", server.coaps_addr())),
+    ];
+    let mut configs: Vec<(RunArgs, FleetConfig, PathBuf)> = Vec::new();
+    for (prefix, uri) in &kinds {
+        let ledger = dir.path().join(format!("{prefix}ledger.jsonl"));
+        let args = run_args(uri, prefix, &ledger, sim_start);
+        let config = args.fleet_config(unix_now()).unwrap();
+        configs.push((args, config, ledger));
+    }
+
+    // Provisioning through the API (what `--api` does), twice: the second run creates nothing.
+    let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
+    let plans: Vec<_> = configs
+        .iter()
+        .map(|(args, config, _)| args.provision_plan(config))
+        .collect();
+    let provisioned = tokio::task::spawn_blocking(move || {
+        let first: Vec<_> = plans
+            .iter()
+            .map(|p| provision(&api, p, &|_, _| {}).unwrap())
+            .collect();
+        let again: Vec<_> = plans
+            .iter()
+            .map(|p| provision(&api, p, &|_, _| {}).unwrap())
+            .collect();
+        (first, again)
+    })
+    .await
+    .unwrap();
+    for (first, again) in provisioned.0.iter().zip(&provisioned.1) {
+        assert_eq!((first.created, first.reused), (PER_KIND as usize, 0));
+        assert_eq!((again.created, again.reused), (0, PER_KIND as usize));
+    }
+    eprintln!("provisioned 1,000 meters in {:?}", started.elapsed());
+
+    let truths: Vec<GroundTruth> = configs
+        .iter()
+        .map(|(_, c, _)| GroundTruth::of_fleet(&c.profiles, c.meters, &c.meter.endpoint_prefix))
+        .collect();
+    let fleets: Vec<Fleet> = configs
+        .iter()
+        .map(|(_, c, _)| Fleet::start(c.clone()).unwrap())
+        .collect();
+
+    // The server observes /10243/0 of every 1.0 meter once it registered.
+    let v10: Vec<String> = truths
+        .iter()
+        .flat_map(|t| t.endpoints.iter())
+        .filter(|(_, m)| m.lwm2m == "1.0")
+        .map(|(ep, _)| ep.clone())
+        .collect();
+    let mut observers = Vec::new();
+    for ep in v10.clone() {
+        let service = server.service().clone();
+        let seen = Arc::clone(&seen);
+        observers.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !seen.lock().unwrap().registered.contains(&ep) {
+                assert!(Instant::now() < deadline, "{ep} never registered");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            loop {
+                let result = service
+                    .request(
+                        &ep,
+                        Operation::Observe(Path::Instance(10243, 0)),
+                        Duration::from_secs(10),
+                    )
+                    .await;
+                match result {
+                    Ok(OpResult::Done {
+                        outcome: OpOutcome::Observing { .. },
+                        ..
+                    }) => return,
+                    other => {
+                        assert!(Instant::now() < deadline, "observe {ep}: {other:?}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for o in observers {
+        o.await.unwrap();
+    }
+    assert_eq!(seen.lock().unwrap().registered.len(), 2 * PER_KIND as usize);
+    eprintln!(
+        "1,000 registered, 1.0 meters observed at {:?}",
+        started.elapsed()
+    );
+
+    // Reads through the HTTP API answer what the simulator says its meters are.
+    for truth in &truths {
+        for (ep, meter) in truth.endpoints.iter().step_by(50) {
+            let (status, body) = post(
+                http,
+                &format!("/api/v1/devices/{ep}/read"),
+                json!({"paths": ["/3/0/0", "/3/0/1", "/3/0/3", "/10243/0/14"]}),
+            )
+            .await;
+            assert_eq!(status, 200, "{ep}: {body}");
+            assert_eq!(value_of(&body, "/3/0/0"), "Ferrite Sim Meters", "{body}");
+            assert_eq!(value_of(&body, "/3/0/1"), meter.model, "{body}");
+            assert_eq!(value_of(&body, "/3/0/3"), meter.firmware, "{body}");
+            let kwh = value_of(&body, "/10243/0/14").as_f64().unwrap();
+            assert!(kwh > 0.0, "{ep}: {body}");
+        }
+    }
+
+    // Run through the outage and stop gracefully (flush, de-register).
+    let run_left = RUN.saturating_sub(fleets[0].started().elapsed());
+    tokio::time::sleep(run_left).await;
+    let sim_end = fleets[0].clock().sim(Instant::now()) as i64;
+    for f in &fleets {
+        f.stop();
+    }
+    let reports: Vec<FleetReport> =
+        tokio::task::spawn_blocking(move || fleets.into_iter().map(Fleet::join).collect())
+            .await
+            .unwrap();
+    // The last events are already published; give the collector a moment to take them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    collector.abort();
+
+    let mut produced = 0u64;
+    let mut outages = 0u64;
+    for r in &reports {
+        eprintln!("{:?}", r.stats);
+        produced += r.stats.readings_produced;
+        outages += r.stats.outages;
+        assert_eq!(r.stats.readings_evicted, 0);
+        assert_eq!(r.socket_errors, 0);
+    }
+    assert!(outages >= 250, "outages {outages}");
+    assert!(
+        produced >= 2 * u64::from(PER_KIND) * 12,
+        "produced {produced}"
+    );
+
+    // The ledger against the event stream.
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.lagged, 0, "the event collector fell behind");
+    let mut received_send: HashMap<(String, i64), u32> = HashMap::new();
+    for key in &seen.sent {
+        *received_send.entry(key.clone()).or_default() += 1;
+    }
+    let mut acked = HashSet::new();
+    let mut kwh_time: HashMap<(String, u64), i64> = HashMap::new();
+    let mut unacked_old = Vec::new();
+    let mut ledger_produced = HashSet::new();
+    for (_, _, ledger) in &configs {
+        let lines = read_ledger(ledger);
+        for (ev, ep, t, kwh) in &lines {
+            match ev.as_str() {
+                "produced" => {
+                    kwh_time.insert((ep.clone(), kwh.unwrap().to_bits()), *t);
+                    ledger_produced.insert((ep.clone(), *t));
+                }
+                "acked" => assert!(
+                    acked.insert((ep.clone(), *t)),
+                    "{ep} {t} acknowledged twice"
+                ),
+                _ => {}
+            }
+        }
+    }
+    for key in &ledger_produced {
+        if !acked.contains(key) && key.1 < sim_end - 3600 {
+            unacked_old.push(key.clone());
+        }
+    }
+    let mut received_notify: HashMap<(String, i64), u32> = HashMap::new();
+    for (ep, kwh) in &seen.notified {
+        let t = kwh_time
+            .get(&(ep.clone(), kwh.to_bits()))
+            .unwrap_or_else(|| panic!("{ep}: notified {kwh} kWh, which it never produced"));
+        *received_notify.entry((ep.clone(), *t)).or_default() += 1;
+    }
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|k| !received_send.contains_key(*k) && !received_notify.contains_key(*k))
+        .collect();
+    let twice: Vec<_> = received_send
+        .iter()
+        .chain(&received_notify)
+        .filter(|(_, n)| **n > 1)
+        .collect();
+    eprintln!(
+        "produced {produced}, acknowledged {}, server received {} by Send and {} by \
+         notification, {} registered; {:?} in all",
+        acked.len(),
+        received_send.len(),
+        received_notify.len(),
+        seen.registered.len(),
+        started.elapsed()
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged, never received: {missing:?}"
+    );
+    assert!(twice.is_empty(), "received twice: {twice:?}");
+    assert!(
+        unacked_old.is_empty(),
+        "{} readings older than an hour never acknowledged, e.g. {:?}",
+        unacked_old.len(),
+        unacked_old.first()
+    );
+    assert!(received_send.len() as u64 > produced / 3);
+    assert!(received_notify.len() as u64 > produced / 3);
+}
+
+fn record(seen: &Mutex<Seen>, event: DeviceEvent) {
+    let mut seen = seen.lock().unwrap();
+    match event {
+        DeviceEvent::Registered { registration, .. } => {
+            seen.registered.insert(registration.endpoint);
+        }
+        DeviceEvent::Send {
+            endpoint, records, ..
+        } => {
+            for r in records {
+                if r.path == "/10243/0/14" {
+                    seen.sent
+                        .push((endpoint.clone(), r.time.unwrap_or(f64::NAN) as i64));
+                }
+            }
+        }
+        DeviceEvent::Notification {
+            endpoint, values, ..
+        } => {
+            for r in values {
+                if r.path == "/10243/0/14"
+                    && let ValueView::Float(kwh) = r.value
+                {
+                    seen.notified.push((endpoint.clone(), kwh));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads `paths` of `ep` through the API until `done` accepts the answer (errors while the
+/// meter restarts are retried), for up to 40 s.
+async fn read_until(
+    http: SocketAddr,
+    ep: &str,
+    paths: &[&str],
+    done: impl Fn(&Json) -> bool,
+) -> Json {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut last = Json::Null;
+    while Instant::now() < deadline {
+        let (status, body) = post(
+            http,
+            &format!("/api/v1/devices/{ep}/read"),
+            json!({"paths": paths, "wait_ms": 3000}),
+        )
+        .await;
+        if status == 200 && done(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{ep}: {paths:?} never as expected; last answer {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "written against the live server but not yet run to completion (the shared tree did not build in the session); run with --ignored"]
+async fn firmware_is_pulled_by_package_uri_and_a_bad_version_shows() {
+    let server = TestServer::start().await;
+    let http = server.http_addr();
+    let files = CoapFileServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("fw-ledger.jsonl");
+    let args = RunArgs::parse_from_options([
+        "--server",
+        format!("coap://{}", server.coap_addr()).as_str(),
+        "--meters",
+        "4",
+        "--endpoint-prefix",
+        "sfw-",
+        "--lwm2m",
+        "1.1",
+        "--speed",
+        "360",
+        "--problem-share",
+        "0",
+        "--queue-share",
+        "0",
+        "--bad-firmware",
+        "9.9.9-bad",
+        "--bad-firmware-effect",
+        "both",
+        "--bad-firmware-reboot-period",
+        "1h",
+        "--progress",
+        "none",
+        "--ledger",
+        ledger.to_str().unwrap(),
+    ])
+    .unwrap();
+    let config = args.fleet_config(unix_now()).unwrap();
+    let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
+    let plan = args.provision_plan(&config);
+    tokio::task::spawn_blocking(move || provision(&api, &plan, &|_, _| {}).unwrap())
+        .await
+        .unwrap();
+    let truth = GroundTruth::of_fleet(&config.profiles, config.meters, "sfw-");
+    for model in ["FSM-E100", "FSM-E200", "FSM-E300"] {
+        let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+        let good = client_sim::meter::firmware::build_package(model, "9.9.0", &payload);
+        let mut corrupt = good.clone();
+        corrupt[5000] ^= 0x55;
+        files.put(&format!("fw/{model}/9.9.0"), good);
+        files.put(&format!("fw/{model}/corrupt"), corrupt);
+        files.put(
+            &format!("fw/{model}/9.9.9-bad"),
+            client_sim::meter::firmware::build_package(model, "9.9.9-bad", &payload),
+        );
+    }
+    let mut events = server.events();
+    let fleet = Fleet::start(config).unwrap();
+    let eps: Vec<(String, &str)> = truth
+        .endpoints
+        .iter()
+        .map(|(ep, m)| (ep.clone(), m.model))
+        .collect();
+    for (ep, _) in &eps {
+        read_until(http, ep, &["/5/0/3"], |b| value_of(b, "/5/0/3") == 0).await;
+    }
+    let write_uri = |ep: String, uri: String| async move {
+        let (status, body) = post(
+            http,
+            &format!("/api/v1/devices/{ep}/write"),
+            json!({"path": "/5/0/1", "value": uri}),
+        )
+        .await;
+        assert_eq!(status, 200, "{ep}: {body}");
+    };
+    let state_result = ["/5/0/3", "/5/0/5"];
+
+    // A good package: Downloading → Downloaded, fetched block by block.
+    let (good_ep, model) = eps[0].clone();
+    let before = files.datagrams();
+    write_uri(good_ep.clone(), files.uri(&format!("fw/{model}/9.9.0"))).await;
+    read_until(http, &good_ep, &state_result, |b| {
+        value_of(b, "/5/0/3") == 2
+    })
+    .await;
+    assert!(
+        files.datagrams() - before >= 20,
+        "{} datagrams",
+        files.datagrams() - before
+    );
+    // A corrupt one: integrity check failure (5), back to Idle; a missing one: invalid URI (7).
+    let (bad_ep, model) = eps[1].clone();
+    write_uri(bad_ep.clone(), files.uri(&format!("fw/{model}/corrupt"))).await;
+    read_until(http, &bad_ep, &state_result, |b| {
+        value_of(b, "/5/0/3") == 0 && value_of(b, "/5/0/5") == 5
+    })
+    .await;
+    let (missing_ep, model) = eps[2].clone();
+    write_uri(
+        missing_ep.clone(),
+        files.uri(&format!("fw/{model}/nothing")),
+    )
+    .await;
+    read_until(http, &missing_ep, &state_result, |b| {
+        value_of(b, "/5/0/5") == 7
+    })
+    .await;
+    // A bad version installs like a good one.
+    let (worse_ep, model) = eps[3].clone();
+    write_uri(
+        worse_ep.clone(),
+        files.uri(&format!("fw/{model}/9.9.9-bad")),
+    )
+    .await;
+    read_until(http, &worse_ep, &state_result, |b| {
+        value_of(b, "/5/0/3") == 2
+    })
+    .await;
+
+    // Execute Update: restart, register again, new version and result 1.
+    for ep in [&good_ep, &worse_ep] {
+        let (status, body) = post(
+            http,
+            &format!("/api/v1/devices/{ep}/execute"),
+            json!({"path": "/5/0/2"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{ep}: {body}");
+    }
+    read_until(http, &good_ep, &["/3/0/3", "/5/0/5"], |b| {
+        value_of(b, "/3/0/3") == "9.9.0" && value_of(b, "/5/0/5") == 1
+    })
+    .await;
+    let updated_at = Instant::now();
+    read_until(http, &worse_ep, &["/3/0/3", "/5/0/5"], |b| {
+        value_of(b, "/3/0/3") == "9.9.9-bad" && value_of(b, "/5/0/5") == 1
+    })
+    .await;
+    // The bad version reports error code 8 with its next reading, and restarts within the
+    // simulated hour (10 s real) — a registration without de-registration.
+    read_until(http, &worse_ep, &["/3/0/11"], |b| {
+        b["values"].as_array().is_some_and(|v| {
+            v.iter().any(|x| {
+                x["path"].as_str().is_some_and(|p| p.starts_with("/3/0/11")) && x["value"] == 8
+            })
+        })
+    })
+    .await;
+    let mut reboots_after_update = 0;
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while reboots_after_update < 2 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+            Ok(Ok(DeviceEvent::Registered {
+                registration,
+                reboot: true,
+            })) if registration.endpoint == worse_ep => reboots_after_update += 1,
+            _ => {}
+        }
+    }
+    // One restart is the update itself (its Register may have come before `events` saw it).
+    assert!(
+        reboots_after_update >= 1,
+        "the bad firmware never restarted ({:?})",
+        updated_at.elapsed()
+    );
+    fleet.stop();
+    let report = tokio::task::spawn_blocking(move || fleet.join())
+        .await
+        .unwrap();
+    eprintln!("{:?}", report.stats);
+    assert_eq!(report.stats.firmware_downloads, 4);
+    assert_eq!(report.stats.firmware_download_failures, 1);
+    assert_eq!(report.stats.firmware_updates, 2);
+    assert_eq!(report.stats.bad_firmware_installs, 1);
+    assert!(report.stats.reboots >= 3, "{:?}", report.stats);
+
+    // The ledger names the bad install for the health checks to be scored against.
+    let lines: Vec<Json> = std::fs::read_to_string(&ledger)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Json| v["ev"] == "firmware")
+        .collect();
+    let of = |ep: &str| {
+        lines
+            .iter()
+            .find(|l| l["ep"] == ep)
+            .cloned()
+            .unwrap_or(Json::Null)
+    };
+    assert_eq!(
+        (
+            of(&good_ep)["version"].clone(),
+            of(&good_ep)["result"].clone(),
+            of(&good_ep)["bad"].clone()
+        ),
+        (json!("9.9.0"), json!(1), json!(false))
+    );
+    assert_eq!(
+        (
+            of(&worse_ep)["version"].clone(),
+            of(&worse_ep)["bad"].clone()
+        ),
+        (json!("9.9.9-bad"), json!(true))
+    );
+}
