@@ -6,27 +6,13 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use crate::http::ApiError;
 use crate::lwm2m::{OperationId, ServiceError, ServiceErrorKind};
 
-/// The JSON body of a failed device operation (a superset of `api_types::ErrorBody`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct DeviceErrorBody {
-    /// Stable machine-readable kind: `unknown_device`, `not_registered`, `not_allowed`,
-    /// `invalid_request`, `busy`, `timeout`, `expired`, `device_error`, `bad_response`,
-    /// `registration_ended`, `unavailable`, `bad_request`, `internal`.
-    pub error: String,
-    pub message: String,
-    /// The device's CoAP response code (`4.04`) when it answered with an error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub coap_code: Option<String>,
-    /// The operation still running on the wire after the wait ran out (its result comes as an
-    /// `operation_completed` event).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
-}
+/// The JSON body of a failed device operation (defined in `api_types::lwm2m`, shared with the
+/// console).
+pub use api_types::lwm2m::DeviceErrorBody;
 
 /// A failed device operation.
 #[derive(Debug, thiserror::Error)]

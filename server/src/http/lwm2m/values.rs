@@ -12,32 +12,10 @@ use lwm2m_objects::{
     Node, ObjLink, ObjectInstance, ObjectModel, Path, Resource, ResourceDef, ResourceType, Value,
 };
 use lwm2m_proto::lwm2m::server::Content;
-use serde::Serialize;
 use serde_json::Value as Json;
 
-/// One value as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct ValueOut {
-    /// `/object/instance/resource[/resource-instance]`.
-    pub path: String,
-    /// The resource's name in the object model (`Manufacturer`), null when the model does not
-    /// know it.
-    pub name: Option<String>,
-    /// The LwM2M data type (`String`, `Integer`, `Unsigned Integer`, `Float`, `Boolean`,
-    /// `Opaque`, `Time`, `Objlnk`, `Corelnk`, `none`), or `Untyped` for bytes of an unknown
-    /// resource.
-    #[serde(rename = "type")]
-    pub ty: String,
-    /// The unit from the object model (`dBm`, `Wh`), if any.
-    pub unit: Option<String>,
-    /// The value: text, number or boolean; Opaque as base64; Objlnk as `"object:instance"`;
-    /// Time as seconds since the Unix epoch; null for no value.
-    #[schema(value_type = Object)]
-    pub value: Json,
-    /// The device's time for the value (seconds since the Unix epoch), when it gave one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<f64>,
-}
+/// One value as the API shows it (defined in `api_types::lwm2m`, shared with the console).
+pub use api_types::lwm2m::ValueOut;
 
 /// The model's definition of the resource at `path`, if it names a resource.
 pub fn resource_def(path: &Path) -> Option<&'static ResourceDef> {
