@@ -297,8 +297,11 @@ const CLEAR_PENDING: &str = "UPDATE device_bootstrap SET pending_identity = NULL
     pending_key_sealed = NULL, pending_since = NULL, retired_identity = $1, updated_at = $2 \
     WHERE endpoint = $3 AND pending_identity = $4";
 
-const TAKE_RETIRED: &str = "UPDATE device_bootstrap SET retired_identity = NULL \
-    WHERE endpoint = $1 AND retired_identity IS NOT NULL RETURNING retired_identity";
+const SELECT_RETIRED: &str = "SELECT retired_identity FROM device_bootstrap WHERE endpoint = $1";
+
+/// Clears the retired identity if it is still the one read (a concurrent take gets it once).
+const CLEAR_RETIRED: &str = "UPDATE device_bootstrap SET retired_identity = NULL \
+    WHERE endpoint = $1 AND retired_identity = $2";
 
 const SET_BOOTSTRAPPED: &str =
     "UPDATE device_bootstrap SET bootstrapped_at = $1, updated_at = $1 WHERE endpoint = $2";
@@ -642,11 +645,20 @@ impl Store {
         &self,
         endpoint: &str,
     ) -> Result<Option<String>, StoreError> {
-        let retired: Option<(Option<String>,)> = on_pool!(self, pool => sqlx::query_as(TAKE_RETIRED)
+        let retired: Option<(Option<String>,)> = on_pool!(self, pool => sqlx::query_as(SELECT_RETIRED)
             .bind(endpoint)
             .fetch_optional(pool)
             .await)?;
-        Ok(retired.and_then(|(r,)| r).filter(|r| !r.is_empty()))
+        let Some(retired) = retired.and_then(|(r,)| r) else {
+            return Ok(None);
+        };
+        let cleared = on_pool!(self, pool => sqlx::query(CLEAR_RETIRED)
+            .bind(endpoint)
+            .bind(&retired)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok((cleared == 1 && !retired.is_empty()).then_some(retired))
     }
 
     /// Bootstrap-Finish was acknowledged: records when, and moves a `registered` device to
@@ -772,5 +784,270 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         Ok(deleted > 0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! Run against SQLite (a temporary file) and PostgreSQL (a scratch database, when
+    //! `FERRITE_TEST_POSTGRES_URL` is set; `scripts/pg.sh` starts one).
+
+    use super::*;
+    use crate::fleet::registry::{NewDevice, Tags};
+    use crate::store::scratch::{self, ScratchPostgres};
+
+    fn actor() -> Actor {
+        Actor::user("alice").unwrap()
+    }
+
+    async fn with_stores(case: fn(Store) -> futures_util::future::BoxFuture<'static, ()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bs.db").display());
+        let store = Store::connect(&url, ServerKey::from_bytes([3; 32]))
+            .await
+            .unwrap();
+        case(store.clone()).await;
+        store.close().await;
+        let Some(admin) = scratch::postgres_test_url() else {
+            return;
+        };
+        let db = ScratchPostgres::create(&admin, "ferrite_bs").await.unwrap();
+        let store = Store::connect(db.url(), ServerKey::from_bytes([3; 32]))
+            .await
+            .unwrap();
+        let outcome = tokio::spawn(case(store.clone())).await;
+        store.close().await;
+        db.drop_database().await.unwrap();
+        if let Err(error) = outcome {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+
+    async fn device(store: &Store, endpoint: &str, tags: &[(&str, &str)]) -> String {
+        let mut new = NewDevice::psk(endpoint, "SN-1", "EM-100");
+        new.tags = tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Tags>();
+        let created = store.create_device(new, &actor()).await.unwrap();
+        created.device.psk_identity.unwrap()
+    }
+
+    fn credentials_flow(store: Store) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let old = device(&store, "m-1", &[]).await;
+            device(&store, "m-2", &[]).await;
+            let key = PskKey::new(vec![7; 16]).unwrap();
+            store
+                .set_bootstrap_credentials("m-1", "bs-m-1", &key, &actor())
+                .await
+                .unwrap();
+            // Bootstrap identities are unique and never a device's LwM2M identity.
+            assert!(matches!(
+                store
+                    .set_bootstrap_credentials("m-2", "bs-m-1", &key, &actor())
+                    .await,
+                Err(StoreError::DuplicateIdentity(_))
+            ));
+            assert!(matches!(
+                store
+                    .set_bootstrap_credentials("m-2", &old, &key, &actor())
+                    .await,
+                Err(StoreError::DuplicateIdentity(_))
+            ));
+            let found = store
+                .bootstrap_credentials("bs-m-1")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (found.endpoint.as_str(), found.key.as_bytes()),
+                ("m-1", &[7u8; 16][..])
+            );
+            assert_eq!(store.all_bootstrap_credentials().await.unwrap().len(), 1);
+            // The sealed bootstrap key does not open as an LwM2M key of the device.
+            assert!(store.psk_credentials("bs-m-1").await.unwrap().is_none());
+
+            // A bootstrap stages fresh credentials; a second one delivers the same ones.
+            let (pending, pending_key) = store.dm_credentials_for_bootstrap("m-1").await.unwrap();
+            let (again, again_key) = store.dm_credentials_for_bootstrap("m-1").await.unwrap();
+            assert_eq!(
+                (&pending, pending_key.as_bytes()),
+                (&again, again_key.as_bytes())
+            );
+            // Both the old and the pending credentials are accepted until the first Register.
+            assert!(store.psk_credentials(&old).await.unwrap().is_some());
+            let staged = store.psk_credentials(&pending).await.unwrap().unwrap();
+            assert_eq!(staged.endpoint, "m-1");
+            assert_eq!(store.all_pending_psk_credentials().await.unwrap().len(), 1);
+            assert_eq!(
+                store.record_bootstrap_finished("m-1").await.unwrap(),
+                LifecycleState::Provisioned
+            );
+            // Another device's pending identity is refused; the device's own is promoted.
+            assert!(
+                store
+                    .may_register("m-2", Some(&pending), false)
+                    .await
+                    .unwrap()
+                    .is_err()
+            );
+            assert!(
+                store
+                    .may_register("m-1", Some(&pending), false)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            );
+            assert!(
+                store.psk_credentials(&old).await.unwrap().is_none(),
+                "old revoked"
+            );
+            assert_eq!(
+                store
+                    .psk_credentials(&pending)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .key
+                    .as_bytes(),
+                pending_key.as_bytes()
+            );
+            assert_eq!(
+                store.take_retired_identity("m-1").await.unwrap(),
+                Some(old.clone())
+            );
+            assert_eq!(store.take_retired_identity("m-1").await.unwrap(), None);
+            assert!(
+                store
+                    .may_register("m-1", Some(&old), false)
+                    .await
+                    .unwrap()
+                    .is_err()
+            );
+
+            // Rotation stages new ones; decommissioning revokes bootstrap and pending.
+            let (rotated, _) = store
+                .stage_dm_credentials("m-1", &actor(), Some("test"))
+                .await
+                .unwrap();
+            let revoked = store
+                .revoke_bootstrap_credentials("m-1", &actor())
+                .await
+                .unwrap();
+            assert_eq!(revoked, vec!["bs-m-1".to_owned(), rotated.clone()]);
+            assert!(
+                store
+                    .bootstrap_credentials("bs-m-1")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(store.psk_credentials(&rotated).await.unwrap().is_none());
+            let status = store.bootstrap_status("m-1").await.unwrap().unwrap();
+            assert!(status.bootstrap_revoked && status.pending_identity.is_none());
+            assert!(status.bootstrapped_at.is_some());
+        })
+    }
+
+    fn configs_by_group(store: Store) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            device(&store, "m-n", &[("group", "north")]).await;
+            let tags_north: Tags = [("group".to_owned(), "north".to_owned())].into();
+            assert_eq!(
+                store.bootstrap_config_for(&tags_north).await.unwrap(),
+                BootstrapConfig::builtin()
+            );
+            let north = BootstrapConfig {
+                group: "north".into(),
+                server_uri: Some("coaps://north.example.com:5684".into()),
+                lifetime: 600,
+                binding: "UQ".into(),
+                default_pmin: Some(10),
+                default_pmax: Some(60),
+                short_server_id: 7,
+                notification_storing: false,
+                ..BootstrapConfig::builtin()
+            };
+            let saved = store
+                .put_bootstrap_config(north.clone(), &actor())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(saved.updated_by, "user:alice");
+            let got = store.bootstrap_config_for(&tags_north).await.unwrap();
+            assert_eq!(
+                (got.group.as_str(), got.lifetime, got.short_server_id),
+                ("north", 600, 7)
+            );
+            assert_eq!(got.default_pmax, Some(60));
+            assert!(!got.notification_storing);
+            // Invalid ones are refused with the field named.
+            let bad = BootstrapConfig {
+                binding: "X".into(),
+                ..north.clone()
+            };
+            assert_eq!(
+                store
+                    .put_bootstrap_config(bad, &actor())
+                    .await
+                    .unwrap()
+                    .unwrap_err()
+                    .field,
+                "binding"
+            );
+            let nosec_without_uri = BootstrapConfig {
+                security_mode: SecurityMode::NoSec,
+                server_uri: None,
+                ..north.clone()
+            };
+            assert!(
+                store
+                    .put_bootstrap_config(nosec_without_uri, &actor())
+                    .await
+                    .unwrap()
+                    .is_err()
+            );
+            // A default row serves devices without a (configured) group.
+            let default = BootstrapConfig {
+                lifetime: 120,
+                ..BootstrapConfig::builtin()
+            };
+            store
+                .put_bootstrap_config(default, &actor())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store
+                    .bootstrap_config_for(&Tags::new())
+                    .await
+                    .unwrap()
+                    .lifetime,
+                120
+            );
+            assert_eq!(store.bootstrap_configs().await.unwrap().len(), 2);
+            assert!(store.delete_bootstrap_config("north").await.unwrap());
+            assert!(!store.delete_bootstrap_config("north").await.unwrap());
+            assert_eq!(
+                store
+                    .bootstrap_config_for(&tags_north)
+                    .await
+                    .unwrap()
+                    .lifetime,
+                120
+            );
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bootstrap_and_pending_credentials_on_both_engines() {
+        with_stores(credentials_flow).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn configurations_by_group_on_both_engines() {
+        with_stores(configs_by_group).await;
     }
 }
