@@ -35,9 +35,10 @@ fn idle_registered_client_keeps_no_exchange_state() {
         .expect("the Update");
     h.answer(Response::new(Code::CHANGED));
     assert_eq!(h.take_events(), [ClientEvent::Updated]);
+    // 1280 before client-initiated bootstrap; its state (request, deadline, outcomes) adds 40.
     let inline = std::mem::size_of::<Lwm2mClient<MemoryObjectStore>>();
     assert!(
-        inline <= 1280,
+        inline <= 1320,
         "Lwm2mClient<MemoryObjectStore> is {inline} bytes inline"
     );
 }
