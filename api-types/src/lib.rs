@@ -11,6 +11,7 @@ pub use fleet::{ConnectivityCounts, DeviceSummary, StateCounts};
 pub mod lwm2m;
 
 pub mod bootstrap;
+
 pub mod diagnostics;
 
 /// The body of every error response: a stable machine-readable code and a sentence for people.
