@@ -222,7 +222,10 @@ async fn create_device(
         psk_identity: request.psk_identity,
         psk_key,
     };
-    let bootstrap = match (request.bootstrap_psk_identity, request.bootstrap_psk_key_hex) {
+    let bootstrap = match (
+        request.bootstrap_psk_identity,
+        request.bootstrap_psk_key_hex,
+    ) {
         (Some(identity), Some(key_hex)) => Some((identity, key_hex)),
         (None, None) => None,
         _ => {

@@ -72,7 +72,7 @@ fn lost_request_is_retransmitted_with_backoff() {
         "{t:?}"
     );
     assert_eq!(times[2] - times[1], t * 2);
-    assert_eq!(times[3] - times[2], t * 4);    // Three retransmissions counted for the metrics; the server retransmitted nothing.
+    assert_eq!(times[3] - times[2], t * 4); // Three retransmissions counted for the metrics; the server retransmitted nothing.
     assert_eq!(sim.client.stats().retransmissions, 3);
     assert_eq!(sim.server.stats().retransmissions, 0);
 }
