@@ -345,8 +345,26 @@ pub(crate) async fn start(
     }
     let lookup_cache = cache.clone();
     let lookup_store = store.clone();
+    // Its sender lives in the cache (the service keeps it), so the channel never closes: the
+    // task ends on the shutdown signal, or the service's shutdown would wait for it forever.
+    let mut stop = shutdown.clone();
     handles.push(tokio::spawn(async move {
-        while let Some(identity) = misses.recv().await {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let identity = tokio::select! {
+                identity = misses.recv() => match identity {
+                    Some(identity) => identity,
+                    None => break,
+                },
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
             match lookup_cache.refresh(&lookup_store, &identity).await {
                 Ok(true) => {
                     tracing::info!(%identity, "bootstrap identity loaded for the next handshake")
