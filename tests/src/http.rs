@@ -9,10 +9,11 @@ use serde_json::Value as Json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// One HTTP exchange; returns the status, the headers (lower-case) and the body.
+/// One HTTP exchange; returns the status, the headers (lower-case) and the body. The answer
+/// must arrive within `patience`.
 ///
 /// # Panics
-/// On connection failures and malformed responses (a failed test).
+/// On connection failures, malformed responses and a late answer (a failed test).
 #[allow(clippy::unwrap_used)]
 pub async fn raw(
     addr: SocketAddr,
@@ -20,6 +21,7 @@ pub async fn raw(
     method: &str,
     uri: &str,
     body: Option<&Json>,
+    patience: Duration,
 ) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -30,7 +32,7 @@ pub async fn raw(
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut response))
+    tokio::time::timeout(patience, stream.read_to_end(&mut response))
         .await
         .unwrap()
         .unwrap();
@@ -72,8 +74,9 @@ pub async fn json(
     method: &str,
     uri: &str,
     body: Option<Json>,
+    patience: Duration,
 ) -> (u16, Json) {
-    let (status, _, payload) = raw(addr, token, method, uri, body.as_ref()).await;
+    let (status, _, payload) = raw(addr, token, method, uri, body.as_ref(), patience).await;
     (
         status,
         serde_json::from_slice(&payload).unwrap_or(Json::Null),

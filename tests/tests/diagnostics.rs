@@ -16,7 +16,15 @@ use tests::harness::{TestServer, eventually};
 const TOKEN: &str = "e2e-token-0123456789";
 
 async fn call(server: &TestServer, method: &str, uri: &str, body: Option<Json>) -> (u16, Json) {
-    tests::http::json(server.http_addr(), TOKEN, method, uri, body).await
+    tests::http::json(
+        server.http_addr(),
+        TOKEN,
+        method,
+        uri,
+        body,
+        std::time::Duration::from_secs(60),
+    )
+    .await
 }
 
 async fn meter(server: &TestServer, endpoint: &str, version: Lwm2mVersion) -> TestDevice {

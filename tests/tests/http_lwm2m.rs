@@ -5,8 +5,8 @@
 //! stream, the error mapping (unknown device 404, bad path 400, bad value 400, device 4.04 → 404,
 //! suspended write 409), and the Prometheus registration gauge.
 //!
-//! The HTTP client is a few lines of HTTP/1.1 over a `TcpStream` (the tests crate has no HTTP
-//! client dependency); responses are read to the end (`Connection: close`).
+//! The HTTP client is `tests::http` (a few lines of HTTP/1.1 over a `TcpStream`; responses are
+//! read to the end, `Connection: close`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -25,6 +25,9 @@ use tokio::net::TcpStream;
 
 const TOKEN: &str = "e2e-token-0123456789";
 
+/// How long one HTTP answer may take.
+const HTTP_PATIENCE: Duration = Duration::from_secs(30);
+
 /// One HTTP exchange; returns the status, the headers (lower-case) and the body.
 async fn http_raw(
     addr: SocketAddr,
@@ -32,53 +35,11 @@ async fn http_raw(
     uri: &str,
     body: Option<&Json>,
 ) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {uri} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
-    let mut payload = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        payload = dechunk(&payload);
-    }
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    (status, head, payload)
-}
-
-/// Decodes an HTTP/1.1 chunked body (RFC 9112 §7.1).
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        let start = line_end + 2;
-        out.extend_from_slice(&data[start..start + size]);
-        data = &data[start + size + 2..];
-    }
-    out
+    tests::http::raw(addr, TOKEN, method, uri, body, HTTP_PATIENCE).await
 }
 
 async fn http(addr: SocketAddr, method: &str, uri: &str, body: Option<Json>) -> (u16, Json) {
-    let (status, _, payload) = http_raw(addr, method, uri, body.as_ref()).await;
-    let json = serde_json::from_slice(&payload).unwrap_or(Json::Null);
-    (status, json)
+    tests::http::json(addr, TOKEN, method, uri, body, HTTP_PATIENCE).await
 }
 
 async fn post(server: &TestServer, uri: &str, body: Json) -> (u16, Json) {

@@ -23,51 +23,13 @@ use server::fleet::secrets::PskKey;
 use server::lwm2m::{OpResult, Transport};
 use tests::device::{DeviceEvent as DevEvent, DeviceSpec, Security, TestDevice, meter_store};
 use tests::harness::{Credentials, TestServer, eventually};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const TOKEN: &str = "e2e-token-0123456789";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// One HTTP exchange with the static admin token; the status and the JSON body.
 async fn http(addr: SocketAddr, method: &str, uri: &str, body: Option<Json>) -> (u16, Json) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {uri} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let mut payload = &raw[split + 4..];
-    // A chunked body of one chunk (axum's JSON answers are small).
-    let dechunked;
-    if head.contains("transfer-encoding: chunked") {
-        let line_end = payload.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&payload[..line_end]).unwrap().trim(),
-            16,
-        )
-        .unwrap();
-        dechunked = payload[line_end + 2..line_end + 2 + size].to_vec();
-        payload = &dechunked;
-    }
-    (
-        status,
-        serde_json::from_slice(payload).unwrap_or(Json::Null),
-    )
+    tests::http::json(addr, TOKEN, method, uri, body, Duration::from_secs(30)).await
 }
 
 fn bs_addr(server: &TestServer) -> SocketAddr {

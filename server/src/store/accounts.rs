@@ -1,5 +1,5 @@
 //! Storage of operator accounts (users, sessions, API tokens, the account audit trail) on both
-//! engines. The SQL is written once: both engines take `$n` placeholders, and `with_pool!`
+//! engines. The SQL is written once: both engines take `$n` placeholders, and `on_pool!`
 //! expands each body once per engine with that engine's pool. Times are compared in Rust where a
 //! decision depends on them; SQL compares them only to purge (SQLite's RFC 3339 text sorts in
 //! time order for UTC values, PostgreSQL compares TIMESTAMPTZ).
@@ -12,22 +12,6 @@ use crate::accounts::{
     AccountError, AccountEvent, AccountEventPage, ApiToken, Role, Session, TokenGrant, User,
     UserUpdate, events, validate_name,
 };
-
-/// Runs `$body` with `$pool` bound to the engine's pool (each arm is compiled for its engine).
-macro_rules! with_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite(backend) => {
-                let $pool = &backend.pool;
-                $body
-            }
-            Backend::Postgres(backend) => {
-                let $pool = &backend.pool;
-                $body
-            }
-        }
-    };
-}
 
 /// Largest page of the account audit trail.
 pub const MAX_ACCOUNT_AUDIT_PAGE: u32 = 1000;
@@ -191,7 +175,7 @@ const INSERT_EVENT: &str = "INSERT INTO account_audit (at, actor, action, subjec
 impl Store {
     /// How many users exist (the first admin is created only when there are none).
     pub async fn count_users(&self) -> Result<u64, AccountError> {
-        let count: i64 = with_pool!(self, pool => {
+        let count: i64 = on_pool!(self, pool => {
             sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?
         });
         Ok(u64::try_from(count).unwrap_or(0))
@@ -212,7 +196,7 @@ impl Store {
             "INSERT INTO users (name, role, password_hash, disabled, created_at, updated_at) \
              VALUES ($1, $2, $3, FALSE, $4, $4) RETURNING {USER_COLUMNS}"
         );
-        let inserted: Result<UserRow, sqlx::Error> = with_pool!(self, pool => {
+        let inserted: Result<UserRow, sqlx::Error> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let row = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
                 .bind(name)
@@ -250,7 +234,7 @@ impl Store {
 
     pub async fn user(&self, name: &str) -> Result<Option<User>, AccountError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1");
-        let row: Option<UserRow> = with_pool!(self, pool => {
+        let row: Option<UserRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(pool).await?
         });
         row.map(User::try_from).transpose()
@@ -260,7 +244,7 @@ impl Store {
     /// verification.
     pub async fn user_for_login(&self, name: &str) -> Result<Option<(User, String)>, AccountError> {
         let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE name = $1");
-        let row: Option<LoginRow> = with_pool!(self, pool => {
+        let row: Option<LoginRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(name).fetch_optional(pool).await?
         });
         row.map(|row| {
@@ -280,7 +264,7 @@ impl Store {
     /// All users, by name (operator teams are small: no pagination).
     pub async fn list_users(&self) -> Result<Vec<User>, AccountError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name");
-        let rows: Vec<UserRow> = with_pool!(self, pool => {
+        let rows: Vec<UserRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?
         });
         rows.into_iter().map(User::try_from).collect()
@@ -320,7 +304,7 @@ impl Store {
              password_hash = COALESCE($3, password_hash), updated_at = $4 \
              WHERE id = $5 RETURNING {USER_COLUMNS}"
         );
-        let row: UserRow = with_pool!(self, pool => {
+        let row: UserRow = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             if was_admin && !stays_admin {
                 // Checked inside the transaction; on PostgreSQL two concurrent demotions of the
@@ -373,7 +357,7 @@ impl Store {
             .await?
             .ok_or_else(|| AccountError::UserNotFound(name.to_owned()))?;
         let now = super::now();
-        with_pool!(self, pool => {
+        on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             if current.role == Role::Admin && !current.disabled {
                 let others: i64 = sqlx::query_scalar(
@@ -413,7 +397,7 @@ impl Store {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), AccountError> {
-        with_pool!(self, pool => {
+        on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO sessions (id_digest, user_id, created_at, last_used_at, expires_at) \
                  VALUES ($1, $2, $3, $3, $4)",
@@ -431,7 +415,7 @@ impl Store {
     /// The session with this id digest and its user, whatever its expiry (the caller decides
     /// with its clock and idle limit).
     pub async fn session(&self, id_digest: &SecretDigest) -> Result<Option<Session>, AccountError> {
-        let row: Option<SessionRow> = with_pool!(self, pool => {
+        let row: Option<SessionRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT s.created_at, s.last_used_at, s.expires_at, u.id AS user_id, \
                  u.name AS user_name, u.role AS user_role, u.disabled AS user_disabled, \
@@ -466,7 +450,7 @@ impl Store {
         id_digest: &SecretDigest,
         now: DateTime<Utc>,
     ) -> Result<(), AccountError> {
-        with_pool!(self, pool => {
+        on_pool!(self, pool => {
             sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id_digest = $2")
                 .bind(micros(now))
                 .bind(id_digest.as_slice())
@@ -478,7 +462,7 @@ impl Store {
 
     /// Ends a session; false when there was none.
     pub async fn delete_session(&self, id_digest: &SecretDigest) -> Result<bool, AccountError> {
-        let result = with_pool!(self, pool => {
+        let result = on_pool!(self, pool => {
             sqlx::query("DELETE FROM sessions WHERE id_digest = $1")
                 .bind(id_digest.as_slice())
                 .execute(pool)
@@ -494,7 +478,7 @@ impl Store {
         idle_cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, AccountError> {
-        Ok(with_pool!(self, pool => {
+        Ok(on_pool!(self, pool => {
             sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_used_at < $2")
                 .bind(micros(now))
                 .bind(micros(idle_cutoff))
@@ -508,7 +492,7 @@ impl Store {
     pub async fn create_api_token(&self, new: NewApiToken<'_>) -> Result<ApiToken, AccountError> {
         validate_name("token", new.name)?;
         let now = super::now();
-        let inserted: Result<i64, sqlx::Error> = with_pool!(self, pool => {
+        let inserted: Result<i64, sqlx::Error> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let id = sqlx::query_scalar::<_, i64>(
                 "INSERT INTO api_tokens (name, secret_digest, role, owner_id, created_by, \
@@ -561,7 +545,7 @@ impl Store {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN users u ON u.id = t.owner_id \
              {condition} ORDER BY t.name"
         );
-        let rows: Vec<TokenRow> = with_pool!(self, pool => {
+        let rows: Vec<TokenRow> = on_pool!(self, pool => {
             let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
             let query = match bind {
                 TokenBind::None => query,
@@ -610,7 +594,7 @@ impl Store {
 
     /// Records that a token was used (shown in the token list).
     pub async fn touch_api_token(&self, id: i64, now: DateTime<Utc>) -> Result<(), AccountError> {
-        with_pool!(self, pool => {
+        on_pool!(self, pool => {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(micros(now))
                 .bind(id)
@@ -627,7 +611,7 @@ impl Store {
         actor: &str,
     ) -> Result<ApiToken, AccountError> {
         let now = super::now();
-        let changed = with_pool!(self, pool => {
+        let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(
                 "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2",
@@ -669,7 +653,7 @@ impl Store {
         detail: Option<&str>,
     ) -> Result<(), AccountError> {
         let now = super::now();
-        with_pool!(self, pool => {
+        on_pool!(self, pool => {
             sqlx::query(INSERT_EVENT)
                 .bind(now)
                 .bind(actor)
@@ -690,7 +674,7 @@ impl Store {
         limit: u32,
     ) -> Result<AccountEventPage, AccountError> {
         let limit = limit.clamp(1, MAX_ACCOUNT_AUDIT_PAGE);
-        let rows: Vec<EventRow> = with_pool!(self, pool => {
+        let rows: Vec<EventRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT id, at, actor, action, subject, source, detail FROM account_audit \
                  WHERE id < $1 ORDER BY id DESC LIMIT $2",
@@ -740,74 +724,12 @@ mod tests {
     //! The account storage cases, run on SQLite and (when `FERRITE_TEST_POSTGRES_URL` is set;
     //! required when `CI=true`) on PostgreSQL, like `store/tests.rs`.
 
-    use std::future::Future;
-
     use chrono::Duration;
 
     use super::*;
     use crate::accounts::secrets::digest;
-    use crate::fleet::secrets::ServerKey;
-    use crate::store::scratch::{self, ScratchPostgres};
 
-    async fn run_sqlite<F, Fut>(case: F)
-    where
-        F: FnOnce(Store) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("ferrite.db").display());
-        let store = Store::connect(&url, ServerKey::from_bytes([7; 32]))
-            .await
-            .unwrap();
-        case(store.clone()).await;
-        store.close().await;
-    }
-
-    async fn run_postgres<F, Fut>(case: F)
-    where
-        F: FnOnce(Store) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let Some(admin_url) = scratch::postgres_test_url() else {
-            return;
-        };
-        let db = ScratchPostgres::create(&admin_url, "ferrite_accounts")
-            .await
-            .unwrap();
-        let store = Store::connect(db.url(), ServerKey::from_bytes([7; 32]))
-            .await
-            .unwrap();
-        let outcome = tokio::spawn(case(store.clone())).await;
-        store.close().await;
-        db.drop_database().await.unwrap();
-        if let Err(error) = outcome {
-            match error.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(error) => panic!("test task failed: {error}"),
-            }
-        }
-    }
-
-    macro_rules! dual_backend_tests {
-        ($($case:ident),* $(,)?) => {
-            mod sqlite {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $case() {
-                        super::run_sqlite(super::$case).await;
-                    }
-                )*
-            }
-            mod postgres {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $case() {
-                        super::run_postgres(super::$case).await;
-                    }
-                )*
-            }
-        };
-    }
+    use crate::store::tests::dual_backend_tests;
 
     dual_backend_tests!(
         case_users_create_read_update_delete,

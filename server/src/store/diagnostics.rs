@@ -424,8 +424,6 @@ mod tests {
 
     use super::*;
     use crate::fleet::registry::{NewDevice, SecurityMode, Tags};
-    use crate::fleet::secrets::ServerKey;
-    use crate::store::scratch::{self, ScratchPostgres};
 
     async fn device(store: &Store, endpoint: &str) {
         store
@@ -526,33 +524,5 @@ mod tests {
         assert_eq!(store.sweeps(5).await.unwrap().len(), 1);
     }
 
-    #[tokio::test]
-    async fn sqlite_runs_and_sweeps() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store = Store::connect(&url, ServerKey::from_bytes([7; 32]))
-            .await
-            .unwrap();
-        runs_and_sweeps(store.clone()).await;
-        store.close().await;
-    }
-
-    #[tokio::test]
-    async fn postgres_runs_and_sweeps() {
-        let Some(admin_url) = scratch::postgres_test_url() else {
-            return;
-        };
-        let db = ScratchPostgres::create(&admin_url, "ferrite_test")
-            .await
-            .unwrap();
-        let store = Store::connect(db.url(), ServerKey::from_bytes([7; 32]))
-            .await
-            .unwrap();
-        let outcome = tokio::spawn(runs_and_sweeps(store.clone())).await;
-        store.close().await;
-        db.drop_database().await.unwrap();
-        if let Err(error) = outcome {
-            std::panic::resume_unwind(error.into_panic());
-        }
-    }
+    crate::store::tests::dual_backend_tests!(runs_and_sweeps);
 }

@@ -15,22 +15,6 @@ use chrono::{DateTime, SubsecRound, Utc};
 use super::{Backend, Store, StoreError};
 use crate::fleet::lifecycle::{Actor, SystemComponent};
 
-/// Runs a sqlx query builder expression against the pool of whichever backend is in use.
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite(backend) => {
-                let $pool = &backend.pool;
-                $body
-            }
-            Backend::Postgres(backend) => {
-                let $pool = &backend.pool;
-                $body
-            }
-        }
-    };
-}
-
 /// Longest operation JSON or result JSON kept (a queued Write carries its content).
 pub const MAX_REQUEST_JSON: usize = 1 << 20;
 

@@ -29,7 +29,8 @@ fn alice() -> Actor {
     Actor::user("alice").unwrap()
 }
 
-async fn run_sqlite<F, Fut>(case: F)
+/// Runs `case` on a store over a temporary SQLite file.
+pub(super) async fn run_sqlite<F, Fut>(case: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
@@ -41,7 +42,9 @@ where
     store.close().await;
 }
 
-async fn run_postgres<F, Fut>(case: F)
+/// Runs `case` on a store over a fresh PostgreSQL database (dropped afterwards); skipped with a
+/// message without `FERRITE_TEST_POSTGRES_URL`, failing instead with `CI=true`.
+pub(super) async fn run_postgres<F, Fut>(case: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -65,13 +68,15 @@ where
     }
 }
 
+/// `dual_backend_tests!(case_a, case_b)` in any store module's tests: `sqlite::case_a` and
+/// `postgres::case_a`, each running `async fn case_a(store: Store)` of that module.
 macro_rules! dual_backend_tests {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::run_sqlite(super::$case).await;
+                    $crate::store::tests::run_sqlite(super::$case).await;
                 }
             )*
         }
@@ -79,12 +84,13 @@ macro_rules! dual_backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::run_postgres(super::$case).await;
+                    $crate::store::tests::run_postgres(super::$case).await;
                 }
             )*
         }
     };
 }
+pub(super) use dual_backend_tests;
 
 dual_backend_tests!(
     case_create_and_get,
