@@ -3,8 +3,8 @@
 //! process against the in-process server, managed only through the server's HTTP API: Register
 //! (version, binding, object links), Read of every standard object it has, Write (text for one
 //! resource, TLV for an instance) read back, Execute, Discover, Write-Attributes, Observe with a
-//! notification, Cancel, Delete, De-register, and lifetime expiry; over NoSec and DTLS PSK (the
-//! DTLS test is ignored until rtc-dtls accepts tinydtls' ClientHello, see there).
+//! notification, Cancel, Delete, De-register, and lifetime expiry; over NoSec and DTLS PSK
+//! (TLS_PSK_WITH_AES_128_CCM_8, tinydtls' only suite).
 //!
 //! Needs FERRITE_WAKAAMA_CLIENT and FERRITE_WAKAAMA_CLIENT_DTLS (scripts/test.sh exports them).
 
@@ -274,11 +274,9 @@ async fn wakaama_over_nosec_is_registered_read_written_executed_observed_and_der
 }
 
 // Wakaama's DTLS client (tinydtls 0.8.6, PSK only, as its examples build it) sends a ClientHello
-// without an extensions block, which is legal (RFC 5246 §7.4.1.2) but which rtc-dtls 0.21's
-// ClientHello parser rejects (it reads the extensions length unconditionally), so the handshake
-// ends after the cookie exchange. Not fixable outside rtc-dtls: the handshake transcript must hold
-// the client's bytes. Run with --ignored once rtc-dtls is patched.
-#[ignore = "rtc-dtls 0.21 rejects a ClientHello without extensions (tinydtls PSK-only)"]
+// without an extensions block, which is legal (RFC 5246 §7.4.1.2) but which rtc-dtls 0.21.1
+// rejected; the workspace patches it (vendor/rtc-dtls, [patch.crates-io]), and this test is the
+// proof against an independent DTLS implementation and LwM2M client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wakaama_over_dtls_psk_registers_with_the_api_created_key_and_is_managed() {
     let Some(binary) = tool("FERRITE_WAKAAMA_CLIENT_DTLS", "Wakaama lwm2mclient (DTLS)") else {
