@@ -368,7 +368,7 @@ impl Metrics {
                     .inc();
                 return;
             }
-            DeviceEvent::ObservationEnded { .. } => return,
+            DeviceEvent::ObservationEnded { .. } | DeviceEvent::StateChanged { .. } => return,
         };
         self.registration_events
             .get_or_create(&KindLabel {

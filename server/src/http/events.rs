@@ -1,6 +1,7 @@
 //! `GET /api/v1/events`: the LwM2M service's live [`DeviceEvent`]s as server-sent events
 //! (registered, updated, deregistered, expired, removed, registration_refused, notification,
-//! observation_ended, send, operation_queued, operation_completed), optionally for one endpoint.
+//! observation_ended, send, operation_queued, operation_completed) and the store's committed
+//! lifecycle transitions (state_changed), optionally for one endpoint.
 //!
 //! Each message's `event:` is the event's kind and its `data:` the event as JSON (the same
 //! `event` tag inside). A listener that falls too far behind gets an `event: lagged` message
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -23,6 +24,7 @@ use super::lwm2m::OpRouteError;
 use super::{AppState, Routes};
 use crate::accounts::Role;
 use crate::lwm2m::{DeviceEvent, ServiceError};
+use crate::store::StateChange;
 
 /// How often an idle stream gets a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -52,6 +54,7 @@ fn event_name(event: &DeviceEvent) -> &'static str {
         DeviceEvent::Send { .. } => "send",
         DeviceEvent::OperationQueued { .. } => "operation_queued",
         DeviceEvent::OperationCompleted { .. } => "operation_completed",
+        DeviceEvent::StateChanged { .. } => "state_changed",
     }
 }
 
@@ -63,36 +66,58 @@ fn sse_event(event: &DeviceEvent) -> Event {
     Event::default().event(event_name(event)).data(data)
 }
 
-/// The stream of SSE messages from `events`, filtered to `endpoint` if given. Ends only when the
-/// service stops (the broadcast closes).
-pub fn event_stream(
-    events: broadcast::Receiver<DeviceEvent>,
-    endpoint: Option<String>,
-) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-    futures_util::stream::unfold(events, move |mut events| {
-        let endpoint = endpoint.clone();
-        async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => {
-                        if endpoint
-                            .as_deref()
-                            .is_some_and(|wanted| event.endpoint() != Some(wanted))
-                        {
-                            continue;
-                        }
-                        return Some((Ok(sse_event(&event)), events));
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        let data = serde_json::json!({ "event": "lagged", "missed": missed });
-                        let message = Event::default().event("lagged").data(data.to_string());
-                        return Some((Ok(message), events));
-                    }
-                    Err(RecvError::Closed) => return None,
-                }
-            }
+/// One source of the stream: a broadcast receiver whose items become [`DeviceEvent`]s.
+fn source<T>(
+    receiver: broadcast::Receiver<T>,
+) -> impl Stream<Item = Result<DeviceEvent, u64>> + Send + 'static
+where
+    T: Clone + Send + 'static,
+    DeviceEvent: From<T>,
+{
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        match receiver.recv().await {
+            Ok(item) => Some((Ok(DeviceEvent::from(item)), receiver)),
+            Err(RecvError::Lagged(missed)) => Some((Err(missed), receiver)),
+            Err(RecvError::Closed) => None,
         }
     })
+}
+
+/// The stream of SSE messages from `events` (the LwM2M service's) and `state_changes` (the
+/// store's), filtered to `endpoint` if given. Ends only when the service stops (its broadcast
+/// closes); a lag of either source is reported as `event: lagged`.
+pub fn event_stream(
+    events: broadcast::Receiver<DeviceEvent>,
+    state_changes: broadcast::Receiver<StateChange>,
+    endpoint: Option<String>,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    // The service's stream decides the end: the store's never closes while the server runs.
+    let service = source(events)
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }));
+    let store = source(state_changes).map(Some);
+    futures_util::stream::select(service, store)
+        .take_while(|item| std::future::ready(item.is_some()))
+        .filter_map(move |item| {
+            let message = match item {
+                Some(Ok(event)) => {
+                    if endpoint
+                        .as_deref()
+                        .is_some_and(|wanted| event.endpoint() != Some(wanted))
+                    {
+                        None
+                    } else {
+                        Some(Ok(sse_event(&event)))
+                    }
+                }
+                Some(Err(missed)) => {
+                    let data = serde_json::json!({ "event": "lagged", "missed": missed });
+                    Some(Ok(Event::default().event("lagged").data(data.to_string())))
+                }
+                None => None,
+            };
+            std::future::ready(message)
+        })
 }
 
 /// Live device events as server-sent events (`text/event-stream`).
@@ -109,7 +134,11 @@ async fn events(
         .lwm2m
         .as_ref()
         .ok_or(OpRouteError::Service(ServiceError::Unavailable))?;
-    let stream = event_stream(service.events(), query.endpoint);
+    let stream = event_stream(
+        service.events(),
+        state.store.state_changes(),
+        query.endpoint,
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 
@@ -118,7 +147,6 @@ async fn events(
 mod tests {
     use super::*;
     use chrono::Utc;
-    use futures_util::StreamExt as _;
 
     fn expired(endpoint: &str) -> DeviceEvent {
         DeviceEvent::Expired {
@@ -142,7 +170,8 @@ mod tests {
     #[tokio::test]
     async fn events_are_filtered_and_a_lag_is_reported_not_fatal() {
         let (tx, rx) = broadcast::channel(2);
-        let mut stream = Box::pin(event_stream(rx, Some("meter-1".into())));
+        let (_changes, changes_rx) = broadcast::channel(2);
+        let mut stream = Box::pin(event_stream(rx, changes_rx, Some("meter-1".into())));
         // Four events into a channel of two: the receiver lags by two.
         tx.send(expired("meter-2")).unwrap();
         tx.send(expired("meter-1")).unwrap();
@@ -158,7 +187,35 @@ mod tests {
         drop(tx);
         assert!(
             stream.next().await.is_none(),
-            "the stream ends with the service"
+            "the stream ends with the service, though the store's source is still open"
         );
+    }
+
+    #[tokio::test]
+    async fn lifecycle_changes_from_the_store_are_state_changed_events() {
+        let (_tx, rx) = broadcast::channel::<DeviceEvent>(4);
+        let (changes, changes_rx) = broadcast::channel(4);
+        let mut stream = Box::pin(event_stream(rx, changes_rx, Some("meter-1".into())));
+        let change = |endpoint: &str| StateChange {
+            endpoint: endpoint.into(),
+            from: crate::fleet::lifecycle::LifecycleState::Active,
+            to: crate::fleet::lifecycle::LifecycleState::Suspended,
+            actor: "user:alice".into(),
+            reason: Some("meter swap".into()),
+            at: Utc::now(),
+        };
+        changes.send(change("meter-2")).unwrap();
+        changes.send(change("meter-1")).unwrap();
+        let text = text(stream.next().await.unwrap().unwrap()).await;
+        assert!(text.starts_with("event: state_changed\n"), "{text}");
+        for part in [
+            r#""endpoint":"meter-1""#,
+            r#""from":"active""#,
+            r#""to":"suspended""#,
+            r#""actor":"user:alice""#,
+            r#""reason":"meter swap""#,
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
     }
 }

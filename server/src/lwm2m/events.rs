@@ -171,6 +171,18 @@ pub enum DeviceEvent {
         #[serde(with = "rfc3339")]
         expires_at: DateTime<Utc>,
     },
+    /// A committed lifecycle transition (operator action, first registration, bootstrap
+    /// finished), from the store; `actor` as in the audit trail.
+    StateChanged {
+        endpoint: String,
+        from: String,
+        to: String,
+        actor: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(with = "rfc3339")]
+        at: DateTime<Utc>,
+    },
     /// A request made through the service finished.
     OperationCompleted {
         endpoint: String,
@@ -179,6 +191,19 @@ pub enum DeviceEvent {
         #[serde(with = "rfc3339")]
         at: DateTime<Utc>,
     },
+}
+
+impl From<crate::store::StateChange> for DeviceEvent {
+    fn from(change: crate::store::StateChange) -> DeviceEvent {
+        DeviceEvent::StateChanged {
+            endpoint: change.endpoint,
+            from: change.from.to_string(),
+            to: change.to.to_string(),
+            actor: change.actor,
+            reason: change.reason,
+            at: change.at,
+        }
+    }
 }
 
 impl DeviceEvent {
@@ -195,6 +220,7 @@ impl DeviceEvent {
             | DeviceEvent::ObservationEnded { endpoint, .. }
             | DeviceEvent::Send { endpoint, .. }
             | DeviceEvent::OperationQueued { endpoint, .. }
+            | DeviceEvent::StateChanged { endpoint, .. }
             | DeviceEvent::OperationCompleted { endpoint, .. } => Some(endpoint),
         }
     }

@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use tokio::sync::broadcast;
 
 use self::postgres::PostgresBackend;
 use self::rows::{AuditWrite, InfoWrite, InsertAudit, PreparedDevice, TransitionWrite};
@@ -161,7 +162,25 @@ macro_rules! on_backend {
 pub struct Store {
     backend: Backend,
     server_key: Arc<ServerKey>,
+    /// Every committed lifecycle transition, for live listeners (the console's event stream).
+    state_changes: broadcast::Sender<StateChange>,
 }
+
+/// A lifecycle transition that was committed (and audited): published by [`Store::transition`]
+/// whoever made it — an operator, the registration path, the bootstrap server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub endpoint: String,
+    pub from: LifecycleState,
+    pub to: LifecycleState,
+    /// The audit actor: `user:alice`, `system:registration`, …
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// How many state changes a slow listener may fall behind before it is told it lagged.
+const STATE_CHANGE_BACKLOG: usize = 1024;
 
 // Hand-written: the pools' Debug shows their connect options, which may include a password.
 impl std::fmt::Debug for Store {
@@ -280,7 +299,13 @@ impl Store {
         Ok(Store {
             backend,
             server_key: Arc::new(server_key),
+            state_changes: broadcast::channel(STATE_CHANGE_BACKLOG).0,
         })
+    }
+
+    /// Committed lifecycle transitions from now on (see [`StateChange`]).
+    pub fn state_changes(&self) -> broadcast::Receiver<StateChange> {
+        self.state_changes.subscribe()
     }
 
     pub fn backend_kind(&self) -> BackendKind {
@@ -694,6 +719,15 @@ impl Store {
                 at: now(),
             };
             if on_backend!(self, b => b.apply_transition(&write).await)? {
+                // No listener is not an error.
+                let _ = self.state_changes.send(StateChange {
+                    endpoint: endpoint.to_owned(),
+                    from,
+                    to,
+                    actor: actor.clone(),
+                    reason: reason.clone(),
+                    at: write.at,
+                });
                 return self
                     .get_device(endpoint)
                     .await?
