@@ -1,14 +1,22 @@
-//! The store writes the socket tasks ask for, applied one at a time in the order they were asked
-//! ([`Job`] over an unbounded channel): the socket tasks never wait for the database, and the
-//! writes about one device (registered → updated → expired; queued → finished) cannot overtake
-//! each other. A failed write is logged and the next one goes on.
+//! The store writes the socket tasks ask for ([`Job`] over an unbounded channel), applied in the
+//! order they were asked: the socket tasks never wait for the database, and the writes about one
+//! device (registered → updated → expired; queued → finished) cannot overtake each other.
+//!
+//! The worker drains what is waiting (up to [`MAX_BATCH`] jobs) and writes it in ONE transaction
+//! (`Store::apply_lwm2m_writes`): during a registration storm one commit (one fsync on SQLite)
+//! serves hundreds of registrations instead of four commits each. Acknowledged means durable
+//! (ARCHITECTURE.md): a queued request's `durable` signal (the HTTP API answers `Pending` only
+//! after it) and a [`Job::Barrier`] are answered after the commit that holds their job. When a
+//! batch fails, its jobs are retried one by one, each in its own transaction, so that one bad row
+//! (e.g. a device deleted meanwhile) loses only its own job. A failed job is logged and the next
+//! one goes on.
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::directory::RegistrationInfo;
 use crate::fleet::registry::Connectivity;
-use crate::store::lwm2m::{RegistrationEventKind, RequestStatus};
+use crate::store::lwm2m::{Lwm2mWrite, RegistrationEventKind, RequestStatus};
 use crate::store::{Store, StoreError};
 
 /// One write.
@@ -58,131 +66,378 @@ pub(crate) enum Job {
 
 pub(crate) type JobSender = mpsc::UnboundedSender<Job>;
 
+/// Most jobs written in one transaction: bounds the time the write lock is held (other writers,
+/// e.g. the HTTP API, wait for it) and the work redone when a batch has to be retried.
+pub(crate) const MAX_BATCH: usize = 256;
+
 /// Applies jobs until every sender is gone.
 pub(crate) async fn run(store: Store, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    while let Some(job) = jobs.recv().await {
-        apply(&store, job).await;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        apply_batch(&store, batch.drain(..)).await;
     }
 }
 
-async fn apply(store: &Store, job: Job) {
-    match job {
-        Job::Registered { info, reboot } => {
-            let endpoint = info.endpoint.clone();
-            let result = registered(store, &info, reboot).await;
-            log_failure(&endpoint, "save the registration", result);
+/// Who is told when a write is durable.
+enum Signal {
+    Durable(oneshot::Sender<bool>),
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Writes `jobs` in one transaction (or one by one when that fails), then answers their signals.
+/// Returns how many transactions it took (for the tests).
+pub(crate) async fn apply_batch(store: &Store, jobs: impl IntoIterator<Item = Job>) -> usize {
+    let mut writes = Vec::new();
+    // Signals with the index of their write (None: a barrier, answered after everything).
+    let mut signals: Vec<(Option<usize>, Signal)> = Vec::new();
+    for job in jobs {
+        let (write, signal) = job.into_write();
+        let index = write.map(|write| {
+            writes.push(write);
+            writes.len() - 1
+        });
+        if let Some(signal) = signal {
+            signals.push((index, signal));
         }
-        Job::Updated { info } => {
-            let result = async {
-                store.save_lwm2m_registration(&info.to_stored()).await?;
-                store
-                    .set_connectivity(&info.endpoint, Connectivity::Online, Some(info.last_update))
-                    .await
-            }
-            .await;
-            log_failure(&info.endpoint, "save the update", result);
-        }
-        Job::Ended {
-            endpoint,
-            registration_id,
-            kind,
-            at,
-            mark_offline,
-        } => {
-            let result = async {
-                store
-                    .delete_lwm2m_registration(&endpoint, &registration_id)
-                    .await?;
-                store
-                    .record_registration_event(&endpoint, at, kind, &registration_id, None)
-                    .await?;
-                if !mark_offline {
-                    return Ok(());
+    }
+    let mut transactions = 0;
+    let mut stored = vec![false; writes.len()];
+    if !writes.is_empty() {
+        transactions += 1;
+        match store.apply_lwm2m_writes(&writes).await {
+            Ok(outcomes) => {
+                for ((write, outcome), stored) in writes.iter().zip(outcomes).zip(&mut stored) {
+                    *stored = outcome.is_ok();
+                    log_failure(write, outcome);
                 }
-                // A de-registering device was heard now; an expired or removed one was not.
-                let last_seen = (kind == RegistrationEventKind::Deregistered).then_some(at);
-                store
-                    .set_connectivity(&endpoint, Connectivity::Offline, last_seen)
-                    .await
             }
-            .await;
-            log_failure(&endpoint, "record the end of the registration", result);
-        }
-        Job::Connectivity {
-            endpoint,
-            connectivity,
-        } => {
-            let result = store.set_connectivity(&endpoint, connectivity, None).await;
-            log_failure(&endpoint, "update connectivity", result);
-        }
-        Job::Queue {
-            id,
-            endpoint,
-            operation_json,
-            created_at,
-            expires_at,
-            durable,
-        } => {
-            let result = store
-                .insert_queued_request(&id, &endpoint, &operation_json, created_at, expires_at)
-                .await;
-            let stored = result.is_ok();
-            log_failure(&endpoint, "persist a queued request", result);
-            if let Some(durable) = durable {
-                // The requester may have stopped waiting.
-                let _ = durable.send(stored);
+            Err(error) if writes.len() == 1 => {
+                if let Some(write) = writes.first() {
+                    log_failure(write, Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    jobs = writes.len(),
+                    "a batch of LwM2M store writes failed; retrying them one by one"
+                );
+                for (write, stored) in writes.iter().zip(&mut stored) {
+                    transactions += 1;
+                    let outcome = match store.apply_lwm2m_writes(std::slice::from_ref(write)).await
+                    {
+                        Ok(mut outcomes) => outcomes.pop().unwrap_or(Ok(())),
+                        Err(error) => Err(error),
+                    };
+                    *stored = outcome.is_ok();
+                    log_failure(write, outcome);
+                }
             }
         }
-        Job::Finish {
-            id,
-            status,
-            at,
-            result_json,
-        } => {
-            let result = store
-                .finish_queued_request(&id, status, at, Some(&result_json))
-                .await;
-            log_failure(&id, "record the result of a queued request", result);
+    }
+    for (index, signal) in signals {
+        // The requester may have stopped waiting.
+        match signal {
+            Signal::Durable(tell) => {
+                let _ = tell.send(index.and_then(|i| stored.get(i).copied()).unwrap_or(false));
+            }
+            Signal::Barrier(done) => {
+                let _ = done.send(());
+            }
         }
-        Job::Barrier(done) => {
-            let _ = done.send(());
-        }
+    }
+    transactions
+}
+
+impl Job {
+    fn into_write(self) -> (Option<Lwm2mWrite>, Option<Signal>) {
+        let write = match self {
+            Job::Registered { info, reboot } => Lwm2mWrite::Registered {
+                registration: info.to_stored(),
+                reboot,
+            },
+            Job::Updated { info } => Lwm2mWrite::Updated {
+                registration: info.to_stored(),
+            },
+            Job::Ended {
+                endpoint,
+                registration_id,
+                kind,
+                at,
+                mark_offline,
+            } => Lwm2mWrite::Ended {
+                endpoint,
+                registration_id,
+                kind,
+                at,
+                mark_offline,
+            },
+            Job::Connectivity {
+                endpoint,
+                connectivity,
+            } => Lwm2mWrite::Connectivity {
+                endpoint,
+                connectivity,
+            },
+            Job::Queue {
+                id,
+                endpoint,
+                operation_json,
+                created_at,
+                expires_at,
+                durable,
+            } => {
+                let write = Lwm2mWrite::Queue {
+                    id,
+                    endpoint,
+                    operation_json,
+                    created_at,
+                    expires_at,
+                };
+                return (Some(write), durable.map(Signal::Durable));
+            }
+            Job::Finish {
+                id,
+                status,
+                at,
+                result_json,
+            } => Lwm2mWrite::Finish {
+                id,
+                status,
+                at,
+                result_json,
+            },
+            Job::Barrier(done) => return (None, Some(Signal::Barrier(done))),
+        };
+        (Some(write), None)
     }
 }
 
-async fn registered(
-    store: &Store,
-    info: &RegistrationInfo,
-    reboot: bool,
-) -> Result<(), StoreError> {
-    store.save_lwm2m_registration(&info.to_stored()).await?;
-    let kind = if reboot {
-        RegistrationEventKind::Reboot
-    } else {
-        RegistrationEventKind::Registered
-    };
-    let address = info.address.to_string();
-    store
-        .record_registration_event(
-            &info.endpoint,
-            info.last_update,
-            kind,
-            &info.registration_id,
-            Some(&address),
-        )
-        .await?;
-    if reboot {
-        store.audit_reboot(&info.endpoint, info.last_update).await?;
-    }
-    // First registration → active, audited as system:registration (fleet::lifecycle).
-    store
-        .record_registration(&info.endpoint, Connectivity::Online, info.last_update)
-        .await?;
-    Ok(())
-}
-
-fn log_failure<T>(subject: &str, what: &str, result: Result<T, StoreError>) {
+fn log_failure(write: &Lwm2mWrite, result: Result<(), StoreError>) {
     if let Err(error) = result {
-        tracing::error!(subject, %error, "cannot {what}");
+        let what = match write {
+            Lwm2mWrite::Registered { .. } => "save the registration",
+            Lwm2mWrite::Updated { .. } => "save the update",
+            Lwm2mWrite::Ended { .. } => "record the end of the registration",
+            Lwm2mWrite::Connectivity { .. } => "update connectivity",
+            Lwm2mWrite::Queue { .. } => "persist a queued request",
+            Lwm2mWrite::Finish { .. } => "record the result of a queued request",
+        };
+        tracing::error!(subject = write.subject(), %error, "cannot {what}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The worker's batching on SQLite (a temporary file, reopened for the restart case) and on
+    //! PostgreSQL (a scratch database, when `FERRITE_TEST_POSTGRES_URL` is set).
+
+    use std::future::Future;
+
+    use chrono::SubsecRound;
+
+    use super::*;
+    use crate::fleet::lifecycle::{Actor, LifecycleState, SystemComponent};
+    use crate::fleet::registry::{NewDevice, SecurityMode};
+    use crate::fleet::secrets::ServerKey;
+    use crate::store::lwm2m::{StoredRegistration, Transport};
+    use crate::store::scratch::{self, ScratchPostgres};
+
+    async fn on_both<F, Fut>(case: F)
+    where
+        F: Fn(Store) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, ServerKey::from_bytes([7; 32]))
+            .await
+            .unwrap();
+        case(store.clone()).await;
+        store.close().await;
+        if let Some(admin) = scratch::postgres_test_url() {
+            let db = ScratchPostgres::create(&admin, "ferrite_persist")
+                .await
+                .unwrap();
+            let store = Store::connect(db.url(), ServerKey::from_bytes([7; 32]))
+                .await
+                .unwrap();
+            case(store.clone()).await;
+            store.close().await;
+            db.drop_database().await.unwrap();
+        }
+    }
+
+    async fn device(store: &Store, endpoint: &str) {
+        let mut new = NewDevice::psk(endpoint, "s", "m");
+        new.security_mode = SecurityMode::NoSec;
+        store
+            .create_device(new, &Actor::system(SystemComponent::Registration))
+            .await
+            .unwrap();
+    }
+
+    fn info(endpoint: &str) -> RegistrationInfo {
+        let at = Utc::now().trunc_subsecs(6);
+        RegistrationInfo::from_stored(&StoredRegistration {
+            endpoint: endpoint.into(),
+            registration_id: "aaaaaaaa".into(),
+            transport: Transport::Coap,
+            lwm2m_version: "1.1".into(),
+            binding: "UQ".into(),
+            lifetime: 300,
+            sms_number: None,
+            objects: "</1/0>,</3/0>".into(),
+            address: "192.0.2.7:40000".into(),
+            psk_identity: None,
+            registered_at: at,
+            last_update: at,
+        })
+        .unwrap()
+    }
+
+    fn queue(id: &str, endpoint: &str) -> (Job, oneshot::Receiver<bool>) {
+        let (tell, told) = oneshot::channel();
+        let now = Utc::now();
+        let job = Job::Queue {
+            id: id.into(),
+            endpoint: endpoint.into(),
+            operation_json: "{}".into(),
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            durable: Some(tell),
+        };
+        (job, told)
+    }
+
+    #[tokio::test]
+    async fn many_jobs_are_written_in_one_transaction_and_acknowledged_after_it() {
+        on_both(|store| async move {
+            let mut jobs = Vec::new();
+            for n in 0..100 {
+                let endpoint = format!("storm-{n}");
+                device(&store, &endpoint).await;
+                jobs.push(Job::Registered {
+                    info: info(&endpoint),
+                    reboot: false,
+                });
+            }
+            let (job, durable) = queue("00000000000000c1", "storm-7");
+            jobs.push(job);
+            let (done, barrier) = oneshot::channel();
+            jobs.push(Job::Barrier(done));
+            assert_eq!(apply_batch(&store, jobs).await, 1, "one transaction");
+            assert_eq!(durable.await, Ok(true));
+            assert_eq!(barrier.await, Ok(()));
+            assert_eq!(store.lwm2m_registrations().await.unwrap().len(), 100);
+            let device = store.get_device("storm-99").await.unwrap().unwrap();
+            assert_eq!(device.state, LifecycleState::Active);
+            assert_eq!(device.connectivity, Connectivity::Online);
+            assert!(
+                store
+                    .queued_request("00000000000000c1")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_does_not_lose_the_others() {
+        on_both(|store| async move {
+            device(&store, "good-1").await;
+            device(&store, "good-2").await;
+            let (good, good_durable) = queue("00000000000000d1", "good-2");
+            // No such device: the foreign key refuses both rows and the batch fails.
+            let (bad, bad_durable) = queue("00000000000000d2", "gone");
+            let jobs = vec![
+                Job::Registered {
+                    info: info("good-1"),
+                    reboot: false,
+                },
+                bad,
+                Job::Registered {
+                    info: info("gone"),
+                    reboot: false,
+                },
+                good,
+                Job::Connectivity {
+                    endpoint: "good-2".into(),
+                    connectivity: Connectivity::Sleeping,
+                },
+            ];
+            // The batch, then each of the five alone.
+            assert_eq!(apply_batch(&store, jobs).await, 6);
+            assert_eq!(bad_durable.await, Ok(false));
+            assert_eq!(good_durable.await, Ok(true));
+            let stored: Vec<_> = store
+                .lwm2m_registrations()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.endpoint)
+                .collect();
+            assert_eq!(stored, ["good-1"]);
+            assert!(
+                store
+                    .queued_request("00000000000000d1")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert!(
+                store
+                    .queued_request("00000000000000d2")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            let good_2 = store.get_device("good-2").await.unwrap().unwrap();
+            assert_eq!(good_2.connectivity, Connectivity::Sleeping);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn after_the_acknowledgement_a_restarted_store_finds_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, ServerKey::from_bytes([7; 32]))
+            .await
+            .unwrap();
+        for endpoint in ["sleeper-1", "sleeper-2"] {
+            device(&store, endpoint).await;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let worker = tokio::spawn(run(store.clone(), rx));
+        for endpoint in ["sleeper-1", "sleeper-2"] {
+            tx.send(Job::Registered {
+                info: info(endpoint),
+                reboot: false,
+            })
+            .unwrap();
+        }
+        let (job, durable) = queue("00000000000000e1", "sleeper-2");
+        tx.send(job).unwrap();
+        // Acknowledged: from here on the request must survive a crash.
+        assert_eq!(durable.await, Ok(true));
+        // A crash: the worker and the pool go away without any further write.
+        worker.abort();
+        let _ = worker.await;
+        drop(tx);
+        store.close().await;
+
+        let store = Store::connect(&url, ServerKey::from_bytes([7; 32]))
+            .await
+            .unwrap();
+        let pending = store.pending_queued_requests().await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, "00000000000000e1");
+        // The registrations sent before it are in the same or an earlier commit.
+        assert_eq!(store.lwm2m_registrations().await.unwrap().len(), 2);
+        store.close().await;
     }
 }

@@ -12,8 +12,11 @@ use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::{Backend, Store, StoreError};
-use crate::fleet::lifecycle::{Actor, SystemComponent};
+use super::rows::{self, StateRow};
+use super::sql;
+use super::{Backend, BackendKind, Store, StoreError};
+use crate::fleet::lifecycle::{self, Actor, LifecycleState, SystemComponent};
+use crate::fleet::registry::Connectivity;
 
 /// Longest operation JSON or result JSON kept (a queued Write carries its content).
 pub const MAX_REQUEST_JSON: usize = 1 << 20;
@@ -305,6 +308,8 @@ const INSERT_REBOOT_AUDIT: &str = "INSERT INTO device_audit (device_id, endpoint
     action, from_state, to_state, reason) SELECT id, endpoint, $1, $2, 'reboot', state, state, $3 \
     FROM devices WHERE endpoint = $4";
 
+const REBOOT_REASON: &str = "registered again without de-registering (device restart)";
+
 const QUEUED_COLUMNS: &str =
     "id, endpoint, operation, status, created_at, expires_at, finished_at, result";
 
@@ -467,7 +472,7 @@ impl Store {
         on_pool!(self, pool => sqlx::query(INSERT_REBOOT_AUDIT)
             .bind(micros(at))
             .bind(&actor)
-            .bind("registered again without de-registering (device restart)")
+            .bind(REBOOT_REASON)
             .bind(endpoint)
             .execute(pool)
             .await
@@ -559,6 +564,301 @@ impl Store {
             .await
             .map(|done| done.rows_affected()))?;
         Ok(affected)
+    }
+}
+
+/// One write of the LwM2M persistence worker (`lwm2m::persist`), applied with others in one
+/// transaction by [`Store::apply_lwm2m_writes`]. Each variant is one job's writes, so a job is
+/// all-or-nothing even when it is retried alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lwm2mWrite {
+    /// A Register was accepted: save the registration, append to the history (and the audit
+    /// trail on a reboot), first registration → active, connectivity online.
+    Registered {
+        registration: StoredRegistration,
+        reboot: bool,
+    },
+    /// An Update: save the registration, online, last seen at its last update.
+    Updated { registration: StoredRegistration },
+    /// The registration ended: delete it (if still this one), history, and offline unless
+    /// `mark_offline` is false. A de-registering device was heard at `at`; others were not.
+    Ended {
+        endpoint: String,
+        registration_id: String,
+        kind: RegistrationEventKind,
+        at: DateTime<Utc>,
+        mark_offline: bool,
+    },
+    /// Connectivity alone (a queue-mode device fell asleep).
+    Connectivity {
+        endpoint: String,
+        connectivity: Connectivity,
+    },
+    /// A request waits for a sleeping device (idempotent on `id`).
+    Queue {
+        id: String,
+        endpoint: String,
+        operation_json: String,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    /// A stored request ended (ignored when it is not pending).
+    Finish {
+        id: String,
+        status: RequestStatus,
+        at: DateTime<Utc>,
+        result_json: String,
+    },
+}
+
+impl Lwm2mWrite {
+    /// What the write is about, for logs: the endpoint, or the request ID of a `Finish`.
+    pub fn subject(&self) -> &str {
+        match self {
+            Lwm2mWrite::Registered { registration, .. } | Lwm2mWrite::Updated { registration } => {
+                &registration.endpoint
+            }
+            Lwm2mWrite::Ended { endpoint, .. }
+            | Lwm2mWrite::Connectivity { endpoint, .. }
+            | Lwm2mWrite::Queue { endpoint, .. } => endpoint,
+            Lwm2mWrite::Finish { id, .. } => id,
+        }
+    }
+
+    /// Checks that need no database: a refused write is left out of the transaction.
+    fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Lwm2mWrite::Queue { operation_json, .. } => check_json_len("operation", operation_json),
+            Lwm2mWrite::Finish { result_json, .. } => check_json_len("result", result_json),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Binds the twelve columns of [`UPSERT_REGISTRATION`] (a macro: the query type differs per
+/// engine).
+macro_rules! bind_registration {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind(&$r.endpoint)
+            .bind(&$r.registration_id)
+            .bind($r.transport.as_str())
+            .bind(&$r.lwm2m_version)
+            .bind(&$r.binding)
+            .bind(i64::from($r.lifetime))
+            .bind(&$r.sms_number)
+            .bind(&$r.objects)
+            .bind(&$r.address)
+            .bind(&$r.psk_identity)
+            .bind(micros($r.registered_at))
+            .bind(micros($r.last_update))
+    };
+}
+
+/// Connectivity inside a batch: `Ok(false)` when the device is not in the registry (the job
+/// reports it; the rest of the batch goes on).
+macro_rules! tx_connectivity {
+    ($tx:expr, $endpoint:expr, $connectivity:expr, $last_seen:expr, $now:expr) => {
+        sqlx::query(sql::UPDATE_CONNECTIVITY)
+            .bind($connectivity.as_str())
+            .bind($last_seen.map(micros))
+            .bind($now)
+            .bind($endpoint)
+            .execute(&mut *$tx)
+            .await
+            .map(|done| done.rows_affected() > 0)
+    };
+}
+
+/// First registration → active (fleet::lifecycle), audited as system:registration, inside the
+/// batch's transaction. The guarded UPDATE can lose a race with an operator's change on
+/// PostgreSQL (SQLite's `BEGIN IMMEDIATE` holds the write lock): then the state is read again.
+macro_rules! tx_activate {
+    ($tx:expr, $endpoint:expr, $now:expr) => {
+        async {
+            let actor = Actor::system(SystemComponent::Registration).to_string();
+            for _ in 0..3 {
+                let Some(row) = sqlx::query_as::<_, StateRow>(sql::SELECT_STATE)
+                    .bind($endpoint)
+                    .fetch_optional(&mut *$tx)
+                    .await?
+                else {
+                    return Ok::<bool, StoreError>(false);
+                };
+                let from = rows::parse_state($endpoint, &row.state)?;
+                if !matches!(
+                    from,
+                    LifecycleState::Registered | LifecycleState::Provisioned
+                ) {
+                    return Ok(true);
+                }
+                let action = lifecycle::validate_transition(from, LifecycleState::Active)?;
+                let changed = sqlx::query(sql::UPDATE_STATE)
+                    .bind(LifecycleState::Active.as_str())
+                    .bind($now)
+                    .bind(row.id)
+                    .bind(from.as_str())
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected();
+                if changed == 1 {
+                    sqlx::query(sql::INSERT_AUDIT)
+                        .bind(row.id)
+                        .bind($endpoint)
+                        .bind($now)
+                        .bind(&actor)
+                        .bind(action.as_str())
+                        .bind(from.as_str())
+                        .bind(LifecycleState::Active.as_str())
+                        .bind(None::<&str>)
+                        .execute(&mut *$tx)
+                        .await?;
+                    return Ok(true);
+                }
+            }
+            Err(StoreError::Conflict($endpoint.to_owned()))
+        }
+        .await
+    };
+}
+
+impl Store {
+    /// Applies `writes` in order in ONE transaction (one commit: one fsync on SQLite instead of
+    /// one per statement), the persistence worker's batch. `Err` (a database error) means
+    /// nothing was written: the caller retries the writes one by one so that one bad row does
+    /// not lose the others. `Ok` has one entry per write: `Err` for a write that was refused
+    /// without touching the database (too long) or that found its device gone from the registry
+    /// (the rest of the batch is kept, as separate statements always did).
+    pub async fn apply_lwm2m_writes(
+        &self,
+        writes: &[Lwm2mWrite],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let begin = match self.backend_kind() {
+            BackendKind::Sqlite => "BEGIN IMMEDIATE",
+            BackendKind::Postgres => "BEGIN",
+        };
+        let now = super::now();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            for write in writes {
+                if let Err(refused) = write.check() {
+                    outcomes.push(Err(refused));
+                    continue;
+                }
+                let missing = || Err(StoreError::NotFound(write.subject().to_owned()));
+                let outcome = match write {
+                    Lwm2mWrite::Registered { registration: r, reboot } => {
+                        bind_registration!(sqlx::query(UPSERT_REGISTRATION), r)
+                            .execute(&mut *tx)
+                            .await?;
+                        let kind = if *reboot {
+                            RegistrationEventKind::Reboot
+                        } else {
+                            RegistrationEventKind::Registered
+                        };
+                        sqlx::query(INSERT_EVENT)
+                            .bind(&r.endpoint)
+                            .bind(micros(r.last_update))
+                            .bind(kind.as_str())
+                            .bind(&r.registration_id)
+                            .bind(&r.address)
+                            .execute(&mut *tx)
+                            .await?;
+                        if *reboot {
+                            let actor = Actor::system(SystemComponent::Registration).to_string();
+                            sqlx::query(INSERT_REBOOT_AUDIT)
+                                .bind(micros(r.last_update))
+                                .bind(&actor)
+                                .bind(REBOOT_REASON)
+                                .bind(&r.endpoint)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        let activated = match tx_activate!(tx, r.endpoint.as_str(), now) {
+                            Ok(found) => Ok(found),
+                            Err(StoreError::Database(error)) => return Err(error.into()),
+                            Err(other) => Err(other),
+                        };
+                        match activated {
+                            Ok(true) => {
+                                if tx_connectivity!(tx, &r.endpoint, Connectivity::Online, Some(r.last_update), now)? {
+                                    Ok(())
+                                } else {
+                                    missing()
+                                }
+                            }
+                            Ok(false) => missing(),
+                            Err(other) => Err(other),
+                        }
+                    }
+                    Lwm2mWrite::Updated { registration: r } => {
+                        bind_registration!(sqlx::query(UPSERT_REGISTRATION), r)
+                            .execute(&mut *tx)
+                            .await?;
+                        if tx_connectivity!(tx, &r.endpoint, Connectivity::Online, Some(r.last_update), now)? {
+                            Ok(())
+                        } else {
+                            missing()
+                        }
+                    }
+                    Lwm2mWrite::Ended { endpoint, registration_id, kind, at, mark_offline } => {
+                        sqlx::query(DELETE_REGISTRATION)
+                            .bind(endpoint)
+                            .bind(registration_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(INSERT_EVENT)
+                            .bind(endpoint)
+                            .bind(micros(*at))
+                            .bind(kind.as_str())
+                            .bind(registration_id)
+                            .bind(None::<&str>)
+                            .execute(&mut *tx)
+                            .await?;
+                        let last_seen = (*kind == RegistrationEventKind::Deregistered).then_some(*at);
+                        if !*mark_offline
+                            || tx_connectivity!(tx, endpoint, Connectivity::Offline, last_seen, now)?
+                        {
+                            Ok(())
+                        } else {
+                            missing()
+                        }
+                    }
+                    Lwm2mWrite::Connectivity { endpoint, connectivity } => {
+                        if tx_connectivity!(tx, endpoint, *connectivity, None::<DateTime<Utc>>, now)? {
+                            Ok(())
+                        } else {
+                            missing()
+                        }
+                    }
+                    Lwm2mWrite::Queue { id, endpoint, operation_json, created_at, expires_at } => {
+                        sqlx::query(INSERT_QUEUED)
+                            .bind(id)
+                            .bind(endpoint)
+                            .bind(operation_json)
+                            .bind(micros(*created_at))
+                            .bind(micros(*expires_at))
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(())
+                    }
+                    Lwm2mWrite::Finish { id, status, at, result_json } => {
+                        sqlx::query(FINISH_QUEUED)
+                            .bind(status.as_str())
+                            .bind(micros(*at))
+                            .bind(result_json)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(())
+                    }
+                };
+                outcomes.push(outcome);
+            }
+            tx.commit().await?;
+        });
+        Ok(outcomes)
     }
 }
 
@@ -727,6 +1027,210 @@ mod tests {
                     .await
                     .unwrap(),
                 1
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_transaction_applied_in_order() {
+        on_both(|store| async move {
+            for n in 0..40 {
+                device(&store, &format!("batch-{n}")).await;
+            }
+            let now = Utc::now().trunc_subsecs(6);
+            let mut writes = Vec::new();
+            for n in 0..40 {
+                let endpoint = format!("batch-{n}");
+                let mut first = registration(&endpoint, "aaaaaaaa");
+                first.last_update = now;
+                writes.push(Lwm2mWrite::Registered {
+                    registration: first.clone(),
+                    reboot: false,
+                });
+                // Order per device: the later Update wins over the Register before it.
+                let mut second = first;
+                second.address = "192.0.2.8:40001".into();
+                writes.push(Lwm2mWrite::Updated {
+                    registration: second,
+                });
+            }
+            writes.push(Lwm2mWrite::Queue {
+                id: "00000000000000b1".into(),
+                endpoint: "batch-0".into(),
+                operation_json: "{}".into(),
+                created_at: now,
+                expires_at: now + Duration::hours(1),
+            });
+            writes.push(Lwm2mWrite::Finish {
+                id: "00000000000000b1".into(),
+                status: RequestStatus::Completed,
+                at: now,
+                result_json: "{}".into(),
+            });
+            writes.push(Lwm2mWrite::Ended {
+                endpoint: "batch-39".into(),
+                registration_id: "aaaaaaaa".into(),
+                kind: RegistrationEventKind::Deregistered,
+                at: now,
+                mark_offline: true,
+            });
+            // Refused without touching the database: only this write fails.
+            writes.push(Lwm2mWrite::Queue {
+                id: "00000000000000b2".into(),
+                endpoint: "batch-1".into(),
+                operation_json: "x".repeat(MAX_REQUEST_JSON + 1),
+                created_at: now,
+                expires_at: now,
+            });
+            // A device not in the registry: reported, the rest is kept.
+            writes.push(Lwm2mWrite::Connectivity {
+                endpoint: "nobody".into(),
+                connectivity: Connectivity::Sleeping,
+            });
+            let outcomes = store.apply_lwm2m_writes(&writes).await.unwrap();
+            assert_eq!(outcomes.len(), writes.len());
+            let failed: Vec<_> = outcomes
+                .iter()
+                .zip(&writes)
+                .filter(|(o, _)| o.is_err())
+                .map(|(_, w)| w.subject().to_owned())
+                .collect();
+            assert_eq!(failed, ["batch-1", "nobody"]);
+
+            let stored = store.lwm2m_registrations().await.unwrap();
+            assert_eq!(stored.len(), 39, "batch-39 de-registered");
+            assert!(stored.iter().all(|r| r.address == "192.0.2.8:40001"));
+            let first = store.get_device("batch-0").await.unwrap().unwrap();
+            assert_eq!(first.state, LifecycleState::Active);
+            assert_eq!(first.connectivity, Connectivity::Online);
+            let last = store.get_device("batch-39").await.unwrap().unwrap();
+            assert_eq!(last.connectivity, Connectivity::Offline);
+            let audit = store
+                .device_audit(
+                    "batch-0",
+                    crate::fleet::registry::AuditPageRequest::first(10),
+                )
+                .await
+                .unwrap();
+            assert!(
+                audit
+                    .entries
+                    .iter()
+                    .any(|e| e.actor == "system:registration"
+                        && e.to_state == Some(LifecycleState::Active)),
+                "{audit:?}"
+            );
+            let request = store
+                .queued_request("00000000000000b1")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(request.status, RequestStatus::Completed);
+            assert!(
+                store
+                    .queued_request("00000000000000b2")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            let history = store.registration_events("batch-39", 5).await.unwrap();
+            let kinds: Vec<_> = history.iter().map(|e| e.kind).collect();
+            assert_eq!(
+                kinds,
+                [
+                    RegistrationEventKind::Deregistered,
+                    RegistrationEventKind::Registered
+                ]
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_database_error_rolls_the_whole_batch_back() {
+        on_both(|store| async move {
+            device(&store, "roll-1").await;
+            let writes = [
+                Lwm2mWrite::Registered {
+                    registration: registration("roll-1", "aaaaaaaa"),
+                    reboot: false,
+                },
+                // No such device: the foreign key refuses the row, a database error.
+                Lwm2mWrite::Registered {
+                    registration: registration("roll-unknown", "bbbbbbbb"),
+                    reboot: false,
+                },
+            ];
+            assert!(matches!(
+                store.apply_lwm2m_writes(&writes).await,
+                Err(StoreError::Database(_))
+            ));
+            // One transaction: the first write is gone with the second.
+            assert!(store.lwm2m_registrations().await.unwrap().is_empty());
+            assert!(
+                store
+                    .registration_events("roll-1", 5)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // Alone it goes through.
+            let outcomes = store.apply_lwm2m_writes(&writes[..1]).await.unwrap();
+            assert!(outcomes.iter().all(Result::is_ok));
+            assert_eq!(store.lwm2m_registrations().await.unwrap().len(), 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_reboot_in_a_batch_is_audited_and_activation_happens_once() {
+        on_both(|store| async move {
+            device(&store, "boot-1").await;
+            let first = registration("boot-1", "aaaaaaaa");
+            let writes = [
+                Lwm2mWrite::Registered {
+                    registration: first.clone(),
+                    reboot: false,
+                },
+                Lwm2mWrite::Registered {
+                    registration: registration("boot-1", "bbbbbbbb"),
+                    reboot: true,
+                },
+            ];
+            let outcomes = store.apply_lwm2m_writes(&writes).await.unwrap();
+            assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+            let audit = store
+                .device_audit(
+                    "boot-1",
+                    crate::fleet::registry::AuditPageRequest::first(10),
+                )
+                .await
+                .unwrap();
+            let actions: Vec<_> = audit.entries.iter().map(|e| e.action.as_str()).collect();
+            assert_eq!(
+                actions.iter().filter(|a| **a == "reboot").count(),
+                1,
+                "{actions:?}"
+            );
+            assert_eq!(
+                audit
+                    .entries
+                    .iter()
+                    .filter(|e| e.to_state == Some(LifecycleState::Active)
+                        && e.from_state != e.to_state)
+                    .count(),
+                1,
+                "{actions:?}"
+            );
+            assert_eq!(
+                store
+                    .lwm2m_registration("boot-1")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .registration_id,
+                "bbbbbbbb"
             );
         })
         .await;
