@@ -339,15 +339,25 @@ async fn suspended_devices_refuse_writes_and_metrics_count_registrations() {
     );
     assert!(text.contains("ferrite_http_requests_total{"), "{text}");
 
-    // Every route needs a token, this one too.
-    let mut stream = TcpStream::connect(server.http_addr()).await.unwrap();
-    stream
-        .write_all(b"GET /api/v1/metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 401"));
+    // Also at Prometheus' default path, the same document.
+    let (status, head, body) = http_raw(server.http_addr(), "GET", "/metrics", None).await;
+    let root = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{root}");
+    assert!(head.contains("openmetrics"), "{head}");
+    assert!(root.contains("ferrite_lwm2m_registrations 1"), "{root}");
+
+    // Every route needs a token, these too.
+    for path in ["/api/v1/metrics", "/metrics"] {
+        let mut stream = TcpStream::connect(server.http_addr()).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 401"),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! `GET /api/v1/metrics`: the server's Prometheus metrics (OpenMetrics text), behind the same
+//! `GET /metrics` (Prometheus' default path) and `GET /api/v1/metrics`: the server's Prometheus
+//! metrics (OpenMetrics text), behind the same
 //! authentication as every route — Prometheus sends a bearer token
 //! (`authorization: {credentials: <API token>}` in its scrape config). The LwM2M service's sizes
 //! and counters are sampled at each scrape, so they are never older than the scrape.
@@ -13,6 +14,19 @@ use crate::accounts::Role;
 
 pub fn routes() -> Vec<Routes> {
     vec![Routes::role(Role::FieldService).routes(routes!(metrics))]
+}
+
+/// The routes outside `/api/v1`: `/metrics`, where a Prometheus scrape config looks by default.
+pub fn root_routes() -> Vec<Routes> {
+    vec![Routes::role(Role::FieldService).routes(routes!(root_metrics))]
+}
+
+/// Prometheus metrics at Prometheus' default path; the same document as `/api/v1/metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "meta", operation_id = "root_metrics",
+    responses((status = 200, content_type = "application/openmetrics-text",
+        description = "OpenMetrics text (`ferrite_*` metrics)")))]
+async fn root_metrics(state: State<AppState>) -> impl IntoResponse {
+    metrics(state).await
 }
 
 /// Prometheus metrics: registrations, registration events, device requests by operation and

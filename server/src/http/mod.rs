@@ -100,8 +100,14 @@ fn build(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     for routes in all_routes() {
         api = api.merge(routes.into_router(state));
     }
+    // Routes outside /api/v1 (only /metrics), through the same role gate.
+    let mut root = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    for routes in metrics::root_routes() {
+        root = root.merge(routes.into_router(state));
+    }
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api)
+        .merge(root)
         .split_for_parts();
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
