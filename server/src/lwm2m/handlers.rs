@@ -269,10 +269,19 @@ impl SocketTask {
             Utc::now() + chrono::Duration::from_std(ahead).unwrap_or_default()
         };
         let mut durable = None;
+        // Only a queue-mode device's request may wait past a restart for its next wake-up: it is
+        // persisted. An always-reachable device's request waits only for a free NSTART slot
+        // (RFC 7252 §4.7), for milliseconds; persisting it cost a durable write per extra path
+        // of a multi-path read, and in-flight requests are not restored anyway.
+        let queue_mode = self
+            .engine
+            .registration(&endpoint)
+            .is_some_and(|r| r.binding.queue);
         let Some(tracked) = self.ops.get_mut(&op) else {
             return;
         };
-        if !tracked.persisted
+        if queue_mode
+            && !tracked.persisted
             && let Some(stored) = tracked
                 .operation
                 .as_ref()
