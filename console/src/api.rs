@@ -6,6 +6,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use api_types::diagnostics::{
+    DiagnoseRequest, DiagnosisHistory, DiagnosisRun, Sweep, SweepRequest, SweepResults,
+};
 use api_types::lwm2m::{
     CancelResponse, DoneResponse, ExecuteRequest, ObserveResponse, PathRequest, PendingResponse,
     ReadRequest, ReadResponse, RegistrationOut, WriteRequest,
@@ -366,6 +369,92 @@ pub async fn observations(
     endpoint: &str,
 ) -> Result<Vec<api_types::lwm2m::ObservationOut>, ApiError> {
     call("GET", &device_path(endpoint, "/observations"), Body::None).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics
+// ---------------------------------------------------------------------------------------------
+
+/// How long the server may wait for the device answering a diagnosis (its maximum is 60 s).
+const DIAGNOSE_WAIT_MS: u64 = 30_000;
+
+/// `POST /devices/{endpoint}/diagnose`: a completed run, or a pending one for a sleeping device
+/// (poll it with [`diagnosis_run`]).
+pub async fn diagnose(endpoint: &str) -> Result<DiagnosisRun, ApiError> {
+    let body = json(&DiagnoseRequest {
+        wait_ms: Some(DIAGNOSE_WAIT_MS),
+    })?;
+    call("POST", &device_path(endpoint, "/diagnose"), body).await
+}
+
+/// `GET /diagnostics/runs/{id}`.
+pub async fn diagnosis_run(id: &str) -> Result<DiagnosisRun, ApiError> {
+    call(
+        "GET",
+        &format!("/diagnostics/runs/{}", percent_encode(id)),
+        Body::None,
+    )
+    .await
+}
+
+/// `GET /devices/{endpoint}/diagnostics`: runs newest first and the chart series.
+pub async fn diagnosis_history(endpoint: &str) -> Result<DiagnosisHistory, ApiError> {
+    call(
+        "GET",
+        &device_path(endpoint, "/diagnostics?limit=20"),
+        Body::None,
+    )
+    .await
+}
+
+/// `GET /diagnostics/sweeps`: the newest sweeps.
+pub async fn sweeps() -> Result<Vec<Sweep>, ApiError> {
+    call("GET", "/diagnostics/sweeps", Body::None).await
+}
+
+/// `POST /diagnostics/sweeps` (fleet-manager and admin).
+pub async fn start_sweep(request: &SweepRequest) -> Result<Sweep, ApiError> {
+    call("POST", "/diagnostics/sweeps", json(request)?).await
+}
+
+pub async fn sweep(id: &str) -> Result<Sweep, ApiError> {
+    call(
+        "GET",
+        &format!("/diagnostics/sweeps/{}", percent_encode(id)),
+        Body::None,
+    )
+    .await
+}
+
+/// One page of a sweep's results, optionally only one rule or verdict.
+pub async fn sweep_results(
+    id: &str,
+    rule: &str,
+    verdict: &str,
+    after: Option<&str>,
+) -> Result<SweepResults, ApiError> {
+    let query = format::query_string(&[
+        ("rule", rule.to_owned()),
+        ("verdict", verdict.to_owned()),
+        ("after", after.unwrap_or_default().to_owned()),
+        ("limit", "100".to_owned()),
+    ]);
+    call(
+        "GET",
+        &format!("/diagnostics/sweeps/{}/results{query}", percent_encode(id)),
+        Body::None,
+    )
+    .await
+}
+
+/// Waits `ms` milliseconds (a browser timer), for polling.
+pub async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
 }
 
 // ---------------------------------------------------------------------------------------------

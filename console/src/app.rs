@@ -1,5 +1,5 @@
 //! The application shell: the session check at start-up, the routes (`/login`, `/` fleet,
-//! `/devices/{endpoint}`), the guard that sends signed-out visitors to the login page, and the
+//! `/devices/{endpoint}`, `/diagnostics`, `/diagnostics/sweeps/{id}`), the guard that sends signed-out visitors to the login page, and the
 //! session-expired hook of the API module.
 
 use leptos::prelude::*;
@@ -10,6 +10,7 @@ use leptos_router::path;
 
 use crate::api;
 use crate::components::nav::Nav;
+use crate::pages::diagnostics::{DiagnosticsPage, SweepPage};
 use crate::pages::{device::DevicePage, fleet::FleetPage, login::LoginPage};
 use crate::state::{Session, use_session};
 
@@ -34,6 +35,14 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=path!("/devices/:endpoint")
                     view=|| view! { <Authed><DevicePage/></Authed> }
+                />
+                <Route
+                    path=path!("/diagnostics")
+                    view=|| view! { <Authed><DiagnosticsPage/></Authed> }
+                />
+                <Route
+                    path=path!("/diagnostics/sweeps/:id")
+                    view=|| view! { <Authed><SweepPage/></Authed> }
                 />
             </Routes>
         </Router>

@@ -471,6 +471,65 @@ pub fn lifecycle_actions(role: Role, state: LifecycleState) -> Vec<LifecycleActi
 }
 
 // ---------------------------------------------------------------------------------------------
+// Execute
+// ---------------------------------------------------------------------------------------------
+
+/// What executing a resource does to the meter when that is disruptive (the console then asks
+/// for an explicit confirmation): reboot, factory reset, firmware update, bootstrap request.
+/// Keyed by object and resource (TS Core 1.1 Appendix E: 3/0/4 Reboot, 3/0/5 Factory Reset,
+/// 5/0/2 Update, 1/x/8 Bootstrap-Request Trigger).
+pub fn execute_warning(path: &str) -> Option<&'static str> {
+    let mut ids = path.trim_start_matches('/').split('/');
+    let (object, _instance, resource) = (ids.next()?, ids.next()?, ids.next()?);
+    match (object, resource) {
+        ("3", "4") => Some(
+            "The meter restarts: it stops metering and leaves the network until it registers again.",
+        ),
+        ("3", "5") => Some(
+            "The meter erases its configuration and data and returns to factory settings. \
+             This cannot be undone and may need a site visit to recover.",
+        ),
+        ("5", "2") => Some("The meter installs the downloaded firmware package and restarts."),
+        ("1", "8") => {
+            Some("The meter drops its server settings and asks the bootstrap server for new ones.")
+        }
+        _ => None,
+    }
+}
+
+/// Execute arguments as typed, checked against the grammar of TS Core 1.1 §5.4.5 (a
+/// comma-separated list of `digit` or `digit='value'`, the value without `'`): `Ok(None)` for
+/// none, the text to send, or why it is not valid.
+pub fn parse_execute_args(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    const HINT: &str = "Arguments are a comma-separated list like 0 or 0='text',1";
+    let mut rest = text;
+    loop {
+        let mut chars = rest.chars();
+        match chars.next() {
+            Some(c) if c.is_ascii_digit() => {}
+            _ => return Err(HINT.to_owned()),
+        }
+        rest = chars.as_str();
+        if let Some(after) = rest.strip_prefix("='") {
+            let end = after.find('\'').ok_or_else(|| HINT.to_owned())?;
+            let value = after.get(..end).unwrap_or_default();
+            if value.chars().any(|c| c.is_control()) {
+                return Err("Argument values cannot hold control characters".to_owned());
+            }
+            rest = after.get(end + 1..).unwrap_or_default();
+        }
+        if rest.is_empty() {
+            return Ok(Some(text.to_owned()));
+        }
+        rest = rest.strip_prefix(',').ok_or_else(|| HINT.to_owned())?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
 
@@ -527,6 +586,44 @@ pub fn plain_error(status: u16, error: &str, message: &str, coap_code: Option<&s
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn disruptive_executes_are_named() {
+        assert!(execute_warning("/3/0/4").unwrap().contains("restarts"));
+        assert!(
+            execute_warning("/3/0/5")
+                .unwrap()
+                .contains("cannot be undone")
+        );
+        assert!(execute_warning("/5/0/2").is_some());
+        assert!(execute_warning("/1/3/8").is_some());
+        assert_eq!(
+            execute_warning("/3/0/12"),
+            None,
+            "Reset Error Code is harmless"
+        );
+        assert_eq!(
+            execute_warning("/1/0/4"),
+            None,
+            "Registration Update Trigger"
+        );
+        assert_eq!(execute_warning("/3"), None);
+        assert_eq!(execute_warning(""), None);
+    }
+
+    #[test]
+    fn execute_arguments_follow_the_grammar() {
+        assert_eq!(parse_execute_args("  "), Ok(None));
+        assert_eq!(parse_execute_args("0"), Ok(Some("0".into())));
+        assert_eq!(
+            parse_execute_args(" 0='a, b',1 "),
+            Ok(Some("0='a, b',1".into()))
+        );
+        assert_eq!(parse_execute_args("5=''"), Ok(Some("5=''".into())));
+        for bad in ["a", "10", "0=", "0='open", "0,", ",0", "0;1", "0 ='x'"] {
+            assert!(parse_execute_args(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn urls_encode_everything_but_unreserved() {

@@ -79,7 +79,7 @@ export async function startServer({ log = 'server.log' } = {}) {
   };
   delete env.FERRITE_CONFIG;
   const users = {};
-  for (const [name, role] of [['alice', 'admin'], ['fred', 'field-service']]) {
+  for (const [name, role] of [['alice', 'admin'], ['maria', 'fleet-manager'], ['fred', 'field-service']]) {
     execFileSync(bin.ferrite, ['user', 'add', '--name', name, '--role', role], {
       env: { ...env, FERRITE_USER_PASSWORD: PASSWORD },
       stdio: ['ignore', 'ignore', 'inherit'],
@@ -120,30 +120,29 @@ export async function startServer({ log = 'server.log' } = {}) {
 
   return {
     dir, base, token, env, api, users, logPath, coapPort,
-    /// Starts `ferrite-sim run` with NoSec meters entered in the registry first.
-    async startMeters(count, extraArgs = []) {
-      for (let n = 1; n <= count; n++) {
-        const endpoint = `sim-${String(n).padStart(6, '0')}`;
+    /// Starts `ferrite-sim run` with NoSec meters entered in the registry first (endpoints
+    /// `<prefix>000001`…, tagged `site=<site>`); resolves once every one is registered.
+    async startMeters(count, extraArgs = [], { prefix = 'sim-', site = 'lab' } = {}) {
+      const endpoints = Array.from({ length: count }, (_, k) => `${prefix}${String(k + 1).padStart(6, '0')}`);
+      for (const [k, endpoint] of endpoints.entries()) {
         const created = await api('POST', '/devices', {
-          endpoint, security_mode: 'nosec', model: 'SIM-1', serial: `S${n}`, tags: { site: 'lab' },
+          endpoint, security_mode: 'nosec', model: 'SIM-1', serial: `${prefix}S${k + 1}`, tags: { site },
         });
         if (created.status !== 200 && created.status !== 201 && created.status !== 409) {
           throw new Error(`POST /devices ${endpoint}: ${created.status} ${created.text}`);
         }
       }
-      const simOut = openSync(join(dir, 'sim.log'), 'a');
+      const simOut = openSync(join(dir, `sim-${prefix}log`), 'a');
       const sim = spawn(bin.sim, [
         'run', '--server', `coap://127.0.0.1:${coapPort}`, '--meters', String(count),
-        '--progress', 'none', ...extraArgs,
+        '--endpoint-prefix', prefix, '--progress', 'none', ...extraArgs,
       ], { env: { ...process.env, FERRITE_API_TOKEN: '' }, stdio: ['ignore', simOut, simOut] });
       children.push(sim);
       // Registered = the device answer carries a live registration.
       for (let i = 0; ; i++) {
-        const devices = await Promise.all(
-          Array.from({ length: count }, (_, k) => api('GET', `/devices/sim-${String(k + 1).padStart(6, '0')}`)),
-        );
-        if (devices.every((d) => d.json && d.json.registration)) return;
-        if (i > 300) throw new Error(`the simulated meters did not register within 60 s; see ${join(dir, 'sim.log')}`);
+        const devices = await Promise.all(endpoints.map((e) => api('GET', `/devices/${e}`)));
+        if (devices.every((d) => d.json && d.json.registration)) return endpoints;
+        if (i > 300) throw new Error(`the simulated meters did not register within 60 s; see ${join(dir, `sim-${prefix}log`)}`);
         await sleep(200);
       }
     },

@@ -52,7 +52,14 @@ await server.startMeters(3, [
   '--lwm2m', '1.0', '--speed', '360', '--reboot-period', '10000d', '--problem-share', '0',
   '--queue-share', '0',
 ]);
-console.log('browser tests: 3 simulated meters registered');
+// Meters with problems (weak signal, dying battery, memory leak, error codes) for the
+// diagnostics scenarios, tagged site=diag so a sweep can pick them by the fleet filters.
+const DIAG_METERS = await server.startMeters(4, [
+  '--lwm2m', '1.1', '--speed', '360', '--reboot-period', '10000d', '--problem-share', '1',
+  '--queue-share', '0', '--seed', '7',
+], { prefix: 'diag-', site: 'diag' });
+console.log('browser tests: 3 + 4 simulated meters registered');
+const TOTAL = 3 + DIAG_METERS.length;
 
 const browser = await launchBrowser();
 const results = [];
@@ -121,7 +128,8 @@ try {
       await table.getByRole('link', { name: endpoint, exact: true }).waitFor({ timeout: WAIT });
     }
     const summary = admin.getByLabel('Fleet summary');
-    await until('the summary counts 3 active devices', async () => /active\D{0,20}3|3\D{0,20}active/i.test(await textOf(summary)));
+    const active = new RegExp(`active\\D{0,20}${TOTAL}(?!\\d)`, 'i');
+    await until(`the summary counts ${TOTAL} active devices`, async () => active.test(await textOf(summary)));
     await admin.getByLabel('Search').waitFor({ timeout: WAIT });
     await admin.screenshot({ path: join(shots, 'fleet.png'), fullPage: true });
   });
@@ -201,6 +209,123 @@ try {
     if (status !== 403) throw new Error(`decommission by field-service answered ${status}, not 403`);
     const stored = await server.api('GET', `/devices/${OTHER}`);
     if (stored.json?.state !== 'active') throw new Error(`the device changed: ${stored.text}`);
+    await context.close();
+  });
+
+  const VERDICT_LABELS = { healthy: 'Healthy', monitor: 'Monitor', remote_action: 'Remote action', site_visit: 'Site visit' };
+
+  await scenario('diagnose (field service)', ['login'], async () => {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    const page = await context.newPage();
+    watch(page, 'fred');
+    const endpoint = DIAG_METERS[0];
+    await signIn(page, server.base, 'fred');
+    await page.goto(`${server.base}/devices/${endpoint}`);
+    await page.getByRole('heading', { level: 1, name: endpoint }).waitFor({ timeout: WAIT });
+    const section = page.getByRole('region', { name: 'Diagnostics' });
+    await until('"not diagnosed yet"', async () => /not been diagnosed yet/.test(await textOf(section)));
+    await section.getByRole('button', { name: 'Diagnose', exact: true }).click();
+    // The verdict the server stored is the one on the page, with its summary and every finding.
+    let run;
+    await until('a completed run in the API', async () => {
+      const history = await server.api('GET', `/devices/${endpoint}/diagnostics`);
+      run = history.json?.runs?.[0];
+      return run?.status === 'completed';
+    }, 45_000);
+    const verdict = VERDICT_LABELS[run.diagnosis.verdict];
+    await until(`the verdict "${verdict}" and the summary`, async () => {
+      const text = await textOf(section);
+      return text.includes(verdict) && text.includes(run.diagnosis.summary);
+    }, 45_000);
+    const findings = section.getByRole('list', { name: 'Findings' });
+    if (run.diagnosis.findings.length === 0) throw new Error(`a problem meter with no findings: ${JSON.stringify(run.diagnosis)}`);
+    await until(`${run.diagnosis.findings.length} findings listed`, async () =>
+      (await findings.locator(':scope > li').count()) === run.diagnosis.findings.length);
+    const first = run.diagnosis.findings[0];
+    const firstText = await textOf(findings.locator(':scope > li').first());
+    for (const part of [first.title, first.action, first.evidence[0]?.value ?? '']) {
+      if (!firstText.includes(part)) throw new Error(`the worst finding does not show "${part}": ${firstText}`);
+    }
+    if (!/Critical|Major|Minor|Info/.test(firstText)) throw new Error(`no severity in "${firstText}"`);
+    await section.screenshot({ path: join(shots, 'device-diagnosis.png') });
+
+    // A second run: two rows of history, changes compared, a dot per run in the charts.
+    await section.getByRole('button', { name: 'Diagnose', exact: true }).click();
+    const history = section.getByRole('table', { name: 'Diagnosis history' });
+    await until('two runs in the history', async () => (await history.locator('tbody tr').count()) === 2, 45_000);
+    await section.getByRole('heading', { name: 'Changes since the previous diagnosis' }).waitFor({ timeout: WAIT });
+    const chart = section.getByRole('img', { name: /^Signal strength/ });
+    await until('the signal chart with two dots', async () => (await chart.locator('circle').count()) === 2);
+    await section.screenshot({ path: join(shots, 'device-diagnosis-2.png') });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(shots, 'device-top-field-service.png') });
+
+    // Field service sees the sweeps but cannot start one.
+    await page.getByRole('navigation').getByRole('link', { name: 'Diagnostics' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Diagnostics' }).waitFor({ timeout: WAIT });
+    await page.getByText('Starting a sweep needs the fleet-manager role').waitFor({ timeout: WAIT });
+    if ((await page.getByRole('button', { name: 'Start sweep' }).count()) !== 0) throw new Error('field service sees "Start sweep"');
+    await context.close();
+  });
+
+  await scenario('sweep (fleet manager)', ['login'], async () => {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    const page = await context.newPage();
+    watch(page, 'maria');
+    await signIn(page, server.base, 'maria');
+    await page.getByRole('navigation').getByRole('link', { name: 'Diagnostics' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Diagnostics' }).waitFor({ timeout: WAIT });
+    const form = page.getByRole('region', { name: 'Start a sweep' });
+    await form.getByLabel('Tag').fill('site=diag');
+    await form.getByLabel('Devices per second').fill('20');
+    await until('the form says what it will diagnose', async () => (await textOf(form)).includes('tag site:diag'));
+    await form.getByRole('button', { name: 'Start sweep' }).click();
+    await until('the sweep page', async () => /^\/diagnostics\/sweeps\/./.test(new URL(page.url()).pathname));
+    const id = decodeURIComponent(new URL(page.url()).pathname.split('/').pop());
+    const progress = page.getByRole('region', { name: 'Sweep progress' });
+    const n = DIAG_METERS.length;
+    await until(`"Completed: ${n} of ${n} devices diagnosed"`, async () =>
+      (await textOf(progress)).includes(`Completed: ${n} of ${n} devices diagnosed`), 60_000);
+    const stored = (await server.api('GET', `/diagnostics/sweeps/${id}`)).json;
+    const byVerdict = Object.values(stored.by_verdict).reduce((a, b) => a + b, 0);
+    if (stored.devices !== n || byVerdict !== n) throw new Error(`the sweep covered ${stored.devices} devices, ${byVerdict} verdicts: ${JSON.stringify(stored)}`);
+    // The counts on the page are the server's, and the charts say them too.
+    for (const [key, count] of Object.entries(stored.by_verdict)) {
+      const button = progress.getByRole('button', { name: `${VERDICT_LABELS[key]} ${count}`, exact: true });
+      await button.waitFor({ timeout: WAIT });
+    }
+    const verdictChart = page.getByRole('img', { name: /^Devices by verdict:/ });
+    await verdictChart.waitFor({ timeout: WAIT });
+    if ((await verdictChart.locator('rect').count()) !== Object.values(stored.by_verdict).filter((c) => c > 0).length) {
+      throw new Error('the verdict chart has a bar per verdict');
+    }
+    const rules = Object.keys(stored.by_rule).filter((k) => stored.by_rule[k] > 0);
+    if (rules.length === 0) throw new Error(`problem meters with no findings: ${JSON.stringify(stored)}`);
+    await page.getByRole('img', { name: /^Devices by finding:/ }).locator('rect').nth(rules.length - 1).waitFor({ timeout: WAIT });
+    const results = page.getByRole('table', { name: 'Sweep results' });
+    await until(`${n} result rows`, async () => (await results.locator('tbody tr').count()) === n);
+    await page.screenshot({ path: join(shots, 'sweep.png'), fullPage: true });
+
+    // Filter by the most frequent finding: the URL keeps it, the rows are the server's.
+    const rule = rules.sort((a, b) => stored.by_rule[b] - stored.by_rule[a])[0];
+    await page.getByLabel('Finding', { exact: true }).selectOption(rule);
+    await until(`?rule=${rule} in the URL`, async () => new URL(page.url()).searchParams.get('rule') === rule);
+    const expected = (await server.api('GET', `/diagnostics/sweeps/${id}/results?rule=${rule}`)).json.items.map((i) => i.endpoint);
+    await until(`the ${expected.length} devices with ${rule}`, async () => {
+      const shown = await results.locator('tbody tr td:first-child').allTextContents();
+      return JSON.stringify(shown.map((t) => t.trim())) === JSON.stringify(expected);
+    });
+    await page.screenshot({ path: join(shots, 'sweep-filtered.png'), fullPage: true });
+    await page.goBack();
+    await until('back to the unfiltered results', async () => (await results.locator('tbody tr').count()) === n);
+    // A result links to its device page.
+    await results.getByRole('link', { name: expected[0], exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: expected[0] }).waitFor({ timeout: WAIT });
+    // Back on the list, the sweep is there with its verdicts.
+    await page.getByRole('navigation').getByRole('link', { name: 'Diagnostics' }).click();
+    const sweeps = page.getByRole('table', { name: 'Sweeps' });
+    await until('the sweep listed as completed', async () => /Completed/.test(await textOf(sweeps)) && (await textOf(sweeps)).includes(`${n} of ${n}`));
+    await page.screenshot({ path: join(shots, 'diagnostics.png'), fullPage: true });
     await context.close();
   });
 

@@ -40,6 +40,7 @@ pub fn Nav() -> impl IntoView {
                 </a>
                 <ul class="nav-links">
                     <li><A href="/" exact=true>"Fleet"</A></li>
+                    <li><A href="/diagnostics">"Diagnostics"</A></li>
                 </ul>
                 <div class="nav-user">
                     <span class="who">{who}</span>

@@ -1,6 +1,7 @@
 //! One device: who it is, its live registration, its lifecycle with the actions the operator's
-//! role may take, its object tree with operations, its live events and its audit history. The
-//! page listens to this device's events and re-reads the device when its registration changes.
+//! role may take, remote diagnostics, its object tree with operations, its live events and its
+//! audit history. The page listens to this device's events and re-reads the device when its
+//! registration changes.
 
 use api_types::lwm2m::RegistrationOut;
 use api_types::{Device, LifecycleChange};
@@ -11,6 +12,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::{self, ApiError};
 use crate::components::audit::AuditHistory;
 use crate::components::badges::{ConnectivityBadge, StateBadge};
+use crate::components::diagnosis::DeviceDiagnostics;
 use crate::components::live::LiveEvents;
 use crate::components::objects::{ObjectTree, Values};
 use crate::format::{self, LifecycleAction, lifecycle_actions};
@@ -147,6 +149,7 @@ fn DeviceView(endpoint: String) -> impl IntoView {
                     </div>
                 }.into_any(),
             }}
+            <DeviceDiagnostics endpoint=endpoint.get_value()/>
             <ObjectTree endpoint=endpoint.get_value() registration=registration values=values/>
             <div class="device-grid">
                 <LiveEvents events=events live=live/>

@@ -109,12 +109,13 @@ pub fn FleetPage() -> impl IntoView {
         }
         set_timeout(
             move || {
-                if generation.get_value() != mine {
+                // `try_`: the page may be gone by now (navigated away while typing or loading).
+                if generation.try_get_value() != Some(mine) {
                     return;
                 }
                 spawn_local(async move {
                     let result = api::devices(&query).await;
-                    if generation.get_value() != mine
+                    if generation.try_get_value() != Some(mine)
                         || matches!(result, Err(ApiError::Unauthorized))
                     {
                         return;
