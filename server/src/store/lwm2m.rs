@@ -14,7 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::rows::{self, StateRow};
 use super::sql;
-use super::{Backend, BackendKind, Store, StoreError};
+use super::{Backend, BackendKind, StateChange, Store, StoreError};
 use crate::fleet::lifecycle::{self, Actor, LifecycleState, SystemComponent};
 use crate::fleet::registry::Connectivity;
 
@@ -670,6 +670,16 @@ macro_rules! tx_connectivity {
     };
 }
 
+/// What [`tx_activate!`] found.
+enum Activation {
+    NoDevice,
+    /// Not a first registration: the state is left as it is.
+    Unchanged,
+    Activated {
+        from: LifecycleState,
+    },
+}
+
 /// First registration → active (fleet::lifecycle), audited as system:registration, inside the
 /// batch's transaction. The guarded UPDATE can lose a race with an operator's change on
 /// PostgreSQL (SQLite's `BEGIN IMMEDIATE` holds the write lock): then the state is read again.
@@ -683,14 +693,14 @@ macro_rules! tx_activate {
                     .fetch_optional(&mut *$tx)
                     .await?
                 else {
-                    return Ok::<bool, StoreError>(false);
+                    return Ok::<Activation, StoreError>(Activation::NoDevice);
                 };
                 let from = rows::parse_state($endpoint, &row.state)?;
                 if !matches!(
                     from,
                     LifecycleState::Registered | LifecycleState::Provisioned
                 ) {
-                    return Ok(true);
+                    return Ok(Activation::Unchanged);
                 }
                 let action = lifecycle::validate_transition(from, LifecycleState::Active)?;
                 let changed = sqlx::query(sql::UPDATE_STATE)
@@ -713,7 +723,7 @@ macro_rules! tx_activate {
                         .bind(None::<&str>)
                         .execute(&mut *$tx)
                         .await?;
-                    return Ok(true);
+                    return Ok(Activation::Activated { from });
                 }
             }
             Err(StoreError::Conflict($endpoint.to_owned()))
@@ -739,6 +749,8 @@ impl Store {
         };
         let now = super::now();
         let mut outcomes = Vec::with_capacity(writes.len());
+        // Published once committed, as `Store::transition` does.
+        let mut changes = Vec::new();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
             for write in writes {
@@ -776,19 +788,29 @@ impl Store {
                                 .await?;
                         }
                         let activated = match tx_activate!(tx, r.endpoint.as_str(), now) {
-                            Ok(found) => Ok(found),
                             Err(StoreError::Database(error)) => return Err(error.into()),
-                            Err(other) => Err(other),
+                            other => other,
                         };
                         match activated {
-                            Ok(true) => {
+                            Ok(Activation::NoDevice) => missing(),
+                            Ok(activation) => {
+                                if let Activation::Activated { from } = activation {
+                                    changes.push(StateChange {
+                                        endpoint: r.endpoint.clone(),
+                                        from,
+                                        to: LifecycleState::Active,
+                                        actor: Actor::system(SystemComponent::Registration)
+                                            .to_string(),
+                                        reason: None,
+                                        at: now,
+                                    });
+                                }
                                 if tx_connectivity!(tx, &r.endpoint, Connectivity::Online, Some(r.last_update), now)? {
                                     Ok(())
                                 } else {
                                     missing()
                                 }
                             }
-                            Ok(false) => missing(),
                             Err(other) => Err(other),
                         }
                     }
@@ -858,6 +880,10 @@ impl Store {
             }
             tx.commit().await?;
         });
+        for change in changes {
+            // No listener is not an error.
+            let _ = self.state_changes.send(change);
+        }
         Ok(outcomes)
     }
 }
@@ -1187,6 +1213,7 @@ mod tests {
     async fn a_reboot_in_a_batch_is_audited_and_activation_happens_once() {
         on_both(|store| async move {
             device(&store, "boot-1").await;
+            let mut changes = store.state_changes();
             let first = registration("boot-1", "aaaaaaaa");
             let writes = [
                 Lwm2mWrite::Registered {
@@ -1232,6 +1259,13 @@ mod tests {
                     .registration_id,
                 "bbbbbbbb"
             );
+            // The activation reaches live listeners once, after the commit.
+            let change = changes.try_recv().unwrap();
+            assert_eq!(
+                (change.endpoint.as_str(), change.to, change.actor.as_str()),
+                ("boot-1", LifecycleState::Active, "system:registration")
+            );
+            assert!(changes.try_recv().is_err(), "one change only");
         })
         .await;
     }
