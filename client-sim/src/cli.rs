@@ -77,6 +77,12 @@ pub enum Command {
     /// Load scenarios that print throughput, latency percentiles and the server's CPU time and
     /// RSS (registration storm, DTLS handshake storm, reads through the API, Send, UDP echo).
     Bench(Box<crate::bench::BenchArgs>),
+    /// Score the server's remote diagnostics against the ground truth: provision and run a
+    /// fleet with problem profiles, start diagnostic sweeps through the API, print precision and
+    /// recall per problem and a confusion table. Example: ferrite-sim accuracy --server
+    /// coap://127.0.0.1:5683 --api http://127.0.0.1:8080 --meters 1000 --speed 720
+    #[command(args_override_self = true)]
+    Accuracy(Box<crate::accuracy::AccuracyArgs>),
 }
 
 /// LwM2M versions of the fleet.

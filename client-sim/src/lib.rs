@@ -7,9 +7,11 @@
 //!   ([`fleet::Fleet`]);
 //! - [`ledger`], [`ground_truth`]: the files a test checks the server against;
 //! - [`clock`]: real ↔ simulated time; [`rng`]: the seeded generator; [`stats`]: counters;
+//! - [`accuracy`]: scoring the server's diagnostics against the ground truth;
 //! - [`cli`]: the command line (and `--config` TOML files), [`report`]: progress and memory
 //!   figures, [`provision`]: entering the meters in the server's registry over its HTTP API.
 
+pub mod accuracy;
 pub mod bench;
 pub mod cli;
 pub mod clock;

@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run(args) => run(*args),
         Command::Bench(args) => client_sim::bench::run(*args),
+        Command::Accuracy(args) => client_sim::accuracy::run(*args),
     }
 }
 
@@ -97,6 +98,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             config.meters,
             &config.meter.endpoint_prefix,
         )
+        .with_firmware(&config.meter.firmware)
         .write(path)
         .with_context(|| format!("cannot write the ground truth {}", path.display()))?;
     }

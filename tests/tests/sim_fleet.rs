@@ -1,11 +1,13 @@
-//! `ferrite-sim` against the real server: 1,000 simulated meters (the `client_sim` library run
-//! in-process, configured through its own command line), half NoSec and half DTLS PSK, each half
-//! mixed LwM2M 1.0 / 1.1, provisioned through the server's HTTP API (the `--api` code path: CSV
-//! import for the DTLS meters, one POST per NoSec meter; a second provisioning run reuses them
-//! all). They register; reads through the HTTP API come back with the simulated values; readings
-//! flow (1.1 by Send with their own timestamps, 1.0 as notifications of the observed /10243/0)
-//! through a scheduled outage at 360× simulated time; after a graceful stop the simulator's
-//! ledger is compared with what the server published on its event stream (the server has no
+//! `ferrite-sim` against the real server binary (`ferrite serve` as a child process, real UDP
+//! and DTLS sockets, a temporary SQLite file): simulated meters (the `client_sim` library run
+//! in-process, configured through its own command line) — 200 by default, 1,000 with
+//! `FERRITE_SIM_FLEET_METERS=1000` — half NoSec and half DTLS PSK, each half mixed LwM2M 1.0 /
+//! 1.1, provisioned through the server's HTTP API (the `--api` code path: CSV import for the DTLS
+//! meters, one POST per NoSec meter; a second provisioning run reuses them all). They register;
+//! reads through the HTTP API come back with the simulated values; readings flow (1.1 by Send
+//! with their own timestamps, 1.0 as notifications of the observed /10243/0) through a scheduled
+//! outage at 360× simulated time; after a graceful stop the simulator's ledger is compared with
+//! what the server published on its event stream (`GET /api/v1/events`; the server has no
 //! readings store yet): every acknowledged reading arrived, none arrived twice (natural key:
 //! meter + timestamp), none is acknowledged twice, and nothing older than the last hour is left
 //! unacknowledged (the outage backlog was replayed).
@@ -24,20 +26,29 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::process::{Child, Command, Stdio};
+
 use client_sim::cli::{RunArgs, unix_now};
 use client_sim::fleet::{Fleet, FleetConfig, FleetReport};
 use client_sim::ground_truth::GroundTruth;
 use client_sim::provision::{ApiClient, provision};
-use lwm2m_objects::Path;
-use lwm2m_proto::lwm2m::server::{OpOutcome, Operation};
 use serde_json::{Value as Json, json};
-use server::lwm2m::{DeviceEvent, OpResult, ValueView};
+use server::lwm2m::{DeviceEvent, ValueView};
 use tests::coap_files::CoapFileServer;
-use tests::harness::TestServer;
-use tokio::sync::broadcast::error::RecvError;
+use tests::flood::ferrite_binary;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 const TOKEN: &str = "e2e-token-0123456789";
-const PER_KIND: u32 = 500;
+/// Meters of the whole test fleet: `FERRITE_SIM_FLEET_METERS` (e.g. 1000), else a CI-sized 200.
+/// Half of them NoSec, half DTLS.
+fn fleet_meters() -> u32 {
+    std::env::var("FERRITE_SIM_FLEET_METERS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n >= 20)
+        .unwrap_or(200)
+}
 /// Simulated seconds per real second: an hour every 10 s.
 const SPEED: f64 = 360.0;
 /// How long the fleets run (real): 3.5 simulated hours, 14 readings per meter.
@@ -51,15 +62,14 @@ struct Seen {
     sent: Vec<(String, i64)>,
     /// (endpoint, kWh) of each 10243/0/14 value that came by notification.
     notified: Vec<(String, f64)>,
-    lagged: u64,
 }
 
-fn run_args(server: &str, prefix: &str, ledger: &FsPath, sim_start: i64) -> RunArgs {
+fn run_args(server: &str, prefix: &str, per_kind: u32, ledger: &FsPath, sim_start: i64) -> RunArgs {
     RunArgs::parse_from_options([
         "--server",
         server,
         "--meters",
-        PER_KIND.to_string().as_str(),
+        per_kind.to_string().as_str(),
         "--endpoint-prefix",
         prefix,
         "--lwm2m",
@@ -93,6 +103,141 @@ fn run_args(server: &str, prefix: &str, ledger: &FsPath, sim_start: i64) -> RunA
         ledger.to_str().unwrap(),
     ])
     .unwrap()
+}
+
+/// `ferrite serve` as a child process (the binary of this build, see [`ferrite_binary`]) on a
+/// temporary SQLite file, NoSec enabled, every socket on a free loopback port.
+struct Ferrite {
+    child: Child,
+    http: SocketAddr,
+    coap: SocketAddr,
+    coaps: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Ferrite {
+    fn drop(&mut self) {
+        // Only the child this value started.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+impl Ferrite {
+    async fn start() -> Ferrite {
+        let dir = tempfile::tempdir().unwrap();
+        let http = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (coap, coaps) = (free_udp(), free_udp());
+        let log = dir.path().join("ferrite.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let key: String = (0..32).map(|i| format!("{:02x}", i * 7 + 3)).collect();
+        let child = Command::new(ferrite_binary())
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env(
+                "FERRITE_DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("ferrite.db").display()),
+            )
+            .env("FERRITE_SECRET_KEY", key)
+            .env("FERRITE_API_TOKEN", TOKEN)
+            .env("FERRITE_HTTP_ADDR", http.to_string())
+            .env("FERRITE_COAP_ADDR", coap.to_string())
+            .env("FERRITE_COAPS_ADDR", coaps.to_string())
+            .env("FERRITE_BS_COAP_ADDR", free_udp().to_string())
+            .env("FERRITE_BS_COAPS_ADDR", free_udp().to_string())
+            .env("FERRITE_NOSEC", "true")
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ferrite = Ferrite {
+            child,
+            http,
+            coap,
+            coaps,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(http).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ferrite did not start: {}",
+                ferrite.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ferrite
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Follows `GET /api/v1/events` (server-sent events) and hands every event to `on_event`;
+    /// returns once the stream is open (the server has subscribed), with the task reading it.
+    /// `lagged` messages are counted in `lagged`.
+    async fn follow_events(
+        &self,
+        lagged: Arc<Mutex<u64>>,
+        mut on_event: impl FnMut(DeviceEvent) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut stream = TcpStream::connect(self.http).await.unwrap();
+        // HTTP/1.0: the answer is close-delimited rather than chunked, so the body is the bare
+        // event stream.
+        let request = format!(
+            "GET /api/v1/events HTTP/1.0\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\n\
+             accept: text/event-stream\r\n\r\n",
+            self.http
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        assert!(line.contains(" 200 "), "events: {line}");
+        loop {
+            line.clear();
+            reader.read_line(&mut line).await.unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        tokio::spawn(async move {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
+                let json: Json = serde_json::from_str(data.trim()).unwrap();
+                if json["event"] == "lagged" {
+                    *lagged.lock().unwrap() += json["missed"].as_u64().unwrap_or(1);
+                    continue;
+                }
+                let event: DeviceEvent = serde_json::from_value(json.clone())
+                    .unwrap_or_else(|e| panic!("event {json}: {e}"));
+                on_event(event);
+            }
+        })
+    }
 }
 
 /// One HTTP exchange with the API (JSON in, JSON out).
@@ -139,39 +284,33 @@ fn read_ledger(path: &FsPath) -> Vec<(String, String, i64, Option<f64>)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written against the live server but not yet run to completion (the shared tree did not build in the session); run with --ignored"]
 async fn a_thousand_simulated_meters_against_the_server() {
     let started = Instant::now();
-    let server = TestServer::start().await;
-    let http = server.http_addr();
+    let per_kind = fleet_meters() / 2;
+    let server = Ferrite::start().await;
+    let http = server.http;
     let dir = tempfile::tempdir().unwrap();
 
     // Everything the server publishes, from before the first meter exists.
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let mut events = server.events();
+    let lagged = Arc::new(Mutex::new(0u64));
     let collector = {
         let seen = Arc::clone(&seen);
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => record(&seen, event),
-                    Err(RecvError::Lagged(n)) => seen.lock().unwrap().lagged += n,
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        })
+        server
+            .follow_events(Arc::clone(&lagged), move |event| record(&seen, event))
+            .await
     };
 
     // Readings end an hour before now, so none is in the future.
     let sim_start = unix_now() as i64 - 86_400;
     let kinds = [
-        ("sfn-", format!("coap://{}", server.coap_addr())),
-        ("sfd-", format!("coaps://{}", server.coaps_addr())),
+        ("sfn-", format!("coap://{}", server.coap)),
+        ("sfd-", format!("coaps://{}", server.coaps)),
     ];
     let mut configs: Vec<(RunArgs, FleetConfig, PathBuf)> = Vec::new();
     for (prefix, uri) in &kinds {
         let ledger = dir.path().join(format!("{prefix}ledger.jsonl"));
-        let args = run_args(uri, prefix, &ledger, sim_start);
+        let args = run_args(uri, prefix, per_kind, &ledger, sim_start);
         let config = args.fleet_config(unix_now()).unwrap();
         configs.push((args, config, ledger));
     }
@@ -196,10 +335,14 @@ async fn a_thousand_simulated_meters_against_the_server() {
     .await
     .unwrap();
     for (first, again) in provisioned.0.iter().zip(&provisioned.1) {
-        assert_eq!((first.created, first.reused), (PER_KIND as usize, 0));
-        assert_eq!((again.created, again.reused), (0, PER_KIND as usize));
+        assert_eq!((first.created, first.reused), (per_kind as usize, 0));
+        assert_eq!((again.created, again.reused), (0, per_kind as usize));
     }
-    eprintln!("provisioned 1,000 meters in {:?}", started.elapsed());
+    eprintln!(
+        "provisioned {} meters in {:?}",
+        2 * per_kind,
+        started.elapsed()
+    );
 
     let truths: Vec<GroundTruth> = configs
         .iter()
@@ -219,41 +362,35 @@ async fn a_thousand_simulated_meters_against_the_server() {
         .collect();
     let mut observers = Vec::new();
     for ep in v10.clone() {
-        let service = server.service().clone();
         let seen = Arc::clone(&seen);
         observers.push(tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(60);
             while !seen.lock().unwrap().registered.contains(&ep) {
                 assert!(Instant::now() < deadline, "{ep} never registered");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             loop {
-                let result = service
-                    .request(
-                        &ep,
-                        Operation::Observe(Path::Instance(10243, 0)),
-                        Duration::from_secs(10),
-                    )
-                    .await;
-                match result {
-                    Ok(OpResult::Done {
-                        outcome: OpOutcome::Observing { .. },
-                        ..
-                    }) => return,
-                    other => {
-                        assert!(Instant::now() < deadline, "observe {ep}: {other:?}");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                let (status, body) = post(
+                    http,
+                    &format!("/api/v1/devices/{ep}/observe"),
+                    json!({"path": "/10243/0"}),
+                )
+                .await;
+                if status == 200 && body["observation"].is_u64() {
+                    return;
                 }
+                assert!(Instant::now() < deadline, "observe {ep}: {status} {body}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }));
     }
     for o in observers {
         o.await.unwrap();
     }
-    assert_eq!(seen.lock().unwrap().registered.len(), 2 * PER_KIND as usize);
+    assert_eq!(seen.lock().unwrap().registered.len(), 2 * per_kind as usize);
     eprintln!(
-        "1,000 registered, 1.0 meters observed at {:?}",
+        "{} registered, 1.0 meters observed at {:?}",
+        2 * per_kind,
         started.elapsed()
     );
 
@@ -298,16 +435,28 @@ async fn a_thousand_simulated_meters_against_the_server() {
         outages += r.stats.outages;
         assert_eq!(r.stats.readings_evicted, 0);
         assert_eq!(r.socket_errors, 0);
+        // Each DTLS meter's first handshake currently fails (the server bug that
+        // `dtls_meters_created_through_the_api_handshake_the_first_time` shows); none fails twice.
+        assert!(
+            r.stats.handshake_failures <= u64::from(per_kind),
+            "{:?}",
+            r.stats
+        );
     }
-    assert!(outages >= 250, "outages {outages}");
+    // A third of each fleet has the scheduled outage.
+    assert!(outages >= u64::from(per_kind) / 2, "outages {outages}");
     assert!(
-        produced >= 2 * u64::from(PER_KIND) * 12,
+        produced >= 2 * u64::from(per_kind) * 12,
         "produced {produced}"
     );
 
     // The ledger against the event stream.
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.lagged, 0, "the event collector fell behind");
+    assert_eq!(
+        *lagged.lock().unwrap(),
+        0,
+        "the event collector fell behind"
+    );
     let mut received_send: HashMap<(String, i64), u32> = HashMap::new();
     for key in &seen.sent {
         *received_send.entry(key.clone()).or_default() += 1;
@@ -435,16 +584,15 @@ async fn read_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written against the live server but not yet run to completion (the shared tree did not build in the session); run with --ignored"]
 async fn firmware_is_pulled_by_package_uri_and_a_bad_version_shows() {
-    let server = TestServer::start().await;
-    let http = server.http_addr();
+    let server = Ferrite::start().await;
+    let http = server.http;
     let files = CoapFileServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("fw-ledger.jsonl");
     let args = RunArgs::parse_from_options([
         "--server",
-        format!("coap://{}", server.coap_addr()).as_str(),
+        format!("coap://{}", server.coap).as_str(),
         "--meters",
         "4",
         "--endpoint-prefix",
@@ -488,7 +636,22 @@ async fn firmware_is_pulled_by_package_uri_and_a_bad_version_shows() {
             client_sim::meter::firmware::build_package(model, "9.9.9-bad", &payload),
         );
     }
-    let mut events = server.events();
+    // Registrations that are restarts, by endpoint, as the event stream tells them.
+    let reboots: Arc<Mutex<Vec<String>>> = Arc::default();
+    let _events = {
+        let reboots = Arc::clone(&reboots);
+        server
+            .follow_events(Arc::default(), move |event| {
+                if let DeviceEvent::Registered {
+                    registration,
+                    reboot: true,
+                } = event
+                {
+                    reboots.lock().unwrap().push(registration.endpoint);
+                }
+            })
+            .await
+    };
     let fleet = Fleet::start(config).unwrap();
     let eps: Vec<(String, &str)> = truth
         .endpoints
@@ -580,17 +743,13 @@ async fn firmware_is_pulled_by_package_uri_and_a_bad_version_shows() {
         })
     })
     .await;
-    let mut reboots_after_update = 0;
+    let count = |ep: &str| reboots.lock().unwrap().iter().filter(|e| *e == ep).count();
+    let at_update = count(&worse_ep);
     let deadline = Instant::now() + Duration::from_secs(25);
-    while reboots_after_update < 2 && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
-            Ok(Ok(DeviceEvent::Registered {
-                registration,
-                reboot: true,
-            })) if registration.endpoint == worse_ep => reboots_after_update += 1,
-            _ => {}
-        }
+    while count(&worse_ep) < at_update + 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let reboots_after_update = count(&worse_ep) - at_update;
     // One restart is the update itself (its Register may have come before `events` saw it).
     assert!(
         reboots_after_update >= 1,
@@ -637,4 +796,55 @@ async fn firmware_is_pulled_by_package_uri_and_a_bad_version_shows() {
         ),
         (json!("9.9.9-bad"), json!(true))
     );
+}
+
+/// Devices created through the API (CSV import, POST /devices) are known to the DTLS server at
+/// once: their first handshake succeeds.
+///
+/// Fails today: neither `POST /devices` (server/src/http/devices.rs `create_device`) nor
+/// `POST /devices/import` (server/src/http/fleet_io.rs `import_devices`) puts the new PSK
+/// identity into the DTLS key cache (`Lwm2mService::refresh_credentials` is never called), so the
+/// cache misses (server/src/lwm2m/psk.rs `PskCache::key`), the handshake fails and only then is a
+/// store lookup scheduled: every meter registers on its retry, ~3 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "server bug: devices created through the API fail their first DTLS handshake (key cache not refreshed on create/import)"]
+async fn dtls_meters_created_through_the_api_handshake_the_first_time() {
+    let server = Ferrite::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = RunArgs::parse_from_options([
+        "--server",
+        format!("coaps://{}", server.coaps).as_str(),
+        "--meters",
+        "10",
+        "--endpoint-prefix",
+        "sfh-",
+        "--problem-share",
+        "0",
+        "--queue-share",
+        "0",
+        "--workers",
+        "1",
+        "--progress",
+        "none",
+        "--ledger",
+        dir.path().join("ledger.jsonl").to_str().unwrap(),
+    ])
+    .unwrap();
+    let config = args.fleet_config(unix_now()).unwrap();
+    let api = ApiClient::new(&format!("http://{}", server.http), TOKEN).unwrap();
+    let plan = args.provision_plan(&config);
+    tokio::task::spawn_blocking(move || provision(&api, &plan, &|_, _| {}).unwrap())
+        .await
+        .unwrap();
+    let fleet = Fleet::start(config).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fleet.stats().registrations < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fleet.stop();
+    let report = tokio::task::spawn_blocking(move || fleet.join())
+        .await
+        .unwrap();
+    assert_eq!(report.stats.registrations, 10, "{:?}", report.stats);
+    assert_eq!(report.stats.handshake_failures, 0, "{:?}", report.stats);
 }
