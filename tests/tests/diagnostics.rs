@@ -273,3 +273,65 @@ async fn an_unregistered_meter_is_diagnosed_from_its_history_and_a_sweep_counts_
     assert_eq!(rules["thresholds"]["rssi_weak_dbm"], -110);
     assert_eq!(rules["rules"].as_array().unwrap().len(), 11);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboots_an_operator_asked_for_are_audited_and_not_held_against_the_meter() {
+    let server = TestServer::start().await;
+    let mut asked = meter(&server, "reboot-asked", Lwm2mVersion::V1_0).await;
+    let mut own = meter(&server, "reboot-own", Lwm2mVersion::V1_0).await;
+    // Three restarts each: one meter because an operator executed Reboot, the other on its own
+    // (a Register while still registered is a restart).
+    for _ in 0..3 {
+        let (status, done) = call(
+            &server,
+            "POST",
+            "/api/v1/devices/reboot-asked/execute",
+            Some(json!({"path": "/3/0/4"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{done}");
+        asked.register();
+        asked.expect_registered().await;
+        own.register();
+        own.expect_registered().await;
+    }
+
+    let (status, audit) = call(&server, "GET", "/api/v1/devices/reboot-asked/audit", None).await;
+    assert_eq!(status, 200, "{audit}");
+    let executes: Vec<&Json> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "device_execute")
+        .collect();
+    assert_eq!(executes.len(), 3, "{audit}");
+    for entry in &executes {
+        assert!(
+            entry["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("/3/0/4: done"),
+            "{entry}"
+        );
+        assert!(entry["actor"].as_str().unwrap().contains(':'), "{entry}");
+    }
+
+    let (status, run) = call(&server, "POST", "/api/v1/devices/reboot-own/diagnose", None).await;
+    assert_eq!(status, 200, "{run}");
+    assert!(
+        rules(&run).contains(&"frequent_reboots".to_owned()),
+        "{run}"
+    );
+    let (status, run) = call(
+        &server,
+        "POST",
+        "/api/v1/devices/reboot-asked/diagnose",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    assert!(
+        !rules(&run).contains(&"frequent_reboots".to_owned()),
+        "{run}"
+    );
+}

@@ -21,6 +21,7 @@ use lwm2m_objects::Path;
 use lwm2m_proto::lwm2m::server::{Content, OpError, OpOutcome, Operation};
 use tokio::sync::broadcast;
 
+use crate::fleet::registry::{AUDIT_DEVICE_EXECUTE, AuditEntry, AuditPageRequest};
 use crate::lwm2m::{
     DeviceEvent, Lwm2mService, OpResult, OperationId, OperationResult, OutcomeView, RecordView,
     ServiceError,
@@ -38,6 +39,8 @@ pub const OBJECTS: [u16; 5] = [3, 4, 5, 6, 7];
 const HISTORY_SNAPSHOTS: u32 = 20;
 /// Registration events the rules see (reboot counts and rhythm).
 const HISTORY_EVENTS: u32 = 500;
+/// How much earlier than its audit entry an operator's reboot may have happened.
+const AUDIT_SLACK_SECS: i64 = 5;
 /// Longest a pending run waits for a sleeping device, whatever the queue's own expiry.
 const MAX_PENDING: Duration = Duration::from_secs(48 * 3600);
 
@@ -189,7 +192,7 @@ impl Diagnostics {
             // A run where nothing answered has no values to trend.
             .filter(|s| !s.values.is_empty())
             .collect();
-        let registrations = self
+        let mut registrations: Vec<RegistrationEvent> = self
             .store
             .registration_events(endpoint, HISTORY_EVENTS)
             .await?
@@ -206,6 +209,25 @@ impl Diagnostics {
                 },
             })
             .collect();
+        // Reboots an operator asked for (Execute /3/0/4 Reboot or /3/0/5 Factory Reset through
+        // the API, from the audit trail) are not the device's doing: the rules skip the Register
+        // that follows them.
+        let audit = self
+            .store
+            .device_audit(endpoint, AuditPageRequest::first(HISTORY_EVENTS))
+            .await?;
+        registrations.extend(
+            audit
+                .entries
+                .iter()
+                .filter(|e| is_requested_reboot(e))
+                .map(|e| RegistrationEvent {
+                    // The entry is written once the device answered; a quick device may have
+                    // registered again a moment before.
+                    at: e.at.timestamp().saturating_sub(AUDIT_SLACK_SECS),
+                    kind: RegistrationKind::RebootExecuted,
+                }),
+        );
         let registration = self.lwm2m.as_ref().and_then(|s| s.registration(endpoint));
         let stored = match &registration {
             Some(_) => None,
@@ -448,6 +470,18 @@ fn run_id() -> String {
         bytes[..8].copy_from_slice(&nanos.to_le_bytes());
     }
     hex::encode(bytes)
+}
+
+/// An audited Execute of Reboot (/3/0/4) or Factory Reset (/3/0/5) that reached the device
+/// or its queue (see `http::lwm2m::change`: the reason is "path[ args …]: outcome").
+fn is_requested_reboot(entry: &AuditEntry) -> bool {
+    let Some(reason) = entry.reason.as_deref() else {
+        return false;
+    };
+    let path = reason.split([' ', ':']).next().unwrap_or_default();
+    entry.action == AUDIT_DEVICE_EXECUTE
+        && matches!(path, "/3/0/4" | "/3/0/5")
+        && !reason.contains(": failed")
 }
 
 #[cfg(test)]

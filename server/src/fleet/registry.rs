@@ -506,6 +506,12 @@ pub const AUDIT_CREATED: &str = "created";
 pub const AUDIT_IMPORTED: &str = "imported";
 pub const AUDIT_UPDATED: &str = "updated";
 pub const AUDIT_CREDENTIALS_ROTATED: &str = "credentials_rotated";
+/// A changing device operation asked for through the API (`reason`: path and outcome).
+pub const AUDIT_DEVICE_WRITE: &str = "device_write";
+pub const AUDIT_DEVICE_EXECUTE: &str = "device_execute";
+pub const AUDIT_DEVICE_CREATE: &str = "device_create";
+pub const AUDIT_DEVICE_DELETE: &str = "device_delete";
+pub const AUDIT_DEVICE_WRITE_ATTRIBUTES: &str = "device_write_attributes";
 
 /// An edit of a device's descriptive fields; None leaves a field as it is. The endpoint name,
 /// security mode and lifecycle state are not editable here.

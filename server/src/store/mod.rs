@@ -776,6 +776,33 @@ impl Store {
         .await
     }
 
+    /// Appends an audit entry that is not a lifecycle transition (a device operation asked for
+    /// through the API: `action` one of the `AUDIT_DEVICE_*` names, `detail` its path and
+    /// outcome).
+    pub async fn record_audit(
+        &self,
+        endpoint: &str,
+        actor: &Actor,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let (device_id, _) = self.current_state(endpoint).await?;
+        let actor = actor.to_string();
+        on_pool!(self, pool => sqlx::query(sql::INSERT_AUDIT)
+            .bind(device_id)
+            .bind(endpoint)
+            .bind(now())
+            .bind(&actor)
+            .bind(action)
+            .bind(None::<&str>)
+            .bind(None::<&str>)
+            .bind(detail)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
     /// The audit trail of one device, newest first.
     pub async fn device_audit(
         &self,

@@ -1,7 +1,8 @@
 //! The routes that change a device (fleet-manager): Write, Execute, Create, Delete and
 //! Write-Attributes (TS Core 1.1 §6.3.3–§6.3.7, §5.1.2). Values are checked against the object
 //! model before anything is sent: a value of the wrong type or a resource that is not writable
-//! (or not executable) is a 400 that says so.
+//! (or not executable) is a 400 that says so. Every request that reaches the device (or its
+//! queue) is audited: who asked for what, and how it went.
 
 use axum::extract::{Path as UrlPath, State};
 use lwm2m_objects::link::Attributes;
@@ -14,8 +15,45 @@ use super::{
     OpRouteError, PathRequest, PendingResponse, Reply, WriteAttributesRequest, WriteModeIn,
     WriteRequest, path_of, pending, request, service, unexpected,
 };
+use crate::accounts::Principal;
+use crate::fleet::registry::{
+    AUDIT_DEVICE_CREATE, AUDIT_DEVICE_DELETE, AUDIT_DEVICE_EXECUTE, AUDIT_DEVICE_WRITE,
+    AUDIT_DEVICE_WRITE_ATTRIBUTES,
+};
 use crate::http::AppState;
+use crate::http::devices::actor;
 use crate::http::extract::JsonBody;
+
+/// Audits a changing operation once it was asked of the device: `what` (path, arguments) and
+/// the outcome. A failed audit write is logged, not returned: the device was already asked.
+async fn audited(
+    state: &AppState,
+    principal: &Principal,
+    endpoint: &str,
+    action: &str,
+    what: String,
+    result: Result<Done, OpRouteError>,
+) -> Result<Done, OpRouteError> {
+    let outcome = match &result {
+        Ok(Done::Queued(id)) => format!("queued as operation {id}"),
+        Ok(Done::Answered(id, _)) => format!("done (operation {id})"),
+        // Refused before anything was sent (unknown device, bad request): nothing to audit.
+        Err(OpRouteError::Api(_)) => return result,
+        Err(error) => format!("failed: {error}"),
+    };
+    let recorded = match actor(principal) {
+        Ok(actor) => state
+            .store
+            .record_audit(endpoint, &actor, action, &format!("{what}: {outcome}"))
+            .await
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = recorded {
+        tracing::warn!(%endpoint, action, %error, "a device operation could not be audited");
+    }
+    result
+}
 
 /// Writes a resource, a resource instance or (with `values`) an object instance.
 #[utoipa::path(post, path = "/devices/{endpoint}/write", tag = "device operations",
@@ -27,6 +65,7 @@ use crate::http::extract::JsonBody;
         (status = 502, body = DeviceErrorBody), (status = 504, body = DeviceErrorBody)))]
 pub(super) async fn write(
     State(state): State<AppState>,
+    principal: Principal,
     UrlPath(endpoint): UrlPath<String>,
     JsonBody(body): JsonBody<WriteRequest>,
 ) -> Result<Reply<DoneResponse>, OpRouteError> {
@@ -68,12 +107,22 @@ pub(super) async fn write(
         Some(WriteModeIn::Partial) => WriteMode::PartialUpdate,
         None => default_mode,
     };
+    let result = request(
+        service,
+        &endpoint,
+        Operation::Write { path, node, mode },
+        body.wait_ms,
+    )
+    .await;
+    let what = path.to_string();
     changed(
-        request(
-            service,
+        audited(
+            &state,
+            &principal,
             &endpoint,
-            Operation::Write { path, node, mode },
-            body.wait_ms,
+            AUDIT_DEVICE_WRITE,
+            what,
+            result,
         )
         .await?,
     )
@@ -111,6 +160,7 @@ fn changed(done: Done) -> Result<Reply<DoneResponse>, OpRouteError> {
         (status = 504, body = DeviceErrorBody)))]
 pub(super) async fn execute(
     State(state): State<AppState>,
+    principal: Principal,
     UrlPath(endpoint): UrlPath<String>,
     JsonBody(body): JsonBody<ExecuteRequest>,
 ) -> Result<Reply<DoneResponse>, OpRouteError> {
@@ -130,11 +180,24 @@ pub(super) async fn execute(
             operations_text(def.operations)
         )));
     }
-    let operation = Operation::Execute {
-        path,
-        args: body.args.filter(|a| !a.is_empty()),
+    let args = body.args.filter(|a| !a.is_empty());
+    let what = match &args {
+        Some(args) => format!("{path} args {args:?}"),
+        None => path.to_string(),
     };
-    changed(request(service, &endpoint, operation, body.wait_ms).await?)
+    let operation = Operation::Execute { path, args };
+    let result = request(service, &endpoint, operation, body.wait_ms).await;
+    changed(
+        audited(
+            &state,
+            &principal,
+            &endpoint,
+            AUDIT_DEVICE_EXECUTE,
+            what,
+            result,
+        )
+        .await?,
+    )
 }
 
 /// Creates an object instance (TS Core 1.1 §6.3.6).
@@ -147,6 +210,7 @@ pub(super) async fn execute(
         (status = 504, body = DeviceErrorBody)))]
 pub(super) async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     UrlPath(endpoint): UrlPath<String>,
     JsonBody(body): JsonBody<CreateRequest>,
 ) -> Result<Reply<CreatedResponse>, OpRouteError> {
@@ -168,11 +232,21 @@ pub(super) async fn create(
     };
     let instance =
         instance_in(object, instance, &body.values).map_err(OpRouteError::bad_request)?;
-    match request(
+    let what = format!("/{object}/{}", instance.id);
+    let result = request(
         service,
         &endpoint,
         Operation::Create { object, instance },
         body.wait_ms,
+    )
+    .await;
+    match audited(
+        &state,
+        &principal,
+        &endpoint,
+        AUDIT_DEVICE_CREATE,
+        what,
+        result,
     )
     .await?
     {
@@ -195,12 +269,25 @@ pub(super) async fn create(
         (status = 504, body = DeviceErrorBody)))]
 pub(super) async fn delete(
     State(state): State<AppState>,
+    principal: Principal,
     UrlPath(endpoint): UrlPath<String>,
     JsonBody(body): JsonBody<PathRequest>,
 ) -> Result<Reply<DoneResponse>, OpRouteError> {
     let service = service(&state)?;
     let path = path_of(&body.path)?;
-    changed(request(service, &endpoint, Operation::Delete(path), body.wait_ms).await?)
+    let result = request(service, &endpoint, Operation::Delete(path), body.wait_ms).await;
+    let what = path.to_string();
+    changed(
+        audited(
+            &state,
+            &principal,
+            &endpoint,
+            AUDIT_DEVICE_DELETE,
+            what,
+            result,
+        )
+        .await?,
+    )
 }
 
 /// Writes notification attributes (TS Core 1.1 §5.1.2, §6.3.4).
@@ -213,14 +300,26 @@ pub(super) async fn delete(
         (status = 504, body = DeviceErrorBody)))]
 pub(super) async fn write_attributes(
     State(state): State<AppState>,
+    principal: Principal,
     UrlPath(endpoint): UrlPath<String>,
     JsonBody(body): JsonBody<WriteAttributesRequest>,
 ) -> Result<Reply<DoneResponse>, OpRouteError> {
     let service = service(&state)?;
     let path = path_of(&body.path)?;
     let attributes = attributes_in(&body).map_err(OpRouteError::bad_request)?;
+    let params: Vec<String> = attributes
+        .to_params()
+        .into_iter()
+        .map(|(name, value)| match value {
+            Some(value) => format!("{name}={value}"),
+            None => name,
+        })
+        .collect();
+    let what = format!("{path} ?{}", params.join("&"));
     let operation = Operation::WriteAttributes { path, attributes };
-    changed(request(service, &endpoint, operation, body.wait_ms).await?)
+    let result = request(service, &endpoint, operation, body.wait_ms).await;
+    let action = AUDIT_DEVICE_WRITE_ATTRIBUTES;
+    changed(audited(&state, &principal, &endpoint, action, what, result).await?)
 }
 
 /// The attributes of a Write-Attributes body; `clear` sends names without a value (removal).
