@@ -112,6 +112,7 @@ struct Ferrite {
     http: SocketAddr,
     coap: SocketAddr,
     coaps: SocketAddr,
+    bs_coaps: SocketAddr,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -138,7 +139,7 @@ impl Ferrite {
             .unwrap()
             .local_addr()
             .unwrap();
-        let (coap, coaps) = (free_udp(), free_udp());
+        let (coap, coaps, bs_coaps) = (free_udp(), free_udp(), free_udp());
         let log = dir.path().join("ferrite.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let key: String = (0..32).map(|i| format!("{:02x}", i * 7 + 3)).collect();
@@ -157,7 +158,7 @@ impl Ferrite {
             .env("FERRITE_COAP_ADDR", coap.to_string())
             .env("FERRITE_COAPS_ADDR", coaps.to_string())
             .env("FERRITE_BS_COAP_ADDR", free_udp().to_string())
-            .env("FERRITE_BS_COAPS_ADDR", free_udp().to_string())
+            .env("FERRITE_BS_COAPS_ADDR", bs_coaps.to_string())
             .env("FERRITE_NOSEC", "true")
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -169,6 +170,7 @@ impl Ferrite {
             http,
             coap,
             coaps,
+            bs_coaps,
             log,
             _dir: dir,
         };
@@ -799,15 +801,9 @@ async fn firmware_is_pulled_by_package_uri_and_a_bad_version_shows() {
 }
 
 /// Devices created through the API (CSV import, POST /devices) are known to the DTLS server at
-/// once: their first handshake succeeds.
-///
-/// Fails today: neither `POST /devices` (server/src/http/devices.rs `create_device`) nor
-/// `POST /devices/import` (server/src/http/fleet_io.rs `import_devices`) puts the new PSK
-/// identity into the DTLS key cache (`Lwm2mService::refresh_credentials` is never called), so the
-/// cache misses (server/src/lwm2m/psk.rs `PskCache::key`), the handshake fails and only then is a
-/// store lookup scheduled: every meter registers on its retry, ~3 s later.
+/// once: their first handshake succeeds (regression: the new identities were not put into the
+/// DTLS key cache, so every first handshake failed and the meters got in on their retry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: devices created through the API fail their first DTLS handshake (key cache not refreshed on create/import)"]
 async fn dtls_meters_created_through_the_api_handshake_the_first_time() {
     let server = Ferrite::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -847,4 +843,76 @@ async fn dtls_meters_created_through_the_api_handshake_the_first_time() {
         .unwrap();
     assert_eq!(report.stats.registrations, 10, "{:?}", report.stats);
     assert_eq!(report.stats.handshake_failures, 0, "{:?}", report.stats);
+}
+
+/// `ferrite-sim --bootstrap`: meters created through the API with only their factory bootstrap
+/// credential connect to the bootstrap server over DTLS, receive their LwM2M server account (a
+/// fresh PSK the server generated), register with it, and answer reads through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_bootstrap_with_factory_credentials_then_register() {
+    let server = Ferrite::start().await;
+    let http = server.http;
+    let dir = tempfile::tempdir().unwrap();
+    let args = RunArgs::parse_from_options([
+        "--server",
+        format!("coaps://{}", server.coaps).as_str(),
+        "--bootstrap",
+        format!("coaps://{}", server.bs_coaps).as_str(),
+        "--meters",
+        "6",
+        "--endpoint-prefix",
+        "sfb-",
+        "--lwm2m",
+        "mix",
+        "--problem-share",
+        "0",
+        "--queue-share",
+        "0",
+        "--workers",
+        "1",
+        "--progress",
+        "none",
+        "--ledger",
+        dir.path().join("ledger.jsonl").to_str().unwrap(),
+    ])
+    .unwrap();
+    let config = args.fleet_config(unix_now()).unwrap();
+    let truth = GroundTruth::of_fleet(&config.profiles, config.meters, "sfb-");
+    let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
+    let plan = args.provision_plan(&config);
+    let (first, again) = tokio::task::spawn_blocking(move || {
+        (
+            provision(&api, &plan, &|_, _| {}).unwrap(),
+            provision(&api, &plan, &|_, _| {}).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((first.created, again.reused), (6, 6));
+    let fleet = Fleet::start(config).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet.stats().registrations < 6 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (ep, meter) in &truth.endpoints {
+        let body = read_until(http, ep, &["/3/0/0", "/3/0/1"], |b| {
+            value_of(b, "/3/0/1") == meter.model
+        })
+        .await;
+        assert_eq!(
+            value_of(&body, "/3/0/0"),
+            "Ferrite Sim Meters",
+            "{ep}: {body}"
+        );
+    }
+    fleet.stop();
+    let report = tokio::task::spawn_blocking(move || fleet.join())
+        .await
+        .unwrap();
+    eprintln!("{:?}", report.stats);
+    assert_eq!(report.stats.bootstraps, 6, "{:?}", report.stats);
+    assert_eq!(report.stats.bootstrap_failures, 0, "{:?}", report.stats);
+    assert_eq!(report.stats.registrations, 6, "{:?}", report.stats);
+    assert_eq!(report.stats.register_failures, 0, "{:?}", report.stats);
+    assert!(server.log_text().matches("panicked").count() == 0);
 }

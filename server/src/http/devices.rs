@@ -235,6 +235,9 @@ async fn create_device(
         }
     };
     let created = state.store.create_device(new, &actor(&principal)?).await?;
+    if let Some(identity) = &created.device.psk_identity {
+        warm_key_cache(&state, [identity.as_str()]).await;
+    }
     if let Some((identity, key_hex)) = bootstrap {
         super::bootstrap::set_factory_credentials(
             &state,
@@ -362,6 +365,23 @@ async fn change_lifecycle(
     }
     let registration = registration_of(&state, &endpoint);
     Ok(Json(convert::device(device, registration)))
+}
+
+/// Puts new devices' keys into the DTLS key cache at once, so that their first handshake
+/// succeeds (without it, the first handshake of a device created after start missed the cache
+/// and failed, and only its retry found the key). A failure is logged: the cache's own lookup on
+/// a miss still lets the device in on its retry.
+pub(super) async fn warm_key_cache<'a>(
+    state: &AppState,
+    identities: impl IntoIterator<Item = &'a str>,
+) {
+    let Some(service) = &state.lwm2m else { return };
+    for identity in identities {
+        if let Err(error) = service.refresh_credentials(identity).await {
+            tracing::warn!(%error, "a new device's key could not be cached; its first handshake may fail");
+            return;
+        }
+    }
 }
 
 /// A decommissioned device loses its cached key and its live registration at once, rather

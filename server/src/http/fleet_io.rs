@@ -11,10 +11,11 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::routes;
 
 use super::access::with_body_limit;
-use super::devices::{actor, device_query};
+use super::devices::{actor, device_query, warm_key_cache};
 use super::extract::QueryParams;
 use super::{ApiError, AppState, Routes, convert};
 use crate::accounts::{Principal, Role};
+use crate::fleet::onboarding::ImportOutcome;
 
 /// Largest import body. Axum's default (2 MB) would stop at ~20,000 rows.
 pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
@@ -45,6 +46,15 @@ async fn import_devices(
         .store
         .import_csv(body.as_ref(), &actor(&principal)?)
         .await?;
+    let mut identities: Vec<String> = Vec::new();
+    for row in &report.rows {
+        if let ImportOutcome::Accepted { psk_identity, .. } = &row.outcome
+            && !psk_identity.is_empty()
+        {
+            identities.push(psk_identity.clone());
+        }
+    }
+    warm_key_cache(&state, identities.iter().map(String::as_str)).await;
     tracing::info!(
         accepted = report.accepted(),
         rejected = report.rejected(),
