@@ -450,3 +450,95 @@ async fn nosec_device_on_a_server_without_nosec() {
         Err(server::fleet::registry::RegistrationRefusal::NoSecDisabledOnServer)
     ));
 }
+
+/// A factory-fresh NoSec meter (its bootstrap account at instance 2 says NoSec) bootstraps over
+/// plain CoAP on a server with NoSec enabled, gets a NoSec account from its group's
+/// configuration, registers with it and is read; a PSK device on the same socket is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nosec_bootstrap_then_registration_then_read() {
+    let server = TestServer::start().await;
+    let bs_coap = server
+        .service()
+        .bootstrap()
+        .unwrap()
+        .local_addr(Transport::Coap)
+        .expect("NoSec bootstrap socket when NoSec is enabled");
+    let (status, config) = http(
+        server.http_addr(),
+        "PUT",
+        "/api/v1/bootstrap/configs/lab",
+        Some(json!({
+            "group": "lab",
+            "server_uri": format!("coap://{}", server.coap_addr()),
+            "security_mode": "nosec",
+            "lifetime_secs": 600,
+            "binding": "U",
+            "short_server_id": 7,
+            "notification_storing": true,
+        })),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {config}");
+    for (endpoint, mode) in [("meter-open", "nosec"), ("meter-closed", "psk")] {
+        let (status, body) = http(
+            server.http_addr(),
+            "POST",
+            "/api/v1/devices",
+            Some(json!({"endpoint": endpoint, "security_mode": mode, "tags": {"group": "lab"}})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    let factory = |endpoint: &str| {
+        let mut store = meter_store();
+        store.insert_instance(
+            0,
+            ObjectInstance::new(
+                2,
+                [
+                    Resource::single(0, Value::String(format!("coap://{bs_coap}"))),
+                    Resource::single(1, Value::Boolean(true)),
+                    Resource::single(2, Value::Integer(3)),
+                ],
+            ),
+        );
+        let mut spec = DeviceSpec::new(endpoint, Lwm2mVersion::V1_1, Security::NoSec);
+        spec.store = store;
+        spec
+    };
+    let mut device = TestDevice::start(factory("meter-open"), bs_coap).await;
+    device.bootstrap();
+    let account = expect_bootstrap(&mut device).await.unwrap();
+    assert_eq!(account.security, AccountSecurity::NoSec);
+    assert_eq!(account.server_uri, format!("coap://{}", server.coap_addr()));
+    assert_eq!(account.short_server_id, 7);
+    assert_eq!(account.lifetime, 600);
+    assert!(account.secret_key.is_empty());
+    eventually("provisioned", || async {
+        (state_of(&server, "meter-open").await == LifecycleState::Provisioned).then_some(())
+    })
+    .await;
+    device.connect(server.coap_addr(), Security::NoSec);
+    device.register_and_wait().await;
+    eventually("active", || async {
+        (state_of(&server, "meter-open").await == LifecycleState::Active).then_some(())
+    })
+    .await;
+    assert!(matches!(
+        read_battery(&server, "meter-open").await,
+        Value::Integer(_)
+    ));
+
+    // A PSK device must bootstrap over DTLS: the NoSec socket refuses it.
+    let mut closed = TestDevice::start(factory("meter-closed"), bs_coap).await;
+    closed.bootstrap();
+    assert_eq!(
+        expect_bootstrap(&mut closed).await,
+        Err(RequestFailure::Rejected(Code::FORBIDDEN))
+    );
+    assert_eq!(
+        state_of(&server, "meter-closed").await,
+        LifecycleState::Registered
+    );
+}
