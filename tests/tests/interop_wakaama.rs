@@ -21,7 +21,8 @@ use server::lwm2m::{DeviceEvent, RegistrationInfo, Transport};
 use tests::harness::{TestServer, next_event};
 use tokio::process::Command;
 
-const WAIT: Duration = Duration::from_secs(15);
+// Generous: Wakaama holds off 10 s before it bootstraps (Client Hold Off Time), and CI is loaded.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Starts `binary` as endpoint `endpoint` against `server_port`, with `extra` arguments.
 fn wakaama(
@@ -356,4 +357,76 @@ async fn a_vanished_wakaama_client_expires_after_its_lifetime() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+/// Wakaama bootstraps (`-b`: its only account is a bootstrap account) over NoSec from our
+/// bootstrap server — LwM2M 1.0 client, so no Discover: Delete of /0 and /1, Write of the new
+/// Security and Server instances, Bootstrap-Finish — then registers with the account it was
+/// given and is managed. The device goes registered → provisioned → active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wakaama_bootstraps_over_nosec_then_registers_with_the_delivered_account() {
+    let Some(binary) = tool("FERRITE_WAKAAMA_CLIENT", "Wakaama lwm2mclient") else {
+        return;
+    };
+    let server = TestServer::start().await;
+    let addr = server.http_addr();
+    let ep = "waka-bs";
+    let bs_coap = server
+        .service()
+        .bootstrap()
+        .unwrap()
+        .local_addr(Transport::Coap)
+        .expect("NoSec bootstrap socket");
+    let (status, config) = http(
+        addr,
+        "PUT",
+        "/api/v1/bootstrap/configs/waka",
+        Some(json!({
+            "group": "waka",
+            "server_uri": format!("coap://{}", server.coap_addr()),
+            "security_mode": "nosec",
+            "lifetime_secs": 90,
+            "binding": "U",
+            "short_server_id": 123,
+            "notification_storing": false,
+        })),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {config}");
+    let (status, created) = http(
+        addr,
+        "POST",
+        "/api/v1/devices",
+        Some(json!({"endpoint": ep, "security_mode": "nosec", "tags": {"group": "waka"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let mut events = server.events();
+    let client = wakaama(&binary, ep, bs_coap.port(), 60, &["-b"]);
+    let info = registered(&mut events, ep, &client).await;
+    assert_eq!(info.transport, Transport::Coap);
+    // The lifetime is the one the bootstrap server wrote into /1/x/1, not the command line's.
+    assert_eq!(info.lifetime, 90);
+    let reg = registration(addr, ep).await;
+    assert_eq!(reg["lwm2m_version"], "1.0", "{reg}");
+    let device = read(addr, ep, &["/3/0"]).await;
+    assert_eq!(value_of(&device, "/3/0/0")["value"], "Open Mobile Alliance");
+    let server_object = read(addr, ep, &["/1"]).await;
+    assert!(
+        server_object.to_string().contains("123"),
+        "the short server ID written by bootstrap: {server_object}"
+    );
+    tests::harness::eventually("active", || async {
+        let (_, device) = http(addr, "GET", &format!("/api/v1/devices/{ep}"), None).await;
+        (device["state"] == "active").then_some(())
+    })
+    .await;
+    // Provisioned by bootstrap — as a transition, or (when Wakaama's Register, sent the moment
+    // it acknowledged Bootstrap-Finish, was written first) as a bootstrap_finished entry.
+    tests::harness::eventually("the bootstrap in the audit trail", || async {
+        let (_, audit) = http(addr, "GET", &format!("/api/v1/devices/{ep}/audit"), None).await;
+        let text = audit.to_string();
+        (text.contains("\"provisioned\"") || text.contains("bootstrap_finished")).then_some(())
+    })
+    .await;
 }

@@ -506,6 +506,8 @@ pub const AUDIT_CREATED: &str = "created";
 pub const AUDIT_IMPORTED: &str = "imported";
 pub const AUDIT_UPDATED: &str = "updated";
 pub const AUDIT_CREDENTIALS_ROTATED: &str = "credentials_rotated";
+/// A bootstrap that did not change the lifecycle state (re-bootstrap of an active device).
+pub const AUDIT_BOOTSTRAP_FINISHED: &str = "bootstrap_finished";
 /// A changing device operation asked for through the API (`reason`: path and outcome).
 pub const AUDIT_DEVICE_WRITE: &str = "device_write";
 pub const AUDIT_DEVICE_EXECUTE: &str = "device_execute";

@@ -673,19 +673,31 @@ impl Store {
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))?;
+        let actor = Actor::system(SystemComponent::Bootstrap);
         let (_, state) = self.current_state(endpoint).await?;
         if state == LifecycleState::Registered {
-            let device = self
-                .transition(
-                    endpoint,
-                    LifecycleState::Provisioned,
-                    &Actor::system(SystemComponent::Bootstrap),
-                    None,
-                )
-                .await?;
-            return Ok(device.state);
+            match self
+                .transition(endpoint, LifecycleState::Provisioned, &actor, None)
+                .await
+            {
+                Ok(device) => return Ok(device.state),
+                // The device registered with its new account before this record was written (a
+                // quick client registers the moment it has acknowledged Bootstrap-Finish, and the
+                // registration's write won): it is active already; audit the bootstrap below.
+                Err(StoreError::IllegalTransition(_)) => {}
+                Err(error) => return Err(error),
+            }
         }
-        Ok(state)
+        // A re-bootstrap (rotation) or the race above: no transition, but the audit trail says
+        // that the device was bootstrapped.
+        self.record_audit(
+            endpoint,
+            &actor,
+            registry::AUDIT_BOOTSTRAP_FINISHED,
+            "Bootstrap-Finish acknowledged",
+        )
+        .await?;
+        Ok(self.current_state(endpoint).await?.1)
     }
 
     /// Revokes the bootstrap credentials and any pending ones (decommissioning), audited.
