@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::clock::SimClock;
 use crate::fleet::{FaultConfig, FleetConfig, parse_server_uri};
 use crate::meter::{
-    BadEffect, FirmwareSettings, MeterSettings, OutagePlan, ProfileParams, Security, VersionMix,
+    BadEffect, BootstrapSettings, FirmwareSettings, MeterSettings, OutagePlan, ProfileParams,
+    Security, VersionMix,
 };
 
 /// Ferrite's meter simulator: many LwM2M smart meters in one process, for tests and load.
@@ -293,6 +294,17 @@ pub struct RunArgs {
     /// How often a bad firmware restarts (simulated). Example: --bad-firmware-reboot-period 3h
     #[arg(long, value_parser = parse_duration, default_value = "4h")]
     pub bad_firmware_reboot_period: Duration,
+    /// Start by factory bootstrap: each meter opens a DTLS session to this bootstrap server with
+    /// its factory credential (identity --bootstrap-identity-prefix + endpoint name, key derived
+    /// from --psk-secret), receives its LwM2M server account (URI, PSK identity and key) and
+    /// registers there; --server must be coaps://. With --api the meters are created with their
+    /// factory credential (the server generates the DM keys). Example: --bootstrap
+    /// coaps://127.0.0.1:5784
+    #[arg(long, value_name = "URI")]
+    pub bootstrap: Option<String>,
+    /// Factory bootstrap identities are this prefix followed by the endpoint name.
+    #[arg(long, default_value = "bs-")]
+    pub bootstrap_identity_prefix: String,
     /// Before starting, enter the meters in the server's fleet registry through its HTTP API
     /// (DTLS meters by CSV import with the keys derived from --psk-secret, NoSec meters one by
     /// one). Meters already there are reused; a conflicting one stops the run.
@@ -532,6 +544,7 @@ impl RunArgs {
             },
             stop_flush: self.stop_flush,
             firmware: self.firmware_settings()?,
+            bootstrap: self.bootstrap_settings(secure)?,
         };
         Ok(FleetConfig {
             meters: self.naming.meters,
@@ -594,6 +607,22 @@ impl RunArgs {
         }
     }
 
+    /// The factory bootstrap of `--bootstrap`, if given.
+    fn bootstrap_settings(&self, secure: bool) -> Result<Option<BootstrapSettings>, String> {
+        let Some(uri) = &self.bootstrap else {
+            return Ok(None);
+        };
+        let (server, bs_secure) = parse_server_uri(uri)?;
+        if !secure || !bs_secure {
+            return Err("--bootstrap needs coaps:// for both --bootstrap and --server".into());
+        }
+        Ok(Some(BootstrapSettings {
+            server,
+            identity_prefix: self.bootstrap_identity_prefix.clone(),
+            secret: self.naming.psk_secret.clone(),
+        }))
+    }
+
     /// What `--api` must provision for this fleet (call with the result of
     /// [`fleet_config`](Self::fleet_config)).
     pub fn provision_plan(&self, config: &FleetConfig) -> crate::provision::ProvisionPlan {
@@ -602,6 +631,7 @@ impl RunArgs {
             endpoint_prefix: config.meter.endpoint_prefix.clone(),
             security: config.meter.security.clone(),
             profiles: config.profiles.clone(),
+            bootstrap: config.meter.bootstrap.clone(),
         }
     }
 }

@@ -308,6 +308,9 @@ pub struct ProvisionPlan {
     pub security: Security,
     /// The profiles (for each meter's model and serial number in the registry).
     pub profiles: ProfileParams,
+    /// Factory bootstrap (`--bootstrap`): the meters are created with their factory credential
+    /// (PUT as `bootstrap_psk_identity` / `bootstrap_psk_key_hex`); the server makes the DM keys.
+    pub bootstrap: Option<crate::meter::BootstrapSettings>,
 }
 
 /// What provisioning did.
@@ -335,6 +338,8 @@ struct Wanted {
     model: &'static str,
     /// PSK identity and key (hex), for DTLS.
     psk: Option<(String, String)>,
+    /// Factory bootstrap identity and key (hex), for `--bootstrap`.
+    bootstrap: Option<(String, String)>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -365,9 +370,22 @@ pub fn provision(
                 Some((identity, key))
             }
         };
+        let bootstrap = plan.bootstrap.as_ref().map(|bs| {
+            let identity = format!("{}{endpoint}", bs.identity_prefix);
+            let key = hex(&psk_key(&bs.secret, &identity));
+            (identity, key)
+        });
+        // A bootstrapped meter gets its DM identity from the server: any one will do.
+        let psk = if bootstrap.is_some() { None } else { psk };
         if let Some(have) = existing.get(&endpoint) {
-            let want_mode = if psk.is_some() { "psk" } else { "nosec" };
-            let want_identity = psk.as_ref().map_or("", |(id, _)| id.as_str());
+            let want_mode = if psk.is_some() || bootstrap.is_some() {
+                "psk"
+            } else {
+                "nosec"
+            };
+            let want_identity = psk
+                .as_ref()
+                .map_or(have.psk_identity.as_str(), |(id, _)| id.as_str());
             if have.state == "decommissioned" {
                 conflicts.push(format!("{endpoint}: decommissioned in the registry"));
             } else if have.security_mode != want_mode {
@@ -391,6 +409,7 @@ pub fn provision(
             serial: profile.serial_number(),
             model: profile.model_def().name,
             psk,
+            bootstrap,
         });
     }
     if !conflicts.is_empty() {
@@ -483,12 +502,22 @@ fn create_each(
                     if failure.lock().map_or(true, |f| f.is_some()) {
                         return;
                     }
-                    let body = json!({
-                        "endpoint": w.endpoint,
-                        "serial": w.serial,
-                        "model": w.model,
-                        "security_mode": "nosec",
-                    })
+                    let body = match &w.bootstrap {
+                        None => json!({
+                            "endpoint": w.endpoint,
+                            "serial": w.serial,
+                            "model": w.model,
+                            "security_mode": "nosec",
+                        }),
+                        Some((identity, key)) => json!({
+                            "endpoint": w.endpoint,
+                            "serial": w.serial,
+                            "model": w.model,
+                            "security_mode": "psk",
+                            "bootstrap_psk_identity": identity,
+                            "bootstrap_psk_key_hex": key,
+                        }),
+                    }
                     .to_string();
                     let mut attempt = 0;
                     let answer = loop {
@@ -512,7 +541,7 @@ fn create_each(
                     match answer {
                         Ok(a) if a.status == 201 => {
                             let n = created.fetch_add(1, Ordering::Relaxed) + 1;
-                            if n % 500 == 0 {
+                            if n.is_multiple_of(500) {
                                 progress(n);
                             }
                         }

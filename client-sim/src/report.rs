@@ -128,6 +128,12 @@ impl Summary {
                 s.handshake_failures
             ),
         ];
+        if s.bootstraps + s.bootstrap_failures > 0 {
+            out.push(format!(
+                "bootstraps {} ({} failed)",
+                s.bootstraps, s.bootstrap_failures
+            ));
+        }
         if s.fault_lost + s.fault_duplicated + s.fault_delayed + s.fault_rebinds > 0 {
             out.push(format!(
                 "faults: lost {}, duplicated {}, delayed {}, rebinds {}",

@@ -70,6 +70,10 @@ counters! {
     handshakes,
     /// DTLS handshakes that failed.
     handshake_failures,
+    /// Factory bootstraps finished (`--bootstrap`: DM credentials received).
+    bootstraps,
+    /// Bootstrap attempts that failed (refused, timed out, unusable account).
+    bootstrap_failures,
     /// Outages begun.
     outages,
     /// Datagrams sent.

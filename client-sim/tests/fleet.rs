@@ -59,6 +59,7 @@ fn config(
             outages: OutagePlan::default(),
             stop_flush: Duration::from_secs(3),
             firmware: client_sim::meter::FirmwareSettings::default(),
+            bootstrap: None,
         },
         ledger: None,
         faults: FaultConfig::default(),

@@ -90,7 +90,7 @@ pub(super) fn run(
         let profile = Profile::generate(&shared.profiles, index);
         let start_at = started + Duration::from_secs_f64(f64::from(index) / shared.start_rate);
         let meter = SimMeter::new(profile, settings, start_at);
-        let socket = match open_socket(&poll, settings.server, slots.len()) {
+        let socket = match open_socket(&poll, meter.peer(settings), slots.len()) {
             Ok(s) => Some(s),
             Err(e) => {
                 shared.socket_errors.fetch_add(1, Ordering::Relaxed);
@@ -335,6 +335,21 @@ impl Worker {
         }
         self.out = out;
         self.out.clear();
+        // After a bootstrap the meter talks to another server: a socket connected to it (what
+        // was queued above, the answer to Bootstrap-Finish, went out on the old one).
+        if let Some(slot) = self.slots.get_mut(i)
+            && slot.meter.take_reconnect()
+        {
+            let peer = slot.meter.peer(&self.shared.settings);
+            match open_socket(&self.poll, peer, i) {
+                Ok(socket) => {
+                    if let Some(mut old) = slot.socket.replace(socket) {
+                        let _ = self.poll.registry().deregister(&mut old);
+                    }
+                }
+                Err(_) => Stats::inc(&self.shared.stats.send_errors),
+            }
+        }
         self.reschedule(i);
     }
 
@@ -441,10 +456,10 @@ impl Worker {
     }
 
     fn rebind(&mut self, i: usize, now: Instant) {
-        let server = self.shared.settings.server;
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
+        let server = slot.meter.peer(&self.shared.settings);
         if slot.stopped {
             return;
         }

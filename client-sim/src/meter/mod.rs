@@ -16,7 +16,9 @@ pub mod store;
 pub use dynamics::Reading;
 pub use firmware::{BadEffect, FirmwareSettings};
 pub use profile::{Problem, Profile, ProfileParams, VersionMix};
-pub use sim::{Ctx, MeterSettings, OutagePlan, Security, SimMeter, endpoint_name, psk_key};
+pub use sim::{
+    BootstrapSettings, Ctx, MeterSettings, OutagePlan, Security, SimMeter, endpoint_name, psk_key,
+};
 
 #[cfg(test)]
 mod tests;

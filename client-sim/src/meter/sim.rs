@@ -20,8 +20,8 @@ use lwm2m_objects::codec::Record;
 use lwm2m_objects::{Path, Value};
 use lwm2m_proto::coap::{Message, MessageType};
 use lwm2m_proto::lwm2m::client::{
-    ClientConfig, ClientEvent, Lwm2mClient, RegistrationOperation, RegistrationState,
-    RequestFailure, SendId,
+    BootstrapOutcome, ClientConfig, ClientEvent, Lwm2mClient, RegistrationOperation,
+    RegistrationState, RequestFailure, SendId,
 };
 use lwm2m_proto::lwm2m::registration::{Lwm2mVersion, UpdateParams};
 use sha2::{Digest, Sha256};
@@ -123,6 +123,8 @@ pub struct MeterSettings {
     pub stop_flush: Duration,
     /// Firmware faults and bad versions.
     pub firmware: FirmwareSettings,
+    /// Start by factory bootstrap rather than with provisioned DM credentials.
+    pub bootstrap: Option<BootstrapSettings>,
 }
 
 impl MeterSettings {
@@ -131,6 +133,30 @@ impl MeterSettings {
         let real = f64::from(self.lifetime) / self.clock.speed();
         (real.round() as u32).max(self.min_real_lifetime).max(1)
     }
+}
+
+/// Factory bootstrap (`--bootstrap`, OMA LwM2M TS Core 1.1 §6.1.5 client-initiated bootstrap):
+/// the meter first opens a DTLS session to the bootstrap server with its factory credential
+/// (identity `identity_prefix` + endpoint name, key derived from `secret` like the DM keys),
+/// sends Bootstrap-Request, takes the Security and Server instances the server writes, and after
+/// Bootstrap-Finish registers with the LwM2M server and the PSK it was given. The account is kept
+/// across restarts (it is in the meter's flash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootstrapSettings {
+    /// The bootstrap server (its CoAPS address).
+    pub server: SocketAddr,
+    /// Put before the endpoint name to form the factory PSK identity.
+    pub identity_prefix: String,
+    /// The secret the factory keys are derived from.
+    pub secret: String,
+}
+
+/// The LwM2M server account a bootstrap delivered.
+#[derive(Debug, Clone, PartialEq)]
+struct DmAccount {
+    server: SocketAddr,
+    identity: Vec<u8>,
+    key: Vec<u8>,
 }
 
 /// What a meter reports to, and writes through, its worker.
@@ -223,6 +249,10 @@ pub struct SimMeter {
     download: Option<Box<Download>>,
     /// The installed firmware is one of the bad versions.
     bad_firmware: bool,
+    /// The LwM2M server account received by bootstrap (`--bootstrap`).
+    dm: Option<Box<DmAccount>>,
+    /// The peer changed (bootstrap server → LwM2M server): the worker must move the socket.
+    reconnect: bool,
 }
 
 impl SimMeter {
@@ -261,6 +291,16 @@ impl SimMeter {
             Rng::derive(settings.seed, stream::FIRMWARE, u64::from(profile.index)),
         );
         let bad_firmware = settings.firmware.is_bad(profile.firmware_version());
+        // A meter that runs a bad version from the start restarts with its rhythm too (the
+        // ground truth lists it with that symptom), at a phase of its own within the period.
+        let next_reboot = if bad_firmware && settings.firmware.bad_effect.reboots() {
+            let period = settings.firmware.bad_reboot_period.max(60.0);
+            let phase =
+                f64::from(profile.reboot_phase_hours) / settings.reboot_period_hours.max(0.01);
+            next_reboot.min(sim_start + phase.clamp(0.0, 1.0) * period)
+        } else {
+            next_reboot
+        };
         let client = Lwm2mClient::new(
             client_config(&profile, settings),
             store,
@@ -288,6 +328,8 @@ impl SimMeter {
             generation: 0,
             download: None,
             bad_firmware,
+            dm: None,
+            reconnect: false,
         };
         meter.plan_next_outage(settings, sim_start);
         meter
@@ -326,6 +368,27 @@ impl SimMeter {
     /// Whether a firmware pull is in progress (the worker keeps a download socket meanwhile).
     pub fn is_downloading(&self) -> bool {
         self.download.is_some()
+    }
+
+    /// Where the meter's socket must be connected: the bootstrap server until a bootstrap
+    /// delivered an account, then that account's server; without bootstrap the fleet's server.
+    pub fn peer(&self, settings: &MeterSettings) -> SocketAddr {
+        match (&self.dm, &settings.bootstrap) {
+            (Some(dm), _) => dm.server,
+            (None, Some(bs)) => bs.server,
+            (None, None) => settings.server,
+        }
+    }
+
+    /// Whether the peer changed since the last call (the worker then opens a socket connected
+    /// to [`peer`](Self::peer)).
+    pub fn take_reconnect(&mut self) -> bool {
+        std::mem::take(&mut self.reconnect)
+    }
+
+    /// Whether the meter still has to bootstrap before it can register.
+    fn must_bootstrap(&self, settings: &MeterSettings) -> bool {
+        settings.bootstrap.is_some() && self.dm.is_none()
     }
 
     /// Whether the installed firmware is one of the bad versions.
@@ -367,8 +430,10 @@ impl SimMeter {
         }
         self.set_now(ctx, now);
         self.client.store_mut().count_traffic(false, bytes.len());
+        // The socket is connected: whatever arrives is from the current peer.
+        let peer = self.peer(ctx.settings);
         if let Some(dtls) = self.dtls.as_mut() {
-            dtls.handle_datagram(now, ctx.settings.server, bytes);
+            dtls.handle_datagram(now, peer, bytes);
             self.drain_dtls(ctx, now);
         } else if ctx.settings.security == Security::NoSec {
             self.feed_client(ctx, now, bytes);
@@ -529,11 +594,22 @@ impl SimMeter {
         {
             let connected = self.dtls.as_ref().is_some_and(|d| d.is_connected());
             if !connected {
-                let identity = format!("{identity_prefix}{}", self.client.endpoint());
-                let key = psk_key(secret, &identity);
-                let config = DtlsClientConfig::new(identity.into_bytes(), key.to_vec());
+                let (identity, key, server) = match (&self.dm, &ctx.settings.bootstrap) {
+                    (Some(dm), _) => (dm.identity.clone(), dm.key.clone(), dm.server),
+                    (None, Some(bs)) => {
+                        let identity = format!("{}{}", bs.identity_prefix, self.client.endpoint());
+                        let key = psk_key(&bs.secret, &identity).to_vec();
+                        (identity.into_bytes(), key, bs.server)
+                    }
+                    (None, None) => {
+                        let identity = format!("{identity_prefix}{}", self.client.endpoint());
+                        let key = psk_key(secret, &identity).to_vec();
+                        (identity.into_bytes(), key, ctx.settings.server)
+                    }
+                };
+                let config = DtlsClientConfig::new(identity, key);
                 match DtlsClient::new(config) {
-                    Ok(mut dtls) => match dtls.connect(now, ctx.settings.server) {
+                    Ok(mut dtls) => match dtls.connect(now, server) {
                         Ok(()) => {
                             self.dtls = Some(Box::new(dtls));
                             self.drain_dtls(ctx, now);
@@ -542,10 +618,58 @@ impl SimMeter {
                     },
                     Err(_) => self.schedule_retry(now),
                 }
-                return; // registers once connected
+                return; // registers (or bootstraps) once connected
             }
         }
+        self.after_connect(ctx, now);
+    }
+
+    /// The session is up (or none is needed): bootstrap first if the meter has no account yet,
+    /// else register or update.
+    fn after_connect(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        if self.must_bootstrap(ctx.settings) {
+            if !self.client.is_bootstrapping() && self.client.bootstrap(now).is_err() {
+                self.schedule_retry(now);
+            }
+            return;
+        }
         self.register_or_update(now);
+    }
+
+    /// Bootstrap-Finish arrived (or the bootstrap failed).
+    fn on_bootstrap(&mut self, ctx: &mut Ctx<'_>, now: Instant, outcome: BootstrapOutcome) {
+        let account = match outcome {
+            BootstrapOutcome::Finished { account } => account,
+            BootstrapOutcome::Failed { .. } => {
+                Stats::inc(&ctx.stats.bootstrap_failures);
+                self.dtls = None;
+                self.schedule_retry(now);
+                return;
+            }
+        };
+        match crate::fleet::parse_server_uri(&account.server_uri) {
+            Ok((server, true)) if !account.identity.is_empty() => {
+                Stats::inc(&ctx.stats.bootstraps);
+                self.dm = Some(Box::new(DmAccount {
+                    server,
+                    identity: account.identity,
+                    key: account.secret_key,
+                }));
+                // The bootstrap session has served its purpose (the server ages it out); the
+                // worker moves the socket to the LwM2M server, then the retry timer connects.
+                self.dtls = None;
+                self.reconnect = true;
+                self.retries = 0;
+                self.retry_at = Some(now);
+            }
+            _ => {
+                // A NoSec account or an unusable URI: this simulator only does DTLS after
+                // bootstrap; try the whole bootstrap again later.
+                Stats::inc(&ctx.stats.bootstrap_failures);
+                self.dtls = None;
+                self.schedule_retry(now);
+            }
+        }
     }
 
     fn register_or_update(&mut self, now: Instant) {
@@ -913,7 +1037,7 @@ impl SimMeter {
                 DtlsEvent::Connected { .. } => {
                     Stats::inc(&ctx.stats.handshakes);
                     self.retries = 0;
-                    self.register_or_update(now);
+                    self.after_connect(ctx, now);
                 }
                 DtlsEvent::Data { bytes } => self.feed_client(ctx, now, &bytes),
                 DtlsEvent::Closed { reason } => {
@@ -977,6 +1101,12 @@ impl SimMeter {
             while let Some(bytes) = self.client.poll_transmit() {
                 progressed = true;
                 self.transmit(ctx, now, bytes);
+            }
+            // After the transmits: the answer to Bootstrap-Finish still goes through the
+            // bootstrap session.
+            while let Some(outcome) = self.client.poll_bootstrap() {
+                progressed = true;
+                self.on_bootstrap(ctx, now, outcome);
             }
             if !progressed {
                 break;

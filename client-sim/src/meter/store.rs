@@ -617,6 +617,16 @@ impl ObjectStore for MeterStore {
         self.inner.delete(path)
     }
 
+    // Bootstrap (`--bootstrap`): the Security (0) and Server (1) instances the bootstrap server
+    // writes live in the plain store, like the rest of the static objects.
+    fn bootstrap_write(&mut self, path: &Path, node: Node) -> Result<(), StoreError> {
+        self.inner.bootstrap_write(path, node)
+    }
+
+    fn bootstrap_read_instance(&self, object: u16, instance: u16) -> Option<ObjectInstance> {
+        self.inner.bootstrap_read_instance(object, instance)
+    }
+
     fn objects(&self) -> Vec<(u16, Vec<u16>)> {
         self.inner.objects()
     }

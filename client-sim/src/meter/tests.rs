@@ -51,6 +51,7 @@ fn settings(start: Instant, speed: f64) -> MeterSettings {
         outages: OutagePlan::default(),
         stop_flush: Duration::from_secs(2),
         firmware: FirmwareSettings::default(),
+        bootstrap: None,
     }
 }
 
@@ -234,6 +235,28 @@ fn periodic_reboots_register_again_every_six_hours() {
     // No reading is lost across reboots: the buffer survives in the meter.
     let times = rig.sent_times();
     assert!(times.windows(2).all(|w| w[1] - w[0] == 900.0));
+}
+
+#[test]
+fn a_meter_on_a_bad_version_from_the_start_restarts_with_its_rhythm() {
+    let mut rig = Rig::new(true, &[], 3600.0);
+    let version = rig.meter.profile().firmware_version().to_owned();
+    rig.settings.firmware = FirmwareSettings {
+        bad_versions: vec![version],
+        bad_effect: super::firmware::BadEffect::Reboots,
+        bad_reboot_period: 4.0 * 3600.0,
+        ..FirmwareSettings::default()
+    };
+    rig.meter = SimMeter::new(rig.meter.profile().clone(), &rig.settings, rig.now);
+    assert!(rig.meter.has_bad_firmware());
+    rig.sim_hours(24.0);
+    // The phase (3 h of the 6 h problem period) scaled to the 4 h period: 2 h, then every 4 h.
+    assert_eq!(
+        rig.stats.snapshot().reboots,
+        6,
+        "{:?}",
+        rig.stats.snapshot()
+    );
 }
 
 #[test]
