@@ -7,6 +7,7 @@
 //! One SQL text serves both engines (`$n` placeholders, `ON CONFLICT … DO UPDATE`); the
 //! `on_pool!` macro runs it on whichever pool is in use.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -276,14 +277,30 @@ struct RegistrationEventRow {
 const REGISTRATION_COLUMNS: &str = "endpoint, registration_id, transport, lwm2m_version, binding, \
     lifetime, sms_number, objects, address, psk_identity, registered_at, last_update";
 
-const UPSERT_REGISTRATION: &str = "INSERT INTO lwm2m_registrations (endpoint, registration_id, \
-    transport, lwm2m_version, binding, lifetime, sms_number, objects, address, psk_identity, \
-    registered_at, last_update) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-    ON CONFLICT (endpoint) DO UPDATE SET registration_id = excluded.registration_id, \
-    transport = excluded.transport, lwm2m_version = excluded.lwm2m_version, \
-    binding = excluded.binding, lifetime = excluded.lifetime, sms_number = excluded.sms_number, \
-    objects = excluded.objects, address = excluded.address, psk_identity = excluded.psk_identity, \
-    registered_at = excluded.registered_at, last_update = excluded.last_update";
+/// The registration upsert's text around its `VALUES` rows (macros, so that `concat!` can build
+/// the one-row constant; [`values_rows`] builds the many-row form of a batch).
+macro_rules! upsert_registration_head {
+    () => {
+        "INSERT INTO lwm2m_registrations (endpoint, registration_id, transport, lwm2m_version, \
+        binding, lifetime, sms_number, objects, address, psk_identity, registered_at, \
+        last_update) VALUES "
+    };
+}
+macro_rules! upsert_registration_tail {
+    () => {
+        " ON CONFLICT (endpoint) DO UPDATE SET registration_id = excluded.registration_id, \
+        transport = excluded.transport, lwm2m_version = excluded.lwm2m_version, \
+        binding = excluded.binding, lifetime = excluded.lifetime, sms_number = excluded.sms_number, \
+        objects = excluded.objects, address = excluded.address, psk_identity = excluded.psk_identity, \
+        registered_at = excluded.registered_at, last_update = excluded.last_update"
+    };
+}
+const UPSERT_REGISTRATION_COLUMNS: usize = 12;
+const UPSERT_REGISTRATION: &str = concat!(
+    upsert_registration_head!(),
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    upsert_registration_tail!()
+);
 
 const DELETE_REGISTRATION: &str =
     "DELETE FROM lwm2m_registrations WHERE endpoint = $1 AND registration_id = $2";
@@ -296,8 +313,40 @@ const SELECT_REGISTRATION: &str = "SELECT endpoint, registration_id, transport, 
     binding, lifetime, sms_number, objects, address, psk_identity, registered_at, last_update \
     FROM lwm2m_registrations WHERE endpoint = $1";
 
-const INSERT_EVENT: &str = "INSERT INTO lwm2m_registration_events (endpoint, at, kind, \
-    registration_id, address) VALUES ($1, $2, $3, $4, $5)";
+macro_rules! insert_event_head {
+    () => {
+        "INSERT INTO lwm2m_registration_events (endpoint, at, kind, registration_id, address) \
+        VALUES "
+    };
+}
+const INSERT_EVENT_COLUMNS: usize = 5;
+const INSERT_EVENT: &str = concat!(insert_event_head!(), "($1, $2, $3, $4, $5)");
+
+/// A connectivity update that also answers whether the device exists and its lifecycle state
+/// (one statement instead of a read and a write; on PostgreSQL it also locks the row, so the
+/// activation that may follow cannot race an operator's change).
+const SET_ONLINE_RETURNING_STATE: &str = "UPDATE devices SET connectivity = $1, \
+    last_seen = COALESCE($2, last_seen), updated_at = $3 WHERE endpoint = $4 RETURNING id, state";
+
+/// `($1, …, $w), ($w+1, …), …` for `rows` rows of `width` values.
+fn values_rows(rows: usize, width: usize) -> String {
+    let mut text = String::with_capacity(rows * width * 5);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..width {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push('$');
+            text.push_str(&(row * width + column + 1).to_string());
+        }
+        text.push(')');
+    }
+    text
+}
 
 const SELECT_EVENTS: &str = "SELECT id, endpoint, at, kind, registration_id, address \
     FROM lwm2m_registration_events WHERE endpoint = $1 ORDER BY id DESC LIMIT $2";
@@ -670,7 +719,7 @@ macro_rules! tx_connectivity {
     };
 }
 
-/// What [`tx_activate!`] found.
+/// What [`tx_online_activate!`] found.
 enum Activation {
     NoDevice,
     /// Not a first registration: the state is left as it is.
@@ -680,53 +729,54 @@ enum Activation {
     },
 }
 
-/// First registration → active (fleet::lifecycle), audited as system:registration, inside the
-/// batch's transaction. The guarded UPDATE can lose a race with an operator's change on
-/// PostgreSQL (SQLite's `BEGIN IMMEDIATE` holds the write lock): then the state is read again.
-macro_rules! tx_activate {
-    ($tx:expr, $endpoint:expr, $now:expr) => {
+/// Online (last seen at `$last_update`) and, on a first registration, active
+/// (fleet::lifecycle), audited as system:registration: inside the batch's transaction.
+macro_rules! tx_online_activate {
+    ($tx:expr, $endpoint:expr, $last_update:expr, $now:expr) => {
         async {
-            let actor = Actor::system(SystemComponent::Registration).to_string();
-            for _ in 0..3 {
-                let Some(row) = sqlx::query_as::<_, StateRow>(sql::SELECT_STATE)
-                    .bind($endpoint)
-                    .fetch_optional(&mut *$tx)
-                    .await?
-                else {
-                    return Ok::<Activation, StoreError>(Activation::NoDevice);
-                };
-                let from = rows::parse_state($endpoint, &row.state)?;
-                if !matches!(
-                    from,
-                    LifecycleState::Registered | LifecycleState::Provisioned
-                ) {
-                    return Ok(Activation::Unchanged);
-                }
-                let action = lifecycle::validate_transition(from, LifecycleState::Active)?;
-                let changed = sqlx::query(sql::UPDATE_STATE)
-                    .bind(LifecycleState::Active.as_str())
-                    .bind($now)
-                    .bind(row.id)
-                    .bind(from.as_str())
-                    .execute(&mut *$tx)
-                    .await?
-                    .rows_affected();
-                if changed == 1 {
-                    sqlx::query(sql::INSERT_AUDIT)
-                        .bind(row.id)
-                        .bind($endpoint)
-                        .bind($now)
-                        .bind(&actor)
-                        .bind(action.as_str())
-                        .bind(from.as_str())
-                        .bind(LifecycleState::Active.as_str())
-                        .bind(None::<&str>)
-                        .execute(&mut *$tx)
-                        .await?;
-                    return Ok(Activation::Activated { from });
-                }
+            let Some(row) = sqlx::query_as::<_, StateRow>(SET_ONLINE_RETURNING_STATE)
+                .bind(Connectivity::Online.as_str())
+                .bind(Some(micros($last_update)))
+                .bind($now)
+                .bind($endpoint)
+                .fetch_optional(&mut *$tx)
+                .await?
+            else {
+                return Ok::<Activation, StoreError>(Activation::NoDevice);
+            };
+            let from = rows::parse_state($endpoint, &row.state)?;
+            if !matches!(
+                from,
+                LifecycleState::Registered | LifecycleState::Provisioned
+            ) {
+                return Ok(Activation::Unchanged);
             }
-            Err(StoreError::Conflict($endpoint.to_owned()))
+            let action = lifecycle::validate_transition(from, LifecycleState::Active)?;
+            // Guarded like `Store::transition`; the row is ours since the UPDATE above (SQLite's
+            // `BEGIN IMMEDIATE` holds the write lock, PostgreSQL the row lock).
+            let changed = sqlx::query(sql::UPDATE_STATE)
+                .bind(LifecycleState::Active.as_str())
+                .bind($now)
+                .bind(row.id)
+                .bind(from.as_str())
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+            if changed != 1 {
+                return Err(StoreError::Conflict($endpoint.to_owned()));
+            }
+            sqlx::query(sql::INSERT_AUDIT)
+                .bind(row.id)
+                .bind($endpoint)
+                .bind($now)
+                .bind(Actor::system(SystemComponent::Registration).to_string())
+                .bind(action.as_str())
+                .bind(from.as_str())
+                .bind(LifecycleState::Active.as_str())
+                .bind(None::<&str>)
+                .execute(&mut *$tx)
+                .await?;
+            Ok(Activation::Activated { from })
         }
         .await
     };
@@ -753,77 +803,116 @@ impl Store {
         let mut changes = Vec::new();
         on_pool!(self, pool => {
             let mut tx = pool.begin_with(begin).await?;
-            for write in writes {
-                if let Err(refused) = write.check() {
-                    outcomes.push(Err(refused));
-                    continue;
+            let mut next = 0;
+            while next < writes.len() {
+                // A run of registrations and updates of distinct endpoints: one multi-row upsert
+                // and one multi-row history insert serve all of them (order only matters per
+                // endpoint; PostgreSQL refuses an upsert that meets the same key twice).
+                let mut endpoints = HashSet::new();
+                let mut end = next;
+                while let Some(Lwm2mWrite::Registered { registration, .. } | Lwm2mWrite::Updated { registration }) = writes.get(end) {
+                    if !endpoints.insert(registration.endpoint.as_str()) {
+                        break;
+                    }
+                    end += 1;
                 }
-                let missing = || Err(StoreError::NotFound(write.subject().to_owned()));
-                let outcome = match write {
-                    Lwm2mWrite::Registered { registration: r, reboot } => {
-                        bind_registration!(sqlx::query(UPSERT_REGISTRATION), r)
-                            .execute(&mut *tx)
-                            .await?;
-                        let kind = if *reboot {
-                            RegistrationEventKind::Reboot
-                        } else {
-                            RegistrationEventKind::Registered
-                        };
-                        sqlx::query(INSERT_EVENT)
-                            .bind(&r.endpoint)
-                            .bind(micros(r.last_update))
-                            .bind(kind.as_str())
-                            .bind(&r.registration_id)
-                            .bind(&r.address)
-                            .execute(&mut *tx)
-                            .await?;
-                        if *reboot {
-                            let actor = Actor::system(SystemComponent::Registration).to_string();
-                            sqlx::query(INSERT_REBOOT_AUDIT)
-                                .bind(micros(r.last_update))
-                                .bind(&actor)
-                                .bind(REBOOT_REASON)
-                                .bind(&r.endpoint)
-                                .execute(&mut *tx)
-                                .await?;
+                let run = writes.get(next..end).unwrap_or_default();
+                if !run.is_empty() {
+                    next = end;
+                    let mut upsert = String::from(upsert_registration_head!());
+                    upsert.push_str(&values_rows(run.len(), UPSERT_REGISTRATION_COLUMNS));
+                    upsert.push_str(upsert_registration_tail!());
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(upsert));
+                    for write in run {
+                        if let Lwm2mWrite::Registered { registration: r, .. } | Lwm2mWrite::Updated { registration: r } = write {
+                            query = bind_registration!(query, r);
                         }
-                        let activated = match tx_activate!(tx, r.endpoint.as_str(), now) {
-                            Err(StoreError::Database(error)) => return Err(error.into()),
-                            other => other,
-                        };
-                        match activated {
-                            Ok(Activation::NoDevice) => missing(),
-                            Ok(activation) => {
-                                if let Activation::Activated { from } = activation {
-                                    changes.push(StateChange {
-                                        endpoint: r.endpoint.clone(),
-                                        from,
-                                        to: LifecycleState::Active,
-                                        actor: Actor::system(SystemComponent::Registration)
-                                            .to_string(),
-                                        reason: None,
-                                        at: now,
-                                    });
+                    }
+                    query.execute(&mut *tx).await?;
+                    let events: Vec<_> = run
+                        .iter()
+                        .filter_map(|write| match write {
+                            Lwm2mWrite::Registered { registration, reboot: true } => {
+                                Some((registration, RegistrationEventKind::Reboot))
+                            }
+                            Lwm2mWrite::Registered { registration, reboot: false } => {
+                                Some((registration, RegistrationEventKind::Registered))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    if !events.is_empty() {
+                        let mut insert = String::from(insert_event_head!());
+                        insert.push_str(&values_rows(events.len(), INSERT_EVENT_COLUMNS));
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+                        for (r, kind) in &events {
+                            query = query
+                                .bind(&r.endpoint)
+                                .bind(micros(r.last_update))
+                                .bind(kind.as_str())
+                                .bind(&r.registration_id)
+                                .bind(&r.address);
+                        }
+                        query.execute(&mut *tx).await?;
+                    }
+                    for write in run {
+                        let missing = || Err(StoreError::NotFound(write.subject().to_owned()));
+                        let outcome = match write {
+                            Lwm2mWrite::Registered { registration: r, reboot } => {
+                                if *reboot {
+                                    sqlx::query(INSERT_REBOOT_AUDIT)
+                                        .bind(micros(r.last_update))
+                                        .bind(Actor::system(SystemComponent::Registration).to_string())
+                                        .bind(REBOOT_REASON)
+                                        .bind(&r.endpoint)
+                                        .execute(&mut *tx)
+                                        .await?;
                                 }
+                                match tx_online_activate!(tx, r.endpoint.as_str(), r.last_update, now) {
+                                    Err(StoreError::Database(error)) => return Err(error.into()),
+                                    Err(other) => Err(other),
+                                    Ok(Activation::NoDevice) => missing(),
+                                    Ok(Activation::Unchanged) => Ok(()),
+                                    Ok(Activation::Activated { from }) => {
+                                        changes.push(StateChange {
+                                            endpoint: r.endpoint.clone(),
+                                            from,
+                                            to: LifecycleState::Active,
+                                            actor: Actor::system(SystemComponent::Registration)
+                                                .to_string(),
+                                            reason: None,
+                                            at: now,
+                                        });
+                                        Ok(())
+                                    }
+                                }
+                            }
+                            Lwm2mWrite::Updated { registration: r } => {
                                 if tx_connectivity!(tx, &r.endpoint, Connectivity::Online, Some(r.last_update), now)? {
                                     Ok(())
                                 } else {
                                     missing()
                                 }
                             }
-                            Err(other) => Err(other),
-                        }
+                            // Not in a run (see above).
+                            _ => Ok(()),
+                        };
+                        outcomes.push(outcome);
                     }
-                    Lwm2mWrite::Updated { registration: r } => {
-                        bind_registration!(sqlx::query(UPSERT_REGISTRATION), r)
-                            .execute(&mut *tx)
-                            .await?;
-                        if tx_connectivity!(tx, &r.endpoint, Connectivity::Online, Some(r.last_update), now)? {
-                            Ok(())
-                        } else {
-                            missing()
-                        }
-                    }
+                    continue;
+                }
+                let Some(write) = writes.get(next) else {
+                    break;
+                };
+                next += 1;
+                if let Err(refused) = write.check() {
+                    outcomes.push(Err(refused));
+                    continue;
+                }
+                let missing = || Err(StoreError::NotFound(write.subject().to_owned()));
+                let outcome = match write {
+                    // Always in a run (see above).
+                    Lwm2mWrite::Registered { .. } | Lwm2mWrite::Updated { .. } => Ok(()),
                     Lwm2mWrite::Ended { endpoint, registration_id, kind, at, mark_offline } => {
                         sqlx::query(DELETE_REGISTRATION)
                             .bind(endpoint)
@@ -1056,6 +1145,17 @@ mod tests {
             );
         })
         .await;
+    }
+
+    #[test]
+    fn values_rows_number_the_placeholders_row_by_row() {
+        assert_eq!(values_rows(1, 2), "($1, $2)");
+        assert_eq!(values_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(
+            UPSERT_REGISTRATION.matches('$').count(),
+            UPSERT_REGISTRATION_COLUMNS
+        );
+        assert_eq!(INSERT_EVENT.matches('$').count(), INSERT_EVENT_COLUMNS);
     }
 
     #[tokio::test]
