@@ -541,7 +541,7 @@ pub fn run(args: AccuracyArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     std::thread::sleep(args.warmup);
-    let mut last = None;
+    let mut ids = Vec::new();
     for n in 1..=args.sweeps.max(1) {
         let begun = Instant::now();
         let sim = fleet.clock().sim(begun);
@@ -551,17 +551,35 @@ pub fn run(args: AccuracyArgs) -> anyhow::Result<()> {
             (sim - fleet.clock().sim_start()) / 3600.0
         );
         let patience = args.sweep_interval.max(Duration::from_secs(60)) * 3;
-        last = Some(sweep(&api, &prefix, meters, args.sweep_rate, patience)?);
+        ids.push(sweep(&api, &prefix, meters, args.sweep_rate, patience)?);
         if n < args.sweeps {
             std::thread::sleep(args.sweep_interval.saturating_sub(begun.elapsed()));
         }
     }
     let sim_hours = (fleet.clock().sim(Instant::now()) - fleet.clock().sim_start()) / 3600.0;
-    let id = last.context("no sweep ran")?;
-    let runs = sweep_findings(&api, &id)?;
+    let id = ids.last().cloned().context("no sweep ran")?;
+    // Every sweep's findings: the last one is scored; the union over all of them is what an
+    // operator who looked at each sweep would have seen.
+    let mut per_sweep = Vec::new();
+    for sweep_id in &ids {
+        per_sweep.push(sweep_findings(&api, sweep_id)?);
+    }
     fleet.stop();
     let report = fleet.join();
+    let runs = per_sweep.last().cloned().unwrap_or_default();
     let score = score(&truth, &runs);
+    let mut union: BTreeMap<String, Option<Vec<Found>>> = BTreeMap::new();
+    for sweep in &per_sweep {
+        for (ep, found) in sweep {
+            let entry = union.entry(ep.clone()).or_default();
+            if let Some(found) = found {
+                entry
+                    .get_or_insert_with(Vec::new)
+                    .extend(found.iter().cloned());
+            }
+        }
+    }
+    let score_any = self::score(&truth, &union);
     println!(
         "{meters} meters, speed {speed}×, {} sweeps {:?} apart, {sim_hours:.1} simulated hours; \
          fleet: {} registrations, {} reboots",
@@ -569,6 +587,21 @@ pub fn run(args: AccuracyArgs) -> anyhow::Result<()> {
     );
     for line in score.lines() {
         println!("{line}");
+    }
+    println!("a problem found in any of the {} sweeps:", args.sweeps);
+    for class in Class::ALL {
+        if let Some(c) = score_any.classes.get(class.as_str()) {
+            let pct = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.1}%", v * 100.0));
+            println!(
+                "  {:<17} TP {:>4} FP {:>4} FN {:>4}  precision {:>6}  recall {:>6}",
+                class.as_str(),
+                c.true_positives,
+                c.false_positives,
+                c.false_negatives,
+                pct(c.precision),
+                pct(c.recall)
+            );
+        }
     }
     if let Some(path) = &args.report {
         let json = json!({
@@ -578,7 +611,9 @@ pub fn run(args: AccuracyArgs) -> anyhow::Result<()> {
             "sweep_interval_secs": args.sweep_interval.as_secs_f64(),
             "simulated_hours": sim_hours,
             "scored_sweep": id,
+            "sweep_ids": ids,
             "score": score,
+            "score_any_sweep": score_any,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -912,3 +912,89 @@ async fn meters_bootstrap_with_factory_credentials_then_register() {
     assert_eq!(report.stats.register_failures, 0, "{:?}", report.stats);
     assert!(server.log_text().matches("panicked").count() == 0);
 }
+
+/// A firmware pull goes through the same fault injection as the LwM2M traffic: with loss,
+/// duplication and delay on every path the file server sees more datagrams than the package has
+/// blocks (retransmissions, duplicates), and the pull still ends Downloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firmware_pull_through_loss_duplication_and_delay_completes() {
+    let server = Ferrite::start().await;
+    let http = server.http;
+    let files = CoapFileServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = RunArgs::parse_from_options([
+        "--server",
+        format!("coap://{}", server.coap).as_str(),
+        "--meters",
+        "1",
+        "--endpoint-prefix",
+        "sfl-",
+        "--lwm2m",
+        "1.1",
+        "--problem-share",
+        "0",
+        "--queue-share",
+        "0",
+        "--loss",
+        "0.1",
+        "--duplicate",
+        "0.1",
+        "--delay",
+        "0.1",
+        "--delay-max",
+        "300ms",
+        "--progress",
+        "none",
+        "--ledger",
+        dir.path().join("ledger.jsonl").to_str().unwrap(),
+    ])
+    .unwrap();
+    let config = args.fleet_config(unix_now()).unwrap();
+    let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
+    let plan = args.provision_plan(&config);
+    tokio::task::spawn_blocking(move || provision(&api, &plan, &|_, _| {}).unwrap())
+        .await
+        .unwrap();
+    let truth = GroundTruth::of_fleet(&config.profiles, config.meters, "sfl-");
+    let (ep, meter) = truth.endpoints.iter().next().unwrap();
+    let payload: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    let package = client_sim::meter::firmware::build_package(meter.model, "9.9.1", &payload);
+    let blocks = package.len().div_ceil(1024);
+    files.put("fw/lossy", package);
+    let fleet = Fleet::start(config).unwrap();
+    read_until(http, ep, &["/5/0/3"], |b| value_of(b, "/5/0/3") == 0).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (status, body) = post(
+            http,
+            &format!("/api/v1/devices/{ep}/write"),
+            json!({"path": "/5/0/1", "value": files.uri("fw/lossy")}),
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ep}: {status} {body}");
+    }
+    read_until(http, ep, &["/5/0/3", "/5/0/5"], |b| {
+        value_of(b, "/5/0/3") == 2
+    })
+    .await;
+    fleet.stop();
+    let report = tokio::task::spawn_blocking(move || fleet.join())
+        .await
+        .unwrap();
+    eprintln!(
+        "{} blocks, {} datagrams at the file server; {:?}",
+        blocks,
+        files.datagrams(),
+        report.stats
+    );
+    assert_eq!(report.stats.firmware_downloads, 1);
+    assert_eq!(report.stats.firmware_download_failures, 0);
+    assert!(
+        files.datagrams() > blocks,
+        "{} datagrams for {blocks} blocks: the pull saw no fault",
+        files.datagrams()
+    );
+}

@@ -3,6 +3,7 @@
 //! periods when the server cannot be reached at all.
 
 use std::cmp::Ordering;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::rng::Rng;
@@ -75,6 +76,9 @@ pub struct Delayed {
     pub meter: u32,
     /// From the server to the meter (else the other way).
     pub inbound: bool,
+    /// A firmware pull's datagram: the file server's address (it goes through the meter's
+    /// download socket); `None` for the LwM2M server's path.
+    pub download_peer: Option<SocketAddr>,
     /// The datagram.
     pub bytes: Vec<u8>,
 }

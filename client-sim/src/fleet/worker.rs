@@ -252,8 +252,8 @@ impl Worker {
         }
     }
 
-    /// Reads everything waiting on slot `i`'s download socket (no fault injection: the fault
-    /// layer models the path to the LwM2M server).
+    /// Reads everything waiting on slot `i`'s download socket, through the same fault injection
+    /// (loss, duplication, delay, unreachable periods) as the LwM2M traffic.
     fn receive_download(&mut self, i: usize, now: Instant, buf: &mut [u8]) {
         loop {
             let Some(socket) = self.slots.get(i).and_then(|s| s.download_socket.as_ref()) else {
@@ -262,9 +262,18 @@ impl Worker {
             match socket.recv_from(buf) {
                 Ok((n, from)) => {
                     let bytes = buf.get(..n).unwrap_or(&[]);
-                    self.with_meter(i, now, |m, ctx| {
-                        m.handle_download_datagram(ctx, now, from, bytes)
-                    });
+                    let copies = match self.fate_now(now) {
+                        Ok(copies) => copies,
+                        Err(at) => {
+                            self.hold_for(at, i, true, Some(from), bytes.to_vec());
+                            continue;
+                        }
+                    };
+                    for _ in 0..copies {
+                        self.with_meter(i, now, |m, ctx| {
+                            m.handle_download_datagram(ctx, now, from, bytes)
+                        });
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(_) => return,
@@ -282,14 +291,51 @@ impl Worker {
     }
 
     fn hold(&mut self, at: Instant, slot: usize, inbound: bool, bytes: Vec<u8>) {
+        self.hold_for(at, slot, inbound, None, bytes);
+    }
+
+    fn hold_for(
+        &mut self,
+        at: Instant,
+        slot: usize,
+        inbound: bool,
+        download_peer: Option<SocketAddr>,
+        bytes: Vec<u8>,
+    ) {
         self.delay_seq += 1;
         self.delayed.push(Reverse(Delayed {
             at,
             seq: self.delay_seq,
             meter: slot as u32,
             inbound,
+            download_peer,
             bytes,
         }));
+    }
+
+    /// How many copies of a datagram go through now (0: lost), or `Err(at)`: held back until
+    /// then; by the fault settings, counting what was injected.
+    fn fate_now(&mut self, now: Instant) -> Result<u8, Instant> {
+        if !self.shared.faults.any_datagram_fault() {
+            return Ok(1);
+        }
+        let unreachable = self.unreachable(now);
+        match fate(&self.shared.faults, &mut self.rng, now, unreachable) {
+            Fate::Lost => {
+                Stats::inc(&self.shared.stats.fault_lost);
+                Ok(0)
+            }
+            Fate::Delay(at) => {
+                Stats::inc(&self.shared.stats.fault_delayed);
+                Err(at)
+            }
+            Fate::Deliver { copies } => {
+                if copies > 1 {
+                    Stats::inc(&self.shared.stats.fault_duplicated);
+                }
+                Ok(copies)
+            }
+        }
     }
 
     fn run_delayed(&mut self, now: Instant) {
@@ -298,10 +344,22 @@ impl Worker {
                 return;
             };
             let i = d.meter as usize;
-            if d.inbound {
-                self.with_meter(i, now, |m, ctx| m.handle_datagram(ctx, now, &d.bytes));
-            } else {
-                self.send_raw(i, &d.bytes);
+            match (d.inbound, d.download_peer) {
+                (true, None) => {
+                    self.with_meter(i, now, |m, ctx| m.handle_datagram(ctx, now, &d.bytes));
+                }
+                (true, Some(from)) => self.with_meter(i, now, |m, ctx| {
+                    m.handle_download_datagram(ctx, now, from, &d.bytes)
+                }),
+                (false, None) => self.send_raw(i, &d.bytes),
+                (false, Some(peer)) => {
+                    // The pull may have ended meanwhile (its socket closed): then it is lost.
+                    if let Some(socket) = self.slots.get(i).and_then(|s| s.download_socket.as_ref())
+                        && socket.send_to(&d.bytes, peer).is_err()
+                    {
+                        Stats::inc(&self.shared.stats.send_errors);
+                    }
+                }
             }
         }
     }
@@ -371,16 +429,31 @@ impl Worker {
                 Err(_) => Stats::inc(&self.shared.stats.send_errors),
             }
         }
-        for (peer, bytes) in self.download_out.drain(..) {
-            let sent = slot
-                .download_socket
-                .as_ref()
-                .is_some_and(|s| s.send_to(&bytes, peer).is_ok());
-            if !sent {
-                // The pull's CoAP layer retransmits or gives up (result 4).
-                Stats::inc(&self.shared.stats.send_errors);
+        let out = std::mem::take(&mut self.download_out);
+        let now = Instant::now();
+        for (peer, bytes) in out {
+            let copies = match self.fate_now(now) {
+                Ok(copies) => copies,
+                Err(at) => {
+                    self.hold_for(at, i, false, Some(peer), bytes);
+                    continue;
+                }
+            };
+            for _ in 0..copies {
+                let sent = self
+                    .slots
+                    .get(i)
+                    .and_then(|s| s.download_socket.as_ref())
+                    .is_some_and(|s| s.send_to(&bytes, peer).is_ok());
+                if !sent {
+                    // The pull's CoAP layer retransmits or gives up (result 4).
+                    Stats::inc(&self.shared.stats.send_errors);
+                }
             }
         }
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
         if !slot.meter.is_downloading()
             && let Some(mut socket) = slot.download_socket.take()
         {
