@@ -461,12 +461,43 @@ pub async fn sleep(ms: i32) {
 // Live events (server-sent events)
 // ---------------------------------------------------------------------------------------------
 
-/// An open event stream; closed when unsubscribed.
+/// How a live event stream is doing, for the "live" indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Opening for the first time.
+    Connecting,
+    /// Open: events arrive as they happen.
+    Live,
+    /// Dropped; being opened again (events in between may have been missed).
+    Reconnecting,
+}
+
+/// The first wait before opening a closed stream again, and the longest (doubling between).
+const RETRY_FIRST_MS: u32 = 1_000;
+const RETRY_MAX_MS: u32 = 30_000;
+
+/// The wait before reconnection attempt `attempt` (0-based): 1 s, 2 s, 4 s, … at most 30 s.
+pub fn retry_delay_ms(attempt: u32) -> u32 {
+    RETRY_FIRST_MS
+        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
+        .min(RETRY_MAX_MS)
+}
+
+type Listener = Closure<dyn Fn(web_sys::MessageEvent)>;
+type StateListener = Closure<dyn Fn(web_sys::Event)>;
+
+/// An open event stream; closed when unsubscribed. The listeners outlive any one
+/// `EventSource`: a stream the browser gave up on is replaced by a new one with the same
+/// listeners.
 struct Subscription {
+    url: String,
     source: web_sys::EventSource,
-    // Kept alive as long as the stream: the browser calls them.
-    _listeners: Vec<(String, Closure<dyn Fn(web_sys::MessageEvent)>)>,
-    _state: Vec<Closure<dyn Fn(web_sys::Event)>>,
+    // Kept alive as long as the subscription: the browser calls them.
+    listeners: Vec<(String, Listener)>,
+    opened: StateListener,
+    dropped: StateListener,
+    /// Failed attempts since the stream was last open.
+    attempts: u32,
 }
 
 thread_local! {
@@ -478,73 +509,153 @@ thread_local! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscriptionId(u32);
 
+/// A new `EventSource` for `url` with the listeners attached.
+fn open_source(
+    url: &str,
+    listeners: &[(String, Listener)],
+    opened: &StateListener,
+    dropped: &StateListener,
+) -> Option<web_sys::EventSource> {
+    let source = web_sys::EventSource::new(url).ok()?;
+    for (kind, closure) in listeners {
+        source
+            .add_event_listener_with_callback(kind, closure.as_ref().unchecked_ref())
+            .ok()?;
+    }
+    source.set_onopen(Some(opened.as_ref().unchecked_ref()));
+    source.set_onerror(Some(dropped.as_ref().unchecked_ref()));
+    Some(source)
+}
+
+/// Opens subscription `id`'s stream again (if it still exists), and schedules the next attempt
+/// should this one fail too.
+fn reconnect(id: u32) {
+    SUBSCRIPTIONS.with(|s| {
+        if let Some(sub) = s.borrow_mut().get_mut(&id) {
+            sub.source.close();
+            if let Some(source) = open_source(&sub.url, &sub.listeners, &sub.opened, &sub.dropped) {
+                sub.source = source;
+            }
+        }
+    });
+}
+
+/// Schedules [`reconnect`] after the backoff of the subscription's failed attempts so far.
+fn schedule_reconnect(id: u32) {
+    let delay = SUBSCRIPTIONS.with(|s| {
+        s.borrow_mut().get_mut(&id).map(|sub| {
+            let delay = retry_delay_ms(sub.attempts);
+            sub.attempts = sub.attempts.saturating_add(1);
+            delay
+        })
+    });
+    let (Some(delay), Some(window)) = (delay, web_sys::window()) else {
+        return;
+    };
+    let callback = Closure::once_into_js(move || reconnect(id));
+    let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+        callback.unchecked_ref(),
+        i32::try_from(delay).unwrap_or(i32::MAX),
+    );
+}
+
 /// Opens `GET /api/v1/events` (for one endpoint, or all) and calls `on_event(kind, data)` for
-/// each message of the given kinds; `on_live(true/false)` when the stream opens or drops (the
-/// browser reconnects by itself).
+/// each message of the given kinds, and `on_state` when the stream opens, drops or comes back.
+/// A stream that drops is retried by the browser; one the browser gives up on (the server
+/// closed it with an error, or restarted) is opened again with a growing backoff, after
+/// checking that the session is still there.
 pub fn subscribe(
     endpoint: Option<&str>,
     kinds: &[&str],
     on_event: impl Fn(String, String) + 'static,
-    on_live: impl Fn(bool) + 'static,
+    on_state: impl Fn(LinkState) + 'static,
 ) -> Option<SubscriptionId> {
     let query = format::query_string(&[("endpoint", endpoint.unwrap_or_default().to_owned())]);
-    let source = web_sys::EventSource::new(&format!("{BASE}/events{query}")).ok()?;
-    let on_event = std::rc::Rc::new(on_event);
-    let mut listeners = Vec::new();
-    for kind in kinds {
-        let handler = on_event.clone();
-        let name = (*kind).to_owned();
-        let closure =
-            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
-                let data = event.data().as_string().unwrap_or_default();
-                handler(name.clone(), data);
-            });
-        source
-            .add_event_listener_with_callback(kind, closure.as_ref().unchecked_ref())
-            .ok()?;
-        listeners.push(((*kind).to_owned(), closure));
-    }
-    let on_live = std::rc::Rc::new(on_live);
-    let live = on_live.clone();
-    let opened = Closure::<dyn Fn(web_sys::Event)>::new(move |_| live(true));
-    let watched = source.clone();
-    let dropped = Closure::<dyn Fn(web_sys::Event)>::new(move |_| {
-        on_live(false);
-        // The browser retries a dropped stream by itself, but not one the server refused (a
-        // 401 once the session is gone): find out whether the session is still there.
-        if watched.ready_state() == web_sys::EventSource::CLOSED {
-            wasm_bindgen_futures::spawn_local(async {
-                if let Ok(None) = me().await {
-                    unauthorized();
-                }
-            });
-        }
-    });
-    source.set_onopen(Some(opened.as_ref().unchecked_ref()));
-    source.set_onerror(Some(dropped.as_ref().unchecked_ref()));
+    let url = format!("{BASE}/events{query}");
     let id = NEXT_ID.with(|n| {
         let mut n = n.borrow_mut();
         *n = n.wrapping_add(1);
         *n
     });
+    let on_event = std::rc::Rc::new(on_event);
+    let listeners: Vec<(String, Listener)> = kinds
+        .iter()
+        .map(|kind| {
+            let handler = on_event.clone();
+            let name = (*kind).to_owned();
+            let closure = Listener::new(move |event: web_sys::MessageEvent| {
+                let data = event.data().as_string().unwrap_or_default();
+                handler(name.clone(), data);
+            });
+            ((*kind).to_owned(), closure)
+        })
+        .collect();
+    let on_state = std::rc::Rc::new(on_state);
+    let live = on_state.clone();
+    let opened = StateListener::new(move |_| {
+        SUBSCRIPTIONS.with(|s| {
+            if let Some(sub) = s.borrow_mut().get_mut(&id) {
+                sub.attempts = 0;
+            }
+        });
+        live(LinkState::Live);
+    });
+    let dropped = StateListener::new(move |event: web_sys::Event| {
+        on_state(LinkState::Reconnecting);
+        let closed = event
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::EventSource>().ok())
+            .is_some_and(|s| s.ready_state() == web_sys::EventSource::CLOSED);
+        if closed {
+            // The browser will not retry this one (a refused or failed response): if the
+            // session is gone that is a session expiry; otherwise try again after a while.
+            wasm_bindgen_futures::spawn_local(async move {
+                match me().await {
+                    Ok(None) => {
+                        unauthorized();
+                    }
+                    _ => schedule_reconnect(id),
+                }
+            });
+        }
+    });
+    let source = open_source(&url, &listeners, &opened, &dropped)?;
     SUBSCRIPTIONS.with(|s| {
         s.borrow_mut().insert(
             id,
             Subscription {
+                url,
                 source,
-                _listeners: listeners,
-                _state: vec![opened, dropped],
+                listeners,
+                opened,
+                dropped,
+                attempts: 0,
             },
         )
     });
     Some(SubscriptionId(id))
 }
 
-/// Closes a stream opened by [`subscribe`].
+/// Closes a stream opened by [`subscribe`] (and stops its reconnection).
 pub fn unsubscribe(id: SubscriptionId) {
     if let Some(sub) = SUBSCRIPTIONS.with(|s| s.borrow_mut().remove(&id.0)) {
         sub.source.set_onopen(None);
         sub.source.set_onerror(None);
         sub.source.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnection_backs_off_to_thirty_seconds() {
+        let delays: Vec<u32> = (0..8).map(retry_delay_ms).collect();
+        assert_eq!(
+            delays,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
+        );
+        assert_eq!(retry_delay_ms(u32::MAX), 30_000);
     }
 }

@@ -243,6 +243,20 @@ pub fn live_event(kind: &str, data: &str) -> LiveEvent {
                 ),
             }
         }
+        "state_changed" => {
+            let actor = text_of(&json, "actor").unwrap_or("someone");
+            // `user:alice` → `alice`; system actors stay as they are.
+            let actor = actor.strip_prefix("user:").unwrap_or(actor);
+            let mut line = format!(
+                "Lifecycle {} → {} by {actor}",
+                text_of(&json, "from").unwrap_or("?"),
+                text_of(&json, "to").unwrap_or("?"),
+            );
+            if let Some(reason) = text_of(&json, "reason").filter(|r| !r.is_empty()) {
+                line.push_str(&format!(": {reason}"));
+            }
+            line
+        }
         "lagged" => format!(
             "{} events were missed (the console fell behind)",
             json.get("missed").and_then(Json::as_u64).unwrap_or(0)
@@ -282,6 +296,27 @@ fn values_line(values: &[EventValue]) -> String {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifecycle_changes_read_as_who_moved_it_where() {
+        let e = live_event(
+            "state_changed",
+            r#"{"event":"state_changed","endpoint":"m1","from":"active","to":"suspended","actor":"user:alice","reason":"cabinet open","at":"2026-11-22T02:00:00Z"}"#,
+        );
+        assert_eq!(e.endpoint.as_deref(), Some("m1"));
+        assert_eq!(
+            e.summary,
+            "Lifecycle active → suspended by alice: cabinet open"
+        );
+        let e = live_event(
+            "state_changed",
+            r#"{"endpoint":"m1","from":"provisioned","to":"active","actor":"system:registration"}"#,
+        );
+        assert_eq!(
+            e.summary,
+            "Lifecycle provisioned → active by system:registration"
+        );
+    }
 
     #[test]
     fn object_links_become_named_objects_with_instances() {

@@ -1,5 +1,6 @@
 //! The session as the whole console sees it: who is signed in, whether that is known yet, the
-//! message the login page shows after an expiry, and where to return after signing in.
+//! message the login page shows after an expiry, and where to return after signing in; and the
+//! ticking clock relative times are shown against.
 
 use api_types::{Me, Role};
 use leptos::prelude::*;
@@ -47,4 +48,19 @@ impl Default for Session {
 /// The session from context (provided by `App`).
 pub fn use_session() -> Session {
     expect_context::<Session>()
+}
+
+/// The console's idea of "now" (seconds since the Unix epoch), ticking every few seconds so
+/// relative times ("5 min ago") stay true on a page left open. Provided by `App`.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(pub RwSignal<f64>);
+
+/// How often the clock ticks.
+pub const CLOCK_TICK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The clock from context (a fixed one when none is provided).
+pub fn use_clock() -> RwSignal<f64> {
+    use_context::<Clock>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| RwSignal::new(js_sys::Date::now() / 1000.0))
 }

@@ -63,13 +63,18 @@ export function checkPrerequisites() {
 /// A running server with its own database, ports and token. `stop()` ends it and its meters.
 export async function startServer({ log = 'server.log' } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'ferrite-browser-'));
-  const [httpPort, coapPort, coapsPort] = [await freeTcpPort(), await freeUdpPort(), await freeUdpPort()];
+  const [httpPort, coapPort, coapsPort, bsCoapPort, bsCoapsPort] = [
+    await freeTcpPort(), await freeUdpPort(), await freeUdpPort(), await freeUdpPort(), await freeUdpPort(),
+  ];
   const token = randomBytes(24).toString('hex');
   const env = {
     ...process.env,
     FERRITE_HTTP_ADDR: `127.0.0.1:${httpPort}`,
     FERRITE_COAP_ADDR: `127.0.0.1:${coapPort}`,
     FERRITE_COAPS_ADDR: `127.0.0.1:${coapsPort}`,
+    // The bootstrap server's default ports (5783/5784) may be taken by another run.
+    FERRITE_BS_COAP_ADDR: `127.0.0.1:${bsCoapPort}`,
+    FERRITE_BS_COAPS_ADDR: `127.0.0.1:${bsCoapsPort}`,
     FERRITE_NOSEC: 'true',
     FERRITE_DATABASE_URL: `sqlite://${join(dir, 'ferrite.db')}`,
     FERRITE_SECRET_KEY: randomBytes(32).toString('hex'),

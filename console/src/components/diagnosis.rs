@@ -72,6 +72,9 @@ pub fn DeviceDiagnostics(endpoint: String) -> impl IntoView {
     load_history();
 
     let diagnose = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
         busy.set(true);
         error.set(None);
         let alive = alive.clone();
@@ -112,7 +115,7 @@ pub fn DeviceDiagnostics(endpoint: String) -> impl IntoView {
                     type="button"
                     class="button primary"
                     on:click=diagnose
-                    disabled=move || busy.get()
+                    aria-disabled=move || busy.get().to_string()
                     aria-describedby="diagnose-hint"
                 >
                     "Diagnose"

@@ -3,19 +3,41 @@
 
 use leptos::prelude::*;
 
+use crate::api::LinkState;
 use crate::format;
 use crate::model::LiveEvent;
 
+/// The state of the page's live event stream: "Live", "Connecting…" or "Reconnecting…".
 #[component]
-pub fn LiveEvents(events: RwSignal<Vec<LiveEvent>>, live: RwSignal<bool>) -> impl IntoView {
+pub fn LiveIndicator(state: RwSignal<LinkState>) -> impl IntoView {
+    view! {
+        <span
+            class=move || match state.get() {
+                LinkState::Live => "live on",
+                LinkState::Connecting => "live",
+                LinkState::Reconnecting => "live off",
+            }
+            role="status"
+            data-testid="live-indicator"
+            title="Live updates from the server"
+        >
+            <span class="dot" aria-hidden="true"></span>
+            {move || match state.get() {
+                LinkState::Live => "Live",
+                LinkState::Connecting => "Connecting…",
+                LinkState::Reconnecting => "Reconnecting…",
+            }}
+        </span>
+    }
+}
+
+#[component]
+pub fn LiveEvents(events: RwSignal<Vec<LiveEvent>>, live: RwSignal<LinkState>) -> impl IntoView {
     view! {
         <section class="card" aria-label="Live events">
             <div class="card-head">
                 <h2>"Live events"</h2>
-                <span class=move || if live.get() { "live on" } else { "live" } role="status">
-                    <span class="dot" aria-hidden="true"></span>
-                    {move || if live.get() { "Connected" } else { "Connecting…" }}
-                </span>
+                <LiveIndicator state=live/>
             </div>
             {move || {
                 let list = events.get();

@@ -1,6 +1,7 @@
 //! The device's object tree: the objects and instances of its registration, each resource named
 //! and with its unit from the object model, and Read / Write / Execute / Observe per resource
-//! (Read per instance) with the result or a plain-language error in the resource's row.
+//! (Read per instance) with the result or a plain-language error in the resource's row. Execute
+//! asks for confirmation first (with optional arguments), explicitly for disruptive resources.
 //! Values from reads, observe notifications and Send land in one store ([`Values`]), so a row
 //! always shows the latest value whatever brought it.
 
@@ -231,7 +232,11 @@ fn InstanceBlock(endpoint: String, object: u16, instance: u16, values: Values) -
     let busy = RwSignal::new(false);
     let endpoint = StoredValue::new(endpoint);
     let instance_path = StoredValue::new(path.clone());
+    // Busy buttons are aria-disabled, not disabled: a disabled button drops the keyboard focus.
     let read = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
         busy.set(true);
         outcome.set(Some(Outcome::Info("Reading…".into())));
         spawn_local(async move {
@@ -277,7 +282,7 @@ fn InstanceBlock(endpoint: String, object: u16, instance: u16, values: Values) -
         <div class="instance">
             <div class="instance-head">
                 <h3>{format!("Instance {instance}")}</h3>
-                <button type="button" class="button" on:click=read disabled=move || busy.get()>
+                <button type="button" class="button" on:click=read aria-disabled=move || busy.get().to_string()>
                     {format!("Read {path}")}
                 </button>
             </div>
@@ -318,6 +323,17 @@ fn ResourceRow(
     let busy = RwSignal::new(false);
     let editing = RwSignal::new(false);
     let draft = RwSignal::new(String::new());
+    let confirming = RwSignal::new(false);
+    let args = RwSignal::new(String::new());
+    let understood = RwSignal::new(false);
+    let execute_button = NodeRef::<leptos::html::Button>::new();
+    let args_input = NodeRef::<leptos::html::Input>::new();
+    // The panel opens with the focus in it (the arguments field).
+    Effect::new(move |_| {
+        if let Some(input) = args_input.get() {
+            let _ = input.focus();
+        }
+    });
     let endpoint = StoredValue::new(endpoint);
     let path = StoredValue::new(path);
     let ty = def.ty.oma_name();
@@ -343,10 +359,16 @@ fn ResourceRow(
         });
     };
     let read = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
         outcome.set(Some(Outcome::Info("Reading…".into())));
         read_now();
     };
     let start_write = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
         let current = values.cells.with(|c| {
             path.with_value(|p| {
                 c.get(p)
@@ -394,11 +416,44 @@ fn ResourceRow(
             }
         });
     };
-    let execute = move |_| {
+    // Execute asks first: a panel in the row with optional arguments, and for a disruptive
+    // resource (reboot, factory reset, …) what it does and an explicit "I understand".
+    let warning = path.with_value(|p| format::execute_warning(p));
+    let open_execute = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
+        outcome.set(None);
+        args.set(String::new());
+        understood.set(false);
+        confirming.update(|c| *c = !*c);
+    };
+    let close_execute = move || {
+        confirming.set(false);
+        if let Some(button) = execute_button.get_untracked() {
+            let _ = button.focus();
+        }
+    };
+    let execute = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if warning.is_some() && !understood.get_untracked() {
+            outcome.set(Some(Outcome::Error(
+                "Tick the box to confirm: this execute disrupts the meter".into(),
+            )));
+            return;
+        }
+        let arguments = match format::parse_execute_args(&args.get_untracked()) {
+            Ok(a) => a,
+            Err(why) => {
+                outcome.set(Some(Outcome::Error(why)));
+                return;
+            }
+        };
         busy.set(true);
+        close_execute();
         outcome.set(Some(Outcome::Info("Executing…".into())));
         spawn_local(async move {
-            let result = api::execute(&endpoint.get_value(), &path.get_value(), None).await;
+            let result = api::execute(&endpoint.get_value(), &path.get_value(), arguments).await;
             outcome.set(match result {
                 Ok(OpReply::Done(_)) => Some(Outcome::Info(format!(
                     "Executed: the device accepted {}",
@@ -411,6 +466,9 @@ fn ResourceRow(
         });
     };
     let observe = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
         busy.set(true);
         outcome.set(Some(Outcome::Info("Starting to observe…".into())));
         spawn_local(async move {
@@ -440,6 +498,9 @@ fn ResourceRow(
         });
     };
     let cancel = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
         let Some(number) = observation() else { return };
         busy.set(true);
         spawn_local(async move {
@@ -501,6 +562,7 @@ fn ResourceRow(
     let row_path = path.get_value();
     let name_id = format!("res-{}", name_id_for(&row_path));
     let write_id = format!("write-{}", name_id_for(&row_path));
+    let args_id = format!("args-{}", name_id_for(&row_path));
     view! {
         <tr data-path=row_path.clone() aria-describedby=name_id.clone()>
             <td class="num">{def.id}</td>
@@ -531,25 +593,71 @@ fn ResourceRow(
                         <button type="button" class="button subtle" on:click=move |_| editing.set(false)>"Cancel"</button>
                     </form>
                 </Show>
+                <Show when=move || confirming.get()>
+                    <form
+                        class="exec-form"
+                        on:submit=execute
+                        on:keydown=move |ev| {
+                            if ev.key() == "Escape" {
+                                close_execute();
+                            }
+                        }
+                    >
+                        {warning.map(|w| view! { <p class="warning">{w}</p> })}
+                        {warning.map(|_| view! {
+                            <label class="check">
+                                <input type="checkbox" bind:checked=understood/>
+                                {format!("I understand: execute {} on {}", def.name, endpoint.get_value())}
+                            </label>
+                        })}
+                        <label for=args_id.clone()>{format!("Arguments for {} (optional)", def.name)}</label>
+                        <div class="write-form">
+                            <input
+                                id=args_id.clone()
+                                node_ref=args_input
+                                placeholder="e.g. 0='text',1"
+                                autocomplete="off"
+                                bind:value=args
+                            />
+                            <button
+                                type="submit"
+                                class=if warning.is_some() { "button danger" } else { "button primary" }
+                                disabled=move || busy.get() || (warning.is_some() && !understood.get())
+                            >
+                                {format!("Execute {}", def.name)}
+                            </button>
+                            <button type="button" class="button subtle" on:click=move |_| close_execute()>"Cancel"</button>
+                        </div>
+                    </form>
+                </Show>
                 {outcome_view(outcome)}
             </td>
             <td class="unit">{def.units.map(format::unit_text).unwrap_or("")}</td>
             <td class="row-actions">
                 {ops.read.then(|| view! {
-                    <button type="button" class="button small" on:click=read disabled=move || busy.get()>"Read"</button>
+                    <button type="button" class="button small" on:click=read aria-disabled=move || busy.get().to_string()>"Read"</button>
                 })}
                 {move || (ops.write && !def.multiple && may_change() && !editing.get()).then(|| view! {
-                    <button type="button" class="button small" on:click=start_write disabled=move || busy.get()>"Write"</button>
+                    <button type="button" class="button small" on:click=start_write aria-disabled=move || busy.get().to_string()>"Write"</button>
                 })}
                 {move || (ops.execute && may_change()).then(|| view! {
-                    <button type="button" class="button small" on:click=execute disabled=move || busy.get()>"Execute"</button>
+                    <button
+                        type="button"
+                        class=if warning.is_some() { "button small danger" } else { "button small" }
+                        node_ref=execute_button
+                        aria-expanded=move || confirming.get().to_string()
+                        on:click=open_execute
+                        aria-disabled=move || busy.get().to_string()
+                    >
+                        "Execute"
+                    </button>
                 })}
                 {move || ops.read.then(|| match observation() {
                     None => view! {
-                        <button type="button" class="button small" on:click=observe disabled=move || busy.get()>"Observe"</button>
+                        <button type="button" class="button small" on:click=observe aria-disabled=move || busy.get().to_string()>"Observe"</button>
                     }.into_any(),
                     Some(_) => view! {
-                        <button type="button" class="button small" on:click=cancel disabled=move || busy.get()>"Cancel observe"</button>
+                        <button type="button" class="button small" on:click=cancel aria-disabled=move || busy.get().to_string()>"Cancel observe"</button>
                     }.into_any(),
                 })}
             </td>

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{self, ApiError};
+use crate::api::{self, ApiError, LinkState};
 use crate::components::audit::AuditHistory;
 use crate::components::badges::{ConnectivityBadge, StateBadge};
 use crate::components::diagnosis::DeviceDiagnostics;
@@ -17,8 +17,7 @@ use crate::components::live::LiveEvents;
 use crate::components::objects::{ObjectTree, Values};
 use crate::format::{self, LifecycleAction, lifecycle_actions};
 use crate::model::{self, LiveEvent};
-use crate::pages::fleet::now_seconds;
-use crate::state::use_session;
+use crate::state::{use_clock, use_session};
 
 /// The most events the feed keeps.
 const MAX_EVENTS: usize = 200;
@@ -53,7 +52,7 @@ fn DeviceView(endpoint: String) -> impl IntoView {
     let device = RwSignal::new(None::<Result<Device, ApiError>>);
     let registration = RwSignal::new(None::<Result<Option<RegistrationOut>, ApiError>>);
     let events = RwSignal::new(Vec::<LiveEvent>::new());
-    let live = RwSignal::new(false);
+    let live = RwSignal::new(LinkState::Connecting);
     let values = Values::new();
     // Bumped when the audit trail has new entries.
     let audit_version = RwSignal::new(0u32);
@@ -89,6 +88,8 @@ fn DeviceView(endpoint: String) -> impl IntoView {
         "operation_queued",
         "operation_completed",
         "lagged",
+        // Lifecycle changes made elsewhere (another operator, a registration, bootstrap).
+        "state_changed",
     ]);
     let ep = endpoint.get_value();
     let subscription = api::subscribe(
@@ -104,13 +105,25 @@ fn DeviceView(endpoint: String) -> impl IntoView {
                 load_device();
                 load_registration();
                 audit_version.update(|v| *v += 1);
+            } else if kind == "state_changed" || kind == "lagged" {
+                load_device();
+                audit_version.update(|v| *v += 1);
             }
             events.update(|list| {
                 list.insert(0, event);
                 list.truncate(MAX_EVENTS);
             });
         },
-        move |up| live.set(up),
+        move |state| {
+            // Back after a drop: events may have been missed, so read the device again.
+            if state == LinkState::Live && live.try_get_untracked() == Some(LinkState::Reconnecting)
+            {
+                load_device();
+                load_registration();
+                audit_version.update(|v| *v += 1);
+            }
+            live.set(state);
+        },
     );
     on_cleanup(move || {
         if let Some(id) = subscription {
@@ -175,16 +188,25 @@ fn RegistrationCard(
     device: Device,
     registration: RwSignal<Option<Result<Option<RegistrationOut>, ApiError>>>,
 ) -> impl IntoView {
-    let now = now_seconds();
-    let seen = |time: Option<&str>| match time.and_then(format::parse_rfc3339) {
+    // "5 min ago" moves on with the console's clock (`Clock`), not only when the device is read.
+    let clock = use_clock();
+    let seen_at = device.last_seen.as_deref().and_then(format::parse_rfc3339);
+    let last_seen = move || match seen_at {
         Some(t) => format!(
             "{} ({})",
-            format::relative_time(t, now),
+            format::relative_time(t, clock.get()),
             format::utc_text(t)
         ),
         None => "never".to_owned(),
     };
-    let last_seen = seen(device.last_seen.as_deref());
+    let seen_item = move || {
+        view! {
+            <div class="kv">
+                <dt>"Last seen"</dt>
+                <dd>{last_seen}</dd>
+            </div>
+        }
+    };
     let tags = if device.tags.is_empty() {
         "none".to_owned()
     } else {
@@ -226,14 +248,14 @@ fn RegistrationCard(
                             {item("Binding", if queue { format!("{binding} (queue mode: sleeps between check-ins)") } else { binding })}
                             {item("Lifetime", format::duration_text(u64::from(lifetime)))}
                             {item("Address", format!("{address} ({})", if transport == "coaps" { "DTLS" } else { "no security" }))}
-                            {item("Last seen", last_seen.clone())}
+                            {seen_item()}
                             {item("Registered", format::time_text(&since))}
                             {item("Last update", format::time_text(&update))}
                         </dl>
                     }.into_any(),
                     None => view! {
                         <p class="muted">"Not registered with the server right now."</p>
-                        <dl class="kvs">{item("Last seen", last_seen.clone())}</dl>
+                        <dl class="kvs">{seen_item()}</dl>
                     }.into_any(),
                 }
             }}

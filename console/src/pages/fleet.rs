@@ -1,21 +1,27 @@
 //! The fleet page: counts by lifecycle state and connectivity, a searchable and filterable
 //! device table paginated by the server (keyset cursors, so page N costs the same with 100,000
-//! devices as page 1), live refresh on registrations, and the CSV import for fleet managers.
+//! devices as page 1) with its filters in the URL query, live refresh on registrations and
+//! lifecycle changes (and after the event stream reconnects), "last seen" that ticks, and the
+//! CSV import for fleet managers.
 
 use api_types::{DevicePage, Role};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos_router::NavigateOptions;
+use leptos_router::hooks::{use_navigate, use_query_map};
 use std::time::Duration;
 
 use api_types::DeviceSummary;
 
-use crate::api::{self, ApiError};
+use crate::api::{self, ApiError, LinkState};
 use crate::components::badges::{ConnectivityBadge, StateBadge};
 use crate::components::import::Import;
+use crate::components::live::LiveIndicator;
+use crate::filters::FleetFilters;
 use crate::format::{
     self, CONNECTIVITIES, STATES, connectivity_count, connectivity_name, state_count, state_name,
 };
-use crate::state::use_session;
+use crate::state::{use_clock, use_session};
 
 /// Rows per page.
 const PAGE_SIZE: u32 = 50;
@@ -24,46 +30,17 @@ const TYPING_PAUSE: Duration = Duration::from_millis(250);
 /// The least time between two live refreshes of the table and the counts.
 const LIVE_REFRESH: Duration = Duration::from_secs(3);
 
-/// The filters of the table (text as typed).
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Filters {
-    q: String,
-    state: String,
-    connectivity: String,
-    model: String,
-    tag: String,
-    firmware: String,
-}
-
-impl Filters {
-    /// The query pairs, or why the tag filter cannot be used.
-    fn pairs(&self) -> (Vec<(&'static str, String)>, Option<String>) {
-        let mut pairs = vec![
-            ("q", self.q.clone()),
-            ("state", self.state.clone()),
-            ("connectivity", self.connectivity.clone()),
-            ("model", self.model.clone()),
-            ("firmware", self.firmware.clone()),
-        ];
-        let mut problem = None;
-        if !self.tag.trim().is_empty() {
-            match format::tag_filter(&self.tag) {
-                Ok(tag) => pairs.push(("tag", tag)),
-                Err(why) => problem = Some(why),
-            }
-        }
-        (pairs, problem)
-    }
-
-    fn any(&self) -> bool {
-        *self != Filters::default()
-    }
-}
-
 #[component]
 pub fn FleetPage() -> impl IntoView {
     let session = use_session();
-    let filters = RwSignal::new(Filters::default());
+    let url_query = use_query_map();
+    let navigate = use_navigate();
+    // The filters live in the URL query (a filtered fleet is a link; back returns to the
+    // previous filters). `filters` is what the form shows; the URL follows it once typing
+    // pauses, and it follows the URL when that changes by itself (back, forward, a link).
+    let from_url = move || url_query.with(|q| FleetFilters::from_query(|k| q.get(k)));
+    let filters =
+        RwSignal::new(url_query.with_untracked(|q| FleetFilters::from_query(|k| q.get(k))));
     // The `after` cursor of each page visited so far: page 0 has none.
     let cursors = RwSignal::new(vec![None::<String>]);
     let page = RwSignal::new(0usize);
@@ -71,11 +48,11 @@ pub fn FleetPage() -> impl IntoView {
     let loading = RwSignal::new(false);
     let summary = RwSignal::new(None::<Result<DeviceSummary, ApiError>>);
     let tag_problem = RwSignal::new(None::<String>);
-    let live = RwSignal::new(false);
+    let live = RwSignal::new(LinkState::Connecting);
     // Bumped to fetch again with the same filters (live refresh, after an import).
     let refresh = RwSignal::new(0u32);
     let generation = StoredValue::new(0u64);
-    let last_filters = StoredValue::new(None::<Filters>);
+    let last_filters = StoredValue::new(None::<FleetFilters>);
 
     let load_summary = move || {
         spawn_local(async move {
@@ -94,7 +71,7 @@ pub fn FleetPage() -> impl IntoView {
         let index = page.get();
         let after = cursors.with(|c| c.get(index).cloned().flatten());
         let refreshing = refresh.get() > 0;
-        let (mut pairs, problem) = current.pairs();
+        let (mut pairs, problem) = current.api_pairs();
         tag_problem.set(problem);
         pairs.push(("after", after.unwrap_or_default()));
         pairs.push(("limit", PAGE_SIZE.to_string()));
@@ -107,11 +84,27 @@ pub fn FleetPage() -> impl IntoView {
         if !refreshing || typed {
             loading.set(true);
         }
+        let navigate = navigate.clone();
         set_timeout(
             move || {
                 // `try_`: the page may be gone by now (navigated away while typing or loading).
                 if generation.try_get_value() != Some(mine) {
                     return;
+                }
+                // The URL catches up with what was typed: one history entry per pause.
+                let wanted = filters.try_with_untracked(FleetFilters::to_query);
+                let shown = url_query
+                    .try_with_untracked(|q| FleetFilters::from_query(|k| q.get(k)).to_query());
+                if let (Some(wanted), Some(shown)) = (wanted, shown)
+                    && wanted != shown
+                {
+                    navigate(
+                        &format!("/{wanted}"),
+                        NavigateOptions {
+                            scroll: false,
+                            ..NavigateOptions::default()
+                        },
+                    );
                 }
                 spawn_local(async move {
                     let result = api::devices(&query).await;
@@ -129,20 +122,41 @@ pub fn FleetPage() -> impl IntoView {
     });
 
     // Any filter change starts again at page 1.
-    let set_filter = move |change: &dyn Fn(&mut Filters)| {
+    let set_filter = move |change: &dyn Fn(&mut FleetFilters)| {
         filters.update(|f| change(f));
         cursors.set(vec![None]);
         page.set(0);
     };
+    // The URL changed by itself (back / forward / a link): show its filters.
+    Effect::new(move |_| {
+        let wanted = from_url();
+        if filters.with_untracked(|f| *f != wanted) {
+            set_filter(&|f: &mut FleetFilters| *f = wanted.clone());
+        }
+    });
 
     // Live: registrations and their ends change connectivity and counts; refresh at most every
     // few seconds however many arrive.
     let dirty = StoredValue::new(false);
     let subscription = api::subscribe(
         None,
-        &["registered", "deregistered", "expired", "removed"],
+        &[
+            "registered",
+            "deregistered",
+            "expired",
+            "removed",
+            "state_changed",
+            "lagged",
+        ],
         move |_, _| dirty.set_value(true),
-        move |up| live.set(up),
+        move |state| {
+            // Back after a drop: whatever happened meanwhile was missed.
+            if state == LinkState::Live && live.try_get_untracked() == Some(LinkState::Reconnecting)
+            {
+                dirty.set_value(true);
+            }
+            live.set(state);
+        },
     );
     let timer = set_interval_with_handle(
         move || {
@@ -196,7 +210,7 @@ pub fn FleetPage() -> impl IntoView {
     let text_input = move |id: &'static str,
                            label: &'static str,
                            placeholder: &'static str,
-                           field: fn(&mut Filters) -> &mut String| {
+                           field: fn(&mut FleetFilters) -> &mut String| {
         view! {
             <div class="field">
                 <label for=id>{label}</label>
@@ -212,7 +226,7 @@ pub fn FleetPage() -> impl IntoView {
                     })
                     on:input=move |ev| {
                         let value = event_target_value(&ev);
-                        set_filter(&|f: &mut Filters| *field(f) = value.clone());
+                        set_filter(&|f: &mut FleetFilters| *field(f) = value.clone());
                     }
                 />
             </div>
@@ -220,7 +234,7 @@ pub fn FleetPage() -> impl IntoView {
     };
 
     let pick = move |state: Option<String>, connectivity: Option<String>| {
-        set_filter(&|f: &mut Filters| {
+        set_filter(&|f: &mut FleetFilters| {
             if let Some(s) = &state {
                 f.state = s.clone();
             }
@@ -234,10 +248,7 @@ pub fn FleetPage() -> impl IntoView {
         <div class="page fleet-page">
             <div class="page-head">
                 <h1>"Fleet"</h1>
-                <span class=move || if live.get() { "live on" } else { "live" } role="status">
-                    <span class="dot" aria-hidden="true"></span>
-                    {move || if live.get() { "Live" } else { "Connecting…" }}
-                </span>
+                <LiveIndicator state=live/>
             </div>
 
             <Summary summary=summary on_pick=pick/>
@@ -256,7 +267,7 @@ pub fn FleetPage() -> impl IntoView {
                             prop:value=move || filters.with(|f| f.q.clone())
                             on:input=move |ev| {
                                 let value = event_target_value(&ev);
-                                set_filter(&|f: &mut Filters| f.q = value.clone());
+                                set_filter(&|f: &mut FleetFilters| f.q = value.clone());
                             }
                         />
                     </div>
@@ -267,7 +278,7 @@ pub fn FleetPage() -> impl IntoView {
                             prop:value=move || filters.with(|f| f.state.clone())
                             on:change=move |ev| {
                                 let value = event_target_value(&ev);
-                                set_filter(&|f: &mut Filters| f.state = value.clone());
+                                set_filter(&|f: &mut FleetFilters| f.state = value.clone());
                             }
                         >
                             <option value="">"Any state"</option>
@@ -284,7 +295,7 @@ pub fn FleetPage() -> impl IntoView {
                             prop:value=move || filters.with(|f| f.connectivity.clone())
                             on:change=move |ev| {
                                 let value = event_target_value(&ev);
-                                set_filter(&|f: &mut Filters| f.connectivity = value.clone());
+                                set_filter(&|f: &mut FleetFilters| f.connectivity = value.clone());
                             }
                         >
                             <option value="">"Any connectivity"</option>
@@ -297,11 +308,11 @@ pub fn FleetPage() -> impl IntoView {
                     {text_input("filter-model", "Model", "e.g. EM-200", |f| &mut f.model)}
                     {text_input("filter-tag", "Tag", "key=value", |f| &mut f.tag)}
                     {text_input("filter-firmware", "Firmware", "e.g. 1.4.2", |f| &mut f.firmware)}
-                    <Show when=move || filters.with(Filters::any)>
+                    <Show when=move || filters.with(FleetFilters::any)>
                         <button
                             type="button"
                             class="button subtle clear"
-                            on:click=move |_| set_filter(&|f: &mut Filters| *f = Filters::default())
+                            on:click=move |_| set_filter(&|f: &mut FleetFilters| *f = FleetFilters::default())
                         >
                             "Clear filters"
                         </button>
@@ -416,6 +427,7 @@ fn DeviceTable(
     loading: RwSignal<bool>,
     page: RwSignal<usize>,
 ) -> impl IntoView {
+    let clock = use_clock();
     view! {
         <div class="table-wrap" aria-busy=move || loading.get().to_string()>
             {move || match rows.get() {
@@ -424,7 +436,6 @@ fn DeviceTable(
                     <div class="alert" role="alert">{e.plain()}</div>
                 }.into_any(),
                 Some(Ok(p)) => {
-                    let now = now_seconds();
                     let count = p.devices.len();
                     let first = page.get_untracked() * PAGE_SIZE as usize + 1;
                     let status = if count == 0 {
@@ -435,7 +446,7 @@ fn DeviceTable(
                     let body = p.devices.into_iter().map(|d| {
                         let href = format::device_href(&d.endpoint);
                         let seen = d.last_seen.as_deref().and_then(format::parse_rfc3339);
-                        let seen_text = seen.map_or_else(|| "never".to_owned(), |t| format::relative_time(t, now));
+                        let seen_text = move || seen.map_or_else(|| "never".to_owned(), |t| format::relative_time(t, clock.get()));
                         let seen_title = d.last_seen.as_deref().map(format::time_text).unwrap_or_default();
                         let tags = d.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
                         view! {
