@@ -80,7 +80,8 @@ mkdir -p "$work/assets" "$work/bindgen"
 wasm="$work/bindgen/console_bg.wasm"
 if [ -n "$wasm_opt" ]; then
     # The features rustc 1.95 enables by default for wasm32-unknown-unknown.
-    "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    # --converge: repeat until nothing shrinks (about 3 KB gzip more than one pass).
+    "$wasm_opt" -Oz --converge --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
         --enable-mutable-globals --enable-reference-types --enable-multivalue \
         -o "$work/bindgen/console_opt.wasm" "$wasm"
     wasm="$work/bindgen/console_opt.wasm"

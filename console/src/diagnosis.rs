@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use api_types::diagnostics::{Change, Reading, Severity, Sweep, SweepFilter, SweepStatus, Verdict};
+use api_types::diagnostics::{
+    Change, DiagnosisRun, Reading, RunStatus, Severity, Sweep, SweepFilter, SweepResult,
+    SweepStatus, Verdict,
+};
 
 use crate::format;
 use crate::model::resource_at;
@@ -555,9 +558,174 @@ pub fn bars_svg(label: &str, bars: &[Bar]) -> String {
     svg
 }
 
+// ---------------------------------------------------------------------------------------------
+// Read-only blocks as HTML
+// ---------------------------------------------------------------------------------------------
+// A run's verdict, findings and changes, and the sweep tables, have no controls: like the charts
+// they are written as markup (escaped) instead of view code, which keeps the WebAssembly module
+// within its size budget. Links in them are ordinary `<a href>`s the router follows.
+
+/// A verdict badge.
+fn verdict_badge(verdict: Verdict) -> String {
+    format!(
+        r#"<span class="badge verdict-{}">{}</span>"#,
+        verdict_key(verdict),
+        verdict_label(verdict)
+    )
+}
+
+/// One run: its verdict with the summary sentence, what did not answer, the findings worst
+/// first (severity, evidence, what to do) and the changes since the previous run (`earlier`:
+/// whether there was a previous completed run to compare with).
+pub fn run_html(run: &DiagnosisRun, earlier: bool) -> String {
+    let when = format::time_text(run.completed_at.as_deref().unwrap_or(&run.requested_at));
+    let by = escape(&requester_text(&run.requested_by));
+    let Some(d) = &run.diagnosis else {
+        return match run.status {
+            RunStatus::Pending => {
+                format!(r#"<p class="muted">Requested {when} by {by}; waiting for the device.</p>"#)
+            }
+            _ => format!(
+                r#"<div class="alert" role="alert">The diagnosis failed: {}</div>"#,
+                escape(run.error.as_deref().unwrap_or("no reason given"))
+            ),
+        };
+    };
+    let mut h = format!(
+        r#"<div class="verdict verdict-{}"><span class="verdict-label">{}</span><div class="verdict-text"><p class="verdict-summary">{}</p><p class="muted small">{} Diagnosed {when} by {by}.</p></div></div>"#,
+        verdict_key(d.verdict),
+        verdict_label(d.verdict),
+        escape(&d.summary),
+        verdict_meaning(d.verdict),
+    );
+    if !d.unanswered.is_empty() {
+        let list: Vec<String> = d
+            .unanswered
+            .iter()
+            .map(|(path, why)| format!("{} ({})", escape(&path_label(path)), escape(why)))
+            .collect();
+        h.push_str(&format!(
+            r#"<p class="warning">Not answered, diagnosed without: {}.</p>"#,
+            list.join("; ")
+        ));
+    }
+    h.push_str("<h3>Findings</h3>");
+    if d.findings.is_empty() {
+        h.push_str(r#"<p class="muted">No findings: every rule passed.</p>"#);
+    } else {
+        h.push_str(r#"<ol class="findings" aria-label="Findings">"#);
+        for f in &d.findings {
+            let sev = severity_key(f.severity);
+            h.push_str(&format!(
+                r#"<li class="finding sev-{sev}"><div class="finding-head"><span class="badge sev-{sev}">{}</span><strong class="finding-title">{}</strong>{}</div><ul class="evidence">"#,
+                severity_label(f.severity),
+                escape(&f.title),
+                if f.site_visit {
+                    r#"<span class="badge verdict-site_visit">Site visit</span>"#
+                } else {
+                    ""
+                },
+            ));
+            for e in &f.evidence {
+                h.push_str(&format!(
+                    "<li>{}: <strong>{}</strong>{}</li>",
+                    escape(&path_label(&e.path)),
+                    escape(&e.value),
+                    e.meaning
+                        .as_deref()
+                        .map(|m| format!(" — {}", escape(m)))
+                        .unwrap_or_default()
+                ));
+            }
+            h.push_str(&format!(
+                r#"</ul><p class="action"><span class="muted">What to do: </span>{}</p></li>"#,
+                escape(&f.action)
+            ));
+        }
+        h.push_str("</ol>");
+    }
+    h.push_str("<h3>Changes since the previous diagnosis</h3>");
+    if run.changes.is_empty() {
+        h.push_str(if earlier {
+            r#"<p class="muted">Nothing changed since the previous diagnosis.</p>"#
+        } else {
+            r#"<p class="muted">This is the first diagnosis of this device: nothing to compare with yet.</p>"#
+        });
+    } else {
+        h.push_str(r#"<div class="table-wrap"><table class="data compact" aria-label="Changes since the previous diagnosis"><thead><tr><th scope="col">Value</th><th scope="col">Before</th><th scope="col">Now</th><th scope="col" class="num">Change</th></tr></thead><tbody>"#);
+        for c in run.changes.iter().map(change_row) {
+            h.push_str(&format!(
+                r#"<tr><td>{}</td><td>{}</td><td><strong>{}</strong></td><td class="num">{}</td></tr>"#,
+                escape(&c.what),
+                escape(&c.before),
+                escape(&c.after),
+                escape(&c.delta)
+            ));
+        }
+        h.push_str("</tbody></table></div>");
+    }
+    h
+}
+
+/// The sweeps list: when (a link to the sweep), by whom, which devices, status, progress, and
+/// the verdict counts.
+pub fn sweeps_html(sweeps: &[Sweep]) -> String {
+    let mut h = String::from(
+        r#"<div class="table-wrap"><table class="data" aria-label="Sweeps"><thead><tr><th scope="col">Started</th><th scope="col">By</th><th scope="col">Devices</th><th scope="col">Status</th><th scope="col">Progress</th><th scope="col">Verdicts</th></tr></thead><tbody>"#,
+    );
+    for s in sweeps {
+        let (done, total, percent) = sweep_progress(s);
+        let status = sweep_status_label(s.status);
+        let counts: String = VERDICTS
+            .iter()
+            .filter_map(|v| {
+                let n = s.by_verdict.get(verdict_key(*v)).copied().unwrap_or(0);
+                (n > 0).then(|| format!(r#"<span class="count">{} {n}</span>"#, verdict_badge(*v)))
+            })
+            .collect();
+        h.push_str(&format!(
+            r#"<tr><td class="nowrap"><a href="/diagnostics/sweeps/{}">{}</a></td><td>{}</td><td>{}</td><td><span class="badge sweep-{}">{status}</span></td><td class="nowrap"><progress max="{}" value="{done}" aria-label="Progress"></progress> {done} of {total} ({percent} %)</td><td class="counts">{counts}</td></tr>"#,
+            format::percent_encode(&s.id),
+            escape(&format::time_text(&s.created_at)),
+            escape(&requester_text(&s.created_by)),
+            escape(&filter_text(&s.filter)),
+            status.to_lowercase(),
+            total.max(1),
+        ));
+    }
+    h.push_str("</tbody></table></div>");
+    h
+}
+
+/// A sweep's per-device results, each endpoint a link to its device page.
+pub fn results_html(results: &[SweepResult]) -> String {
+    let mut h = String::from(
+        r#"<div class="table-wrap"><table class="data" aria-label="Sweep results"><thead><tr><th scope="col">Endpoint</th><th scope="col">Run</th><th scope="col">Verdict</th><th scope="col">Findings</th><th scope="col">Summary</th></tr></thead><tbody>"#,
+    );
+    for r in results {
+        let status = match r.status {
+            RunStatus::Pending => "waiting",
+            RunStatus::Completed => "done",
+            RunStatus::Failed => "failed",
+        };
+        let rules: Vec<String> = r.rules.iter().map(|rule| rule_label(rule)).collect();
+        h.push_str(&format!(
+            r#"<tr><td class="endpoint"><a href="{}">{}</a></td><td>{status}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            escape(&format::device_href(&r.endpoint)),
+            escape(&r.endpoint),
+            r.verdict.map(verdict_badge).unwrap_or_default(),
+            escape(&rules.join(", ")),
+            escape(r.summary.as_deref().unwrap_or_default()),
+        ));
+    }
+    h.push_str("</tbody></table></div>");
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use api_types::diagnostics::{Diagnosis, Evidence, Finding};
 
     fn sweep(devices: u64, completed: u64, failed: u64, status: SweepStatus) -> Sweep {
         Sweep {
@@ -788,6 +956,109 @@ mod tests {
         );
         assert!(svg.contains(r#"width="143""#), "half of it: {svg}");
         assert!(bars_svg("None", &[]).contains(r#"aria-label="None: none""#));
+    }
+
+    fn run(diagnosis: Option<Diagnosis>, changes: Vec<Change>) -> DiagnosisRun {
+        DiagnosisRun {
+            id: "r1".into(),
+            endpoint: "m<1>".into(),
+            status: if diagnosis.is_some() {
+                RunStatus::Completed
+            } else {
+                RunStatus::Failed
+            },
+            requested_at: "2026-11-22T01:00:00Z".into(),
+            requested_by: "user:fred".into(),
+            completed_at: Some("2026-11-22T01:00:02Z".into()),
+            sweep_id: None,
+            diagnosis,
+            snapshot: None,
+            changes,
+            error: Some("device <offline>".into()),
+        }
+    }
+
+    #[test]
+    fn run_html_shows_verdict_findings_and_changes_escaped() {
+        let finding = Finding {
+            rule: api_types::diagnostics::RuleId::WeakSignal,
+            severity: Severity::Major,
+            title: "Weak <radio> signal".into(),
+            evidence: vec![Evidence::new("/4/0/2", "-113 dBm").meaning("below -110")],
+            action: "Move the antenna & check the cable".into(),
+            site_visit: true,
+        };
+        let mut unanswered = BTreeMap::new();
+        unanswered.insert("/6/0".to_owned(), "not found (4.04)".to_owned());
+        let d = Diagnosis::from_findings(0, vec![finding], unanswered);
+        let change = Change {
+            path: "/3/0/9".into(),
+            before: Some(Reading::Int(80)),
+            after: Some(Reading::Int(74)),
+            delta: Some(-6.0),
+        };
+        let h = run_html(&run(Some(d), vec![change]), true);
+        assert!(h.starts_with(r#"<div class="verdict verdict-site_visit"><span class="verdict-label">Site visit</span>"#), "{h}");
+        assert!(h.contains("Diagnosed 2026-11-22 01:00:02 UTC by fred."));
+        assert!(h.contains(
+            r#"<ol class="findings" aria-label="Findings"><li class="finding sev-major">"#
+        ));
+        assert!(h.contains("Weak &lt;radio&gt; signal"));
+        assert!(h.contains(
+            "<li>Radio Signal Strength (/4/0/2): <strong>-113 dBm</strong> — below -110</li>"
+        ));
+        assert!(h.contains("Move the antenna &amp; check the cable"));
+        assert!(h.contains("Not answered, diagnosed without: /6/0 (not found (4.04))."));
+        assert!(h.contains(r#"aria-label="Changes since the previous diagnosis""#));
+        assert!(h.contains("<td>Battery Level (/3/0/9)</td><td>80 %</td><td><strong>74 %</strong></td><td class=\"num\">\u{2212}6</td>"));
+        assert!(!h.contains("<radio>"));
+
+        let healthy = Diagnosis::from_findings(0, vec![], BTreeMap::new());
+        let h = run_html(&run(Some(healthy.clone()), vec![]), false);
+        assert!(h.contains("No findings: every rule passed."));
+        assert!(h.contains("This is the first diagnosis"));
+        let h = run_html(&run(Some(healthy), vec![]), true);
+        assert!(h.contains("Nothing changed since the previous diagnosis."));
+        let h = run_html(&run(None, vec![]), false);
+        assert_eq!(
+            h,
+            r#"<div class="alert" role="alert">The diagnosis failed: device &lt;offline&gt;</div>"#
+        );
+    }
+
+    #[test]
+    fn sweep_tables_link_to_sweeps_and_devices() {
+        let mut s = sweep(4, 3, 1, SweepStatus::Completed);
+        s.by_verdict.insert("healthy".into(), 2);
+        s.by_verdict.insert("site_visit".into(), 1);
+        let h = sweeps_html(&[s]);
+        assert!(
+            h.contains(r#"<a href="/diagnostics/sweeps/s1">2026-11-22 01:00:00 UTC</a>"#),
+            "{h}"
+        );
+        assert!(h.contains(
+            r#"<progress max="4" value="4" aria-label="Progress"></progress> 4 of 4 (100 %)"#
+        ));
+        assert!(h.contains(r#"<span class="badge verdict-healthy">Healthy</span> 2"#));
+        assert!(h.contains(">maria<") && h.contains(">all devices<"));
+
+        let r = SweepResult {
+            endpoint: "m 1".into(),
+            run_id: "r".into(),
+            status: RunStatus::Completed,
+            verdict: Some(Verdict::Monitor),
+            rules: vec!["weak_signal".into(), "low_battery".into()],
+            summary: Some("Keep an eye on it: x.".into()),
+        };
+        let h = results_html(&[r]);
+        assert!(
+            h.contains(
+                r#"<td class="endpoint"><a href="/devices/m%201">m 1</a></td><td>done</td>"#
+            ),
+            "{h}"
+        );
+        assert!(h.contains(">Weak signal, Low battery<"));
+        assert!(h.contains(r#"<span class="badge verdict-monitor">Monitor</span>"#));
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub fn DeviceDiagnostics(endpoint: String) -> impl IntoView {
                         }),
                         _ => false,
                     });
-                    run_view(run, earlier).into_any()
+                    view! { <div class="run" inner_html=diag::run_html(&run, earlier)></div> }.into_any()
                 }
                 (None, Some(true)) => view! {
                     <p class="muted">"This device has not been diagnosed yet."</p>
@@ -163,134 +163,6 @@ pub fn DeviceDiagnostics(endpoint: String) -> impl IntoView {
             }}
         </section>
     }
-}
-
-/// One run: verdict, findings, unanswered objects, changes.
-fn run_view(run: DiagnosisRun, earlier: bool) -> impl IntoView {
-    let when = run
-        .completed_at
-        .as_deref()
-        .unwrap_or(&run.requested_at)
-        .to_owned();
-    let by = diag::requester_text(&run.requested_by);
-    let Some(diagnosis) = run.diagnosis.clone() else {
-        return match run.status {
-            RunStatus::Pending => view! {
-                <p class="muted">{format!("Requested {} by {by}; waiting for the device.", format::time_text(&when))}</p>
-            }
-            .into_any(),
-            _ => view! {
-                <div class="alert" role="alert">
-                    {format!(
-                        "The diagnosis failed: {}",
-                        run.error.clone().unwrap_or_else(|| "no reason given".into())
-                    )}
-                </div>
-            }
-            .into_any(),
-        };
-    };
-    let verdict = diagnosis.verdict;
-    let key = diag::verdict_key(verdict);
-    let findings = diagnosis
-        .findings
-        .into_iter()
-        .map(|f| {
-            let sev = diag::severity_key(f.severity);
-            let evidence = f
-                .evidence
-                .into_iter()
-                .map(|e| {
-                    view! {
-                        <li>
-                            {diag::path_label(&e.path)} ": " <strong>{e.value}</strong>
-                            {e.meaning.map(|m| format!(" — {m}"))}
-                        </li>
-                    }
-                })
-                .collect_view();
-            view! {
-                <li class=format!("finding sev-{sev}")>
-                    <div class="finding-head">
-                        <span class=format!("badge sev-{sev}")>{diag::severity_label(f.severity)}</span>
-                        <strong class="finding-title">{f.title}</strong>
-                        {f.site_visit.then(|| view! { <span class="badge verdict-site_visit">"Site visit"</span> })}
-                    </div>
-                    <ul class="evidence">{evidence}</ul>
-                    <p class="action"><span class="muted">"What to do: "</span>{f.action}</p>
-                </li>
-            }
-        })
-        .collect::<Vec<_>>();
-    let no_findings = findings.is_empty();
-    let unanswered = (!diagnosis.unanswered.is_empty()).then(|| {
-        let list = diagnosis
-            .unanswered
-            .iter()
-            .map(|(path, why)| format!("{} ({why})", diag::path_label(path)))
-            .collect::<Vec<_>>()
-            .join("; ");
-        view! { <p class="warning">{format!("Not answered, diagnosed without: {list}.")}</p> }
-    });
-    let changes = run.changes.iter().map(diag::change_row).collect::<Vec<_>>();
-    view! {
-        <div class=format!("verdict verdict-{key}")>
-            <span class="verdict-label">{diag::verdict_label(verdict)}</span>
-            <div class="verdict-text">
-                <p class="verdict-summary">{diagnosis.summary}</p>
-                <p class="muted small">
-                    {format!(
-                        "{} Diagnosed {} by {by}.",
-                        diag::verdict_meaning(verdict),
-                        format::time_text(&when)
-                    )}
-                </p>
-            </div>
-        </div>
-        {unanswered}
-        <h3>"Findings"</h3>
-        {if no_findings {
-            view! { <p class="muted">"No findings: every rule passed."</p> }.into_any()
-        } else {
-            view! { <ol class="findings" aria-label="Findings">{findings}</ol> }.into_any()
-        }}
-        <h3>"Changes since the previous diagnosis"</h3>
-        {if changes.is_empty() {
-            view! {
-                <p class="muted">{if earlier {
-                    "Nothing changed since the previous diagnosis."
-                } else {
-                    "This is the first diagnosis of this device: nothing to compare with yet."
-                }}</p>
-            }.into_any()
-        } else {
-            view! {
-                <div class="table-wrap">
-                    <table class="data compact" aria-label="Changes since the previous diagnosis">
-                        <thead>
-                            <tr>
-                                <th scope="col">"Value"</th>
-                                <th scope="col">"Before"</th>
-                                <th scope="col">"Now"</th>
-                                <th scope="col" class="num">"Change"</th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            {changes.into_iter().map(|c| view! {
-                                <tr>
-                                    <td>{c.what}</td>
-                                    <td>{c.before}</td>
-                                    <td><strong>{c.after}</strong></td>
-                                    <td class="num">{c.delta}</td>
-                                </tr>
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                </div>
-            }.into_any()
-        }}
-    }
-    .into_any()
 }
 
 /// The trend charts and the table of runs.

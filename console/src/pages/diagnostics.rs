@@ -13,7 +13,7 @@ use leptos_router::NavigateOptions;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use crate::api::{self, ApiError};
-use crate::components::diagnosis::{BarChart, VerdictBadge};
+use crate::components::diagnosis::BarChart;
 use crate::diagnosis::{self as diag, RULES, VERDICTS};
 use crate::filters::FleetFilters;
 use crate::format::{self, CONNECTIVITIES, STATES, connectivity_name, state_name};
@@ -79,56 +79,9 @@ pub fn DiagnosticsPage() -> impl IntoView {
                     Some(Ok(list)) if list.is_empty() => view! {
                         <p class="muted">"No sweeps yet."</p>
                     }.into_any(),
-                    Some(Ok(list)) => view! { <SweepTable sweeps=list/> }.into_any(),
+                    Some(Ok(list)) => view! { <div inner_html=diag::sweeps_html(&list)></div> }.into_any(),
                 }}
             </section>
-        </div>
-    }
-}
-
-#[component]
-fn SweepTable(sweeps: Vec<Sweep>) -> impl IntoView {
-    let rows = sweeps
-        .into_iter()
-        .map(|s| {
-            let (done, total, percent) = diag::sweep_progress(&s);
-            let counts = VERDICTS
-                .iter()
-                .filter_map(|v| {
-                    let n = s.by_verdict.get(diag::verdict_key(*v)).copied().unwrap_or(0);
-                    (n > 0).then(|| view! { <span class="count"><VerdictBadge verdict=*v/>" "{n}</span> })
-                })
-                .collect_view();
-            view! {
-                <tr>
-                    <td class="nowrap"><a href=sweep_href(&s.id)>{format::time_text(&s.created_at)}</a></td>
-                    <td>{diag::requester_text(&s.created_by)}</td>
-                    <td>{diag::filter_text(&s.filter)}</td>
-                    <td><span class=format!("badge sweep-{}", diag::sweep_status_label(s.status).to_lowercase())>{diag::sweep_status_label(s.status)}</span></td>
-                    <td class="nowrap">
-                        <progress max=total.max(1) value=done aria-label="Progress"></progress>
-                        " "{format!("{done} of {total} ({percent} %)")}
-                    </td>
-                    <td class="counts">{counts}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    view! {
-        <div class="table-wrap">
-            <table class="data" aria-label="Sweeps">
-                <thead>
-                    <tr>
-                        <th scope="col">"Started"</th>
-                        <th scope="col">"By"</th>
-                        <th scope="col">"Devices"</th>
-                        <th scope="col">"Status"</th>
-                        <th scope="col">"Progress"</th>
-                        <th scope="col">"Verdicts"</th>
-                    </tr>
-                </thead>
-                <tbody>{rows}</tbody>
-            </table>
         </div>
     }
 }
@@ -415,7 +368,7 @@ fn SweepView(id: String) -> impl IntoView {
                     Some(Ok(list)) if list.is_empty() => view! {
                         <p class="muted" role="status">"No devices match these filters (yet)."</p>
                     }.into_any(),
-                    Some(Ok(list)) => view! { <ResultsTable results=list/> }.into_any(),
+                    Some(Ok(list)) => view! { <div inner_html=diag::results_html(&list)></div> }.into_any(),
                 }}
                 <Show when=move || next_after.with(Option::is_some)>
                     <div class="pager">
@@ -508,51 +461,6 @@ fn SweepSummary(
                     view! { <BarChart label="Devices by finding" bars=rule_bars/> }.into_any()
                 }}
             </section>
-        </div>
-    }
-}
-
-#[component]
-fn ResultsTable(results: Vec<SweepResult>) -> impl IntoView {
-    let rows = results
-        .into_iter()
-        .map(|r| {
-            let status = match r.status {
-                api_types::diagnostics::RunStatus::Pending => "waiting",
-                api_types::diagnostics::RunStatus::Completed => "done",
-                api_types::diagnostics::RunStatus::Failed => "failed",
-            };
-            let rules = r
-                .rules
-                .iter()
-                .map(|rule| diag::rule_label(rule))
-                .collect::<Vec<_>>()
-                .join(", ");
-            view! {
-                <tr>
-                    <td class="endpoint"><a href=format::device_href(&r.endpoint)>{r.endpoint.clone()}</a></td>
-                    <td>{status}</td>
-                    <td>{r.verdict.map(|v| view! { <VerdictBadge verdict=v/> })}</td>
-                    <td>{rules}</td>
-                    <td>{r.summary.unwrap_or_default()}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    view! {
-        <div class="table-wrap">
-            <table class="data" aria-label="Sweep results">
-                <thead>
-                    <tr>
-                        <th scope="col">"Endpoint"</th>
-                        <th scope="col">"Run"</th>
-                        <th scope="col">"Verdict"</th>
-                        <th scope="col">"Findings"</th>
-                        <th scope="col">"Summary"</th>
-                    </tr>
-                </thead>
-                <tbody>{rows}</tbody>
-            </table>
         </div>
     }
 }
