@@ -336,6 +336,9 @@ try {
     const endpoints = async () => (await table.locator('tbody tr td:first-child').allTextContents()).map((t) => t.trim());
     await until('only the diag meters', async () => JSON.stringify(await endpoints()) === JSON.stringify(DIAG_METERS));
     if ((await admin.getByLabel('Tag').inputValue()) !== 'site=diag') throw new Error('the Tag field does not show the URL filter');
+    // A fleet manager can sweep exactly these devices: the sweep form opens with the filters.
+    const sweepLink = admin.getByRole('link', { name: 'Diagnose these devices' });
+    if ((await sweepLink.getAttribute('href')) !== '/diagnostics?tag=site%3Ddiag') throw new Error(`the sweep link is ${await sweepLink.getAttribute('href')}`);
     // Changing a filter adds a history entry; back restores the previous filters and rows.
     await admin.getByLabel('Search').fill('diag-000002');
     await until('?q= in the URL', async () => new URL(admin.url()).searchParams.get('q') === 'diag-000002');
@@ -348,6 +351,10 @@ try {
     await admin.goForward();
     await until('forward to one row', async () => JSON.stringify(await endpoints()) === JSON.stringify(['diag-000002']));
     if ((await admin.getByLabel('Search').inputValue()) !== 'diag-000002') throw new Error('the Search field does not follow the URL');
+    await admin.getByRole('link', { name: 'Diagnose these devices' }).click();
+    const form = admin.getByRole('region', { name: 'Start a sweep' });
+    await until('the sweep form with the fleet filters', async () => (await textOf(form)).includes('Diagnoses search diag-000002, tag site:diag.'));
+    if ((await form.getByLabel('Tag').inputValue()) !== 'site=diag') throw new Error('the sweep form lost the tag');
   });
 
   await scenario('last seen ticks', ['fleet'], async () => {

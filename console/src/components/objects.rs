@@ -572,7 +572,8 @@ fn ResourceRow(
                 {move || observation().map(|_| view! { <span class="badge observed">"observed"</span> })}
             </td>
             <td class="res-value">
-                {value_cell}
+                // An execute-only resource (Reboot) has no value to show.
+                {move || ops.read.then(value_cell)}
                 <Show when=move || editing.get()>
                     <form class="write-form" on:submit=save>
                         <label class="visually-hidden" for=write_id.clone()>

@@ -249,6 +249,15 @@ pub fn FleetPage() -> impl IntoView {
             <div class="page-head">
                 <h1>"Fleet"</h1>
                 <LiveIndicator state=live/>
+                <Show when=move || session.may(Role::FleetManager)>
+                    // The sweep form opens with the same filters.
+                    <a
+                        class="button head-action"
+                        href=move || format!("/diagnostics{}", filters.with(FleetFilters::to_query))
+                    >
+                        "Diagnose these devices"
+                    </a>
+                </Show>
             </div>
 
             <Summary summary=summary on_pick=pick/>
