@@ -137,6 +137,11 @@ impl FerriteProcess {
             .env("FERRITE_API_TOKEN", TOKEN)
             .env("FERRITE_HTTP_ADDR", http.to_string())
             .env("FERRITE_COAPS_ADDR", coaps.to_string())
+            // Not the default 5784: another test's server may hold it.
+            .env(
+                "FERRITE_BS_COAPS_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], free_udp_port())).to_string(),
+            )
             .env("FERRITE_NOSEC", "false")
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)

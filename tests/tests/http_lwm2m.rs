@@ -252,14 +252,24 @@ async fn write_execute_and_observe_with_the_notification_on_the_event_stream() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let text = String::from_utf8_lossy(&seen).into_owned();
-        if let Some(at) = text.find("event: notification") {
-            let data = &text[at..];
-            assert!(
-                data.contains(&format!("\"observation\":{observation}")),
-                "{data}"
-            );
-            assert!(data.contains(r#""path":"/3/0/9""#), "{data}");
-            assert!(data.contains(r#""value":42"#), "{data}");
+        // The Observe's own answer comes first as the initial notification, then the change.
+        let notifications: Vec<&str> = text
+            .split("\n\n")
+            .filter(|m| m.contains("event: notification"))
+            .collect();
+        if notifications.len() >= 2 {
+            let (first, second) = (notifications[0], notifications[1]);
+            for data in [first, second] {
+                assert!(
+                    data.contains(&format!("\"observation\":{observation}")),
+                    "{data}"
+                );
+                assert!(data.contains(r#""path":"/3/0/9""#), "{data}");
+            }
+            assert!(first.contains(r#""initial":true"#), "{first}");
+            assert!(first.contains(r#""value":87"#), "{first}");
+            assert!(!second.contains(r#""initial""#), "{second}");
+            assert!(second.contains(r#""value":42"#), "{second}");
             break;
         }
         let n = tokio::time::timeout_at(deadline, events.read(&mut chunk))

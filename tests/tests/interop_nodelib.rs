@@ -119,6 +119,7 @@ async fn lwm2m_node_lib_registers_and_is_read_written_executed_observed_and_dere
             endpoint,
             observation: o,
             values,
+            initial: false,
             ..
         } if endpoint == ep && *o == observation => Some(values.clone()),
         _ => None,

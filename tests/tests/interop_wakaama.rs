@@ -92,6 +92,7 @@ async fn observe_and_change(
             endpoint: ep,
             observation: o,
             values,
+            initial: false,
             ..
         } if ep == endpoint && *o == observation => Some(values.clone()),
         _ => None,

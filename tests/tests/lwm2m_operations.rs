@@ -285,6 +285,7 @@ async fn a_1_1_senml_client_is_read_written_executed_and_observed() {
             endpoint,
             observation: o,
             values,
+            initial: false,
             ..
         } if endpoint == "meter-senml" && *o == observation.as_u64() => Some(values.clone()),
         _ => None,

@@ -62,6 +62,10 @@ struct Seen {
     sent: Vec<(String, i64)>,
     /// (endpoint, kWh) of each 10243/0/14 value that came by notification.
     notified: Vec<(String, f64)>,
+    /// (endpoint, kWh) of each value an Observe was answered with: a reading when the meter's
+    /// confirmable notification stood as the response, else the meter's current state (then
+    /// possibly a reading already received, or none at all) — counted once, on its natural key.
+    initial: Vec<(String, f64)>,
 }
 
 fn run_args(server: &str, prefix: &str, per_kind: u32, ledger: &FsPath, sim_start: i64) -> RunArgs {
@@ -512,9 +516,22 @@ async fn a_thousand_simulated_meters_against_the_server() {
             .unwrap_or_else(|| panic!("{ep}: notified {kwh} kWh, which it never produced"));
         *received_notify.entry((ep.clone(), *t)).or_default() += 1;
     }
+    let received_initial: HashSet<(String, i64)> = seen
+        .initial
+        .iter()
+        .filter_map(|(ep, kwh)| {
+            kwh_time
+                .get(&(ep.clone(), kwh.to_bits()))
+                .map(|t| (ep.clone(), *t))
+        })
+        .collect();
     let missing: Vec<_> = acked
         .iter()
-        .filter(|k| !received_send.contains_key(*k) && !received_notify.contains_key(*k))
+        .filter(|k| {
+            !received_send.contains_key(*k)
+                && !received_notify.contains_key(*k)
+                && !received_initial.contains(*k)
+        })
         .collect();
     let twice: Vec<_> = received_send
         .iter()
@@ -581,13 +598,20 @@ fn record(seen: &Mutex<Seen>, event: DeviceEvent) {
             }
         }
         DeviceEvent::Notification {
-            endpoint, values, ..
+            endpoint,
+            values,
+            initial,
+            ..
         } => {
             for r in values {
                 if r.path == "/10243/0/14"
                     && let ValueView::Float(kwh) = r.value
                 {
-                    seen.notified.push((endpoint.clone(), kwh));
+                    if initial {
+                        seen.initial.push((endpoint.clone(), kwh));
+                    } else {
+                        seen.notified.push((endpoint.clone(), kwh));
+                    }
                 }
             }
         }

@@ -141,11 +141,17 @@ pub enum DeviceEvent {
         at: DateTime<Utc>,
     },
     /// A new value of an observation (values decoded; `error` when it could not be).
+    /// `initial`: the value the Observe itself was answered with (RFC 7641 §3.2: the first
+    /// notification) — the device may have sent it as a confirmable notification that then
+    /// stood as the response, so it is published like any other (consumers dedupe readings on
+    /// their natural key).
     Notification {
         endpoint: String,
         observation: u64,
         paths: Vec<String>,
         values: Vec<RecordView>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        initial: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         #[serde(with = "rfc3339")]

@@ -96,6 +96,7 @@ impl SocketTask {
                     observation: observation.as_u64(),
                     paths: paths.iter().map(ToString::to_string).collect(),
                     values,
+                    initial: false,
                     error,
                     at,
                 });
@@ -341,6 +342,33 @@ impl SocketTask {
                 status,
                 at,
                 result_json: serde_json::to_string(&result).unwrap_or_default(),
+            });
+        }
+        // The Observe's answer is the observation's first value: a reading like the ones after
+        // it, and the only copy of one when the device's confirmable notification arrived
+        // before its piggybacked answer and stood as the response.
+        if let Ok(OpOutcome::Observing {
+            observation,
+            content,
+        }) = &outcome
+        {
+            let paths = match &tracked.operation {
+                Some(lwm2m_proto::lwm2m::server::Operation::Observe(path)) => {
+                    vec![path.to_string()]
+                }
+                Some(lwm2m_proto::lwm2m::server::Operation::ObserveComposite(paths)) => {
+                    paths.iter().map(ToString::to_string).collect()
+                }
+                _ => Vec::new(),
+            };
+            self.shared.publish(DeviceEvent::Notification {
+                endpoint: endpoint.clone(),
+                observation: observation.as_u64(),
+                paths,
+                values: content_records(content, unix_seconds(at)),
+                initial: true,
+                error: None,
+                at,
             });
         }
         if let Some(completion) = tracked.completion {
