@@ -28,6 +28,9 @@ pub struct Thresholds {
     pub battery_nominal_mv: i64,
     /// A battery voltage below this fraction of nominal is "well below nominal".
     pub battery_voltage_low_ratio: f64,
+    /// A battery level falling (least-squares trend over at least 3 snapshots) fast enough to
+    /// reach 0 % within this many days is draining, whatever its level now.
+    pub battery_drain_days: f64,
     /// Reboots within `reboot_window_hours` at or above this count are frequent.
     pub reboots_frequent_count: usize,
     pub reboot_window_hours: i64,
@@ -67,6 +70,7 @@ impl Default for Thresholds {
             battery_critical_percent: 10,
             battery_nominal_mv: 3600,
             battery_voltage_low_ratio: 0.85,
+            battery_drain_days: 30.0,
             reboots_frequent_count: 3,
             reboot_window_hours: 48,
             reboot_rhythm_max_cv: 0.15,

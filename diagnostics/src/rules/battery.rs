@@ -1,9 +1,16 @@
 //! Battery: 3/0/9 Battery Level (%), 3/0/7 Power Source Voltage (mV) of the source whose 3/0/6
 //! Available Power Sources value is 1 (internal battery; OMA: the same resource instance ID links
-//! the two), and 3/0/20 Battery Status.
+//! the two), and 3/0/20 Battery Status; and the level's trend over the snapshots (a battery that
+//! drains fast is dying before it is low).
 
 use crate::Input;
 use crate::finding::{Evidence, Finding, RuleId, Severity};
+use crate::stats::slope;
+
+/// Snapshots a level trend needs (including the new one).
+const DRAIN_MIN_SNAPSHOTS: usize = 3;
+/// A rise of more than this many points between snapshots is a new battery: the trend restarts.
+const REPLACED_RISE: i64 = 5;
 
 const LEVEL: &str = "/3/0/9";
 const SOURCES: &str = "/3/0/6";
@@ -63,6 +70,17 @@ pub fn low_battery(input: &Input<'_>) -> Vec<Finding> {
         }
     }
 
+    if let Some((per_day, days_left)) = drain(input)
+        && days_left < t.battery_drain_days
+    {
+        raise(Severity::Major);
+        evidence.push(
+            Evidence::new(LEVEL, format!("−{per_day:.1} % per day")).meaning(format!(
+                "draining: empty in about {days_left:.0} days at this rate"
+            )),
+        );
+    }
+
     match s.int(STATUS) {
         Some(3) => {
             raise(Severity::Critical);
@@ -101,6 +119,39 @@ pub fn low_battery(input: &Input<'_>) -> Vec<Finding> {
     }]
 }
 
+/// The battery level's trend: (% lost per day, days until 0 %), when it falls across at least
+/// `DRAIN_MIN_SNAPSHOTS` snapshots since the last battery change and by at least 2 points.
+fn drain(input: &Input<'_>) -> Option<(f64, f64)> {
+    let mut points: Vec<(i64, i64)> = input
+        .history
+        .snapshots_by_time()
+        .into_iter()
+        .chain(std::iter::once(input.snapshot))
+        .filter_map(|s| Some((s.taken_at, s.int(LEVEL)?)))
+        .collect();
+    points.sort_by_key(|p| p.0);
+    points.dedup_by_key(|p| p.0);
+    if let Some(replaced) = points
+        .windows(2)
+        .rposition(|w| w[1].1 > w[0].1.saturating_add(REPLACED_RISE))
+    {
+        points.drain(..=replaced);
+    }
+    let (first, last) = (points.first()?, points.last()?);
+    if points.len() < DRAIN_MIN_SNAPSHOTS || first.1.saturating_sub(last.1) < 2 {
+        return None;
+    }
+    let xy: Vec<(f64, f64)> = points
+        .iter()
+        .map(|&(at, level)| (at.saturating_sub(first.0) as f64 / 86_400.0, level as f64))
+        .collect();
+    let per_day = -slope(&xy)?;
+    if !per_day.is_finite() || per_day <= 0.0 {
+        return None;
+    }
+    Some((per_day, last.1.max(0) as f64 / per_day))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +165,48 @@ mod tests {
             &DeviceHistory::default(),
             &Thresholds::default(),
         )
+    }
+
+    fn with_levels(levels: &[(i64, i64)]) -> Vec<Finding> {
+        let history = DeviceHistory {
+            snapshots: levels[..levels.len() - 1]
+                .iter()
+                .map(|&(at, level)| {
+                    let mut s = snap(&[(LEVEL, level)]);
+                    s.taken_at = at;
+                    s
+                })
+                .collect(),
+            ..DeviceHistory::default()
+        };
+        let &(at, level) = levels.last().unwrap();
+        let mut now = snap(&[(LEVEL, level)]);
+        now.taken_at = at;
+        run(low_battery, &now, &history, &Thresholds::default())
+    }
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn a_fast_drain_is_found_before_the_level_is_low() {
+        // 60 → 52 % in two days: 4 %/day, empty in ~13 days.
+        let found = with_levels(&[(0, 60), (DAY, 56), (2 * DAY, 52)]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].severity, Severity::Major);
+        assert!(
+            found[0].evidence[0].value.contains("4.0 % per day"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_slow_drain_a_replacement_or_too_few_points_is_not() {
+        // 1 point in 10 days: years left.
+        assert!(with_levels(&[(0, 90), (5 * DAY, 90), (10 * DAY, 89)]).is_empty());
+        assert!(with_levels(&[(0, 90), (10 * DAY, 80), (20 * DAY, 70)]).is_empty());
+        // A new battery between the snapshots: only what follows counts (two points: none).
+        assert!(with_levels(&[(0, 40), (DAY, 30), (2 * DAY, 95), (3 * DAY, 94)]).is_empty());
+        assert!(with_levels(&[(0, 60), (DAY, 50)]).is_empty());
     }
 
     #[test]
