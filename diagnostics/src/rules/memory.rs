@@ -42,47 +42,63 @@ pub fn low_memory(input: &Input<'_>) -> Vec<Finding> {
     }]
 }
 
-/// Free memory over time, oldest first, from earlier snapshots and this one. Only snapshots
-/// since the last reboot matter: a restart gives memory back, and a leak starts again from there.
-fn series(input: &Input<'_>) -> Vec<(i64, i64)> {
-    let reboots = input.history.spontaneous_reboots(0);
+/// Free memory over time, oldest first, from earlier snapshots and this one, cut into segments
+/// at each restart (own or executed): a restart gives memory back, and a leak starts again from
+/// there. The last segment is the one since the last restart.
+fn segments(input: &Input<'_>) -> Vec<Vec<(i64, i64)>> {
     let executed = input
         .history
         .registrations
         .iter()
         .filter(|e| e.kind == crate::RegistrationKind::RebootExecuted)
         .map(|e| e.at);
-    let last_restart = reboots
-        .iter()
-        .copied()
+    let mut restarts: Vec<i64> = input
+        .history
+        .spontaneous_reboots(0)
+        .into_iter()
         .chain(executed)
         .filter(|&at| at <= input.snapshot.taken_at)
-        .max();
+        .collect();
+    restarts.sort_unstable();
     let mut points: Vec<(i64, i64)> = input
         .history
         .snapshots_by_time()
         .into_iter()
         .chain(std::iter::once(input.snapshot))
-        .filter(|s| last_restart.is_none_or(|r| s.taken_at >= r))
         .filter_map(|s: &Snapshot| Some((s.taken_at, s.int(FREE)?)))
         .collect();
     points.sort_by_key(|p| p.0);
     points.dedup_by_key(|p| p.0);
-    points
+    let mut out: Vec<Vec<(i64, i64)>> = vec![Vec::new()];
+    let mut next = restarts.iter().peekable();
+    for point in points {
+        let mut cut = false;
+        while next.peek().is_some_and(|&&r| r <= point.0) {
+            next.next();
+            cut = true;
+        }
+        if cut && out.last().is_some_and(|seg| !seg.is_empty()) {
+            out.push(Vec::new());
+        }
+        if let Some(seg) = out.last_mut() {
+            seg.push(point);
+        }
+    }
+    out
 }
 
-pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
-    let t = input.thresholds;
-    let points = series(input);
+/// A leak in one segment: (KB lost per hour, first point, last point) when free memory fell
+/// across at least `memory_leak_min_snapshots` snapshots, mostly monotonically, by at least
+/// `memory_leak_min_drop_ratio` of the total.
+fn leak_in(
+    points: &[(i64, i64)],
+    total: i64,
+    t: &crate::Thresholds,
+) -> Option<(f64, (i64, i64), (i64, i64))> {
     if points.len() < t.memory_leak_min_snapshots.max(2) {
-        return vec![];
+        return None;
     }
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
-        return vec![];
-    };
-    let Some(total) = total(input).filter(|&t| t > 0) else {
-        return vec![];
-    };
+    let (first, last) = (*points.first()?, *points.last()?);
     let drop = first.1.saturating_sub(last.1);
     // Mostly falling: at most one small rise (allocator noise) between consecutive snapshots.
     let rises = points.windows(2).filter(|w| w[1].1 > w[0].1).count();
@@ -90,38 +106,70 @@ pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
         .iter()
         .map(|&(at, free)| (at.saturating_sub(first.0) as f64 / 3600.0, free as f64))
         .collect();
-    let Some(per_hour) = slope(&xy) else {
+    let per_hour = slope(&xy)?;
+    if per_hour >= 0.0 || rises > 1 || (drop as f64) < total as f64 * t.memory_leak_min_drop_ratio {
+        return None;
+    }
+    Some((-per_hour, first, last))
+}
+
+const LEAK_ACTION: &str = "A firmware memory leak: schedule a remote reboot to buy time, check \
+     whether other meters on this firmware leak too, and roll the firmware back.";
+
+pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
+    let t = input.thresholds;
+    let Some(total) = total(input).filter(|&t| t > 0) else {
         return vec![];
     };
-    if per_hour >= 0.0 || rises > 1 || (drop as f64) < total as f64 * t.memory_leak_min_drop_ratio {
+    let segments = segments(input);
+    let Some((current, earlier)) = segments.split_last() else {
         return vec![];
+    };
+    if let Some((leak, first, last)) = leak_in(current, total, t) {
+        let hours_left = last.1 as f64 / leak;
+        let mut evidence = vec![
+            Evidence::new(FREE, format!("{} KB → {} KB", first.1, last.1))
+                .meaning(format!("over {} snapshots", current.len())),
+            Evidence::new(FREE, format!("−{leak:.1} KB/h")).meaning("trend"),
+        ];
+        if hours_left.is_finite() {
+            evidence.push(
+                Evidence::new(FREE, format!("about {:.0} h", hours_left.max(0.0)))
+                    .meaning("until memory runs out at this rate"),
+            );
+        }
+        return vec![Finding {
+            rule: RuleId::MemoryLeak,
+            severity: if hours_left < 24.0 {
+                Severity::Critical
+            } else {
+                Severity::Major
+            },
+            title: format!("Memory leak: free memory falling {leak:.1} KB/h"),
+            evidence,
+            action: LEAK_ACTION.to_owned(),
+            site_visit: false,
+        }];
     }
-    let leak = -per_hour;
-    let hours_left = last.1 as f64 / leak;
-    let mut evidence = vec![
-        Evidence::new(FREE, format!("{} KB → {} KB", first.1, last.1))
-            .meaning(format!("over {} snapshots", points.len())),
-        Evidence::new(FREE, format!("−{leak:.1} KB/h")).meaning("trend"),
-    ];
-    if hours_left.is_finite() {
-        evidence.push(
-            Evidence::new(FREE, format!("about {:.0} h", hours_left.max(0.0)))
-                .meaning("until memory runs out at this rate"),
-        );
-    }
+    // Not (yet) visible since the last restart, but the run before it leaked: a restart gives
+    // the memory back without curing the firmware, so the leak is still there.
+    let Some((leak, first, last)) = earlier
+        .iter()
+        .rev()
+        .find_map(|segment| leak_in(segment, total, t))
+    else {
+        return vec![];
+    };
     vec![Finding {
         rule: RuleId::MemoryLeak,
-        severity: if hours_left < 24.0 {
-            Severity::Critical
-        } else {
-            Severity::Major
-        },
-        title: format!("Memory leak: free memory falling {leak:.1} KB/h"),
-        evidence,
-        action:
-            "A firmware memory leak: schedule a remote reboot to buy time, check whether other \
-                 meters on this firmware leak too, and roll the firmware back."
-                .to_owned(),
+        severity: Severity::Major,
+        title: format!("Memory leak before the last restart: free memory fell {leak:.1} KB/h"),
+        evidence: vec![
+            Evidence::new(FREE, format!("{} KB → {} KB", first.1, last.1))
+                .meaning("before the restart"),
+            Evidence::new(FREE, format!("−{leak:.1} KB/h")).meaning("trend before the restart"),
+        ],
+        action: LEAK_ACTION.to_owned(),
         site_visit: false,
     }]
 }
@@ -215,13 +263,28 @@ mod tests {
     }
 
     #[test]
-    fn a_reboot_restarts_the_series() {
+    fn a_reboot_restarts_the_series_but_a_leak_before_it_is_still_reported() {
         let mut h = leak_history(&[900, 800, 700]);
         h.registrations.push(RegistrationEvent {
             at: NOW - 1800,
             kind: RegistrationKind::Reregistered,
         });
-        // After the reboot only the new snapshot counts: not enough points.
+        // After the reboot only the new snapshot counts, but the segment before it leaked.
+        let f = run(
+            memory_leak,
+            &snap(&[(FREE, 950), (TOTAL, 1024)]),
+            &h,
+            &Thresholds::default(),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].severity, Severity::Major);
+        assert!(f[0].title.contains("before the last restart"), "{f:?}");
+        // Noise before a reboot is no leak.
+        let mut h = leak_history(&[900, 880, 905]);
+        h.registrations.push(RegistrationEvent {
+            at: NOW - 1800,
+            kind: RegistrationKind::Reregistered,
+        });
         assert!(
             run(
                 memory_leak,
