@@ -83,6 +83,15 @@ impl External {
         }
     }
 
+    /// Whether the process has exited (and with which status code).
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|status| status.code())
+    }
+
     /// Everything the client printed so far.
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
@@ -91,9 +100,21 @@ impl External {
     /// Sends one command line on the client's stdin.
     pub async fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(line.as_bytes()).await.unwrap();
-        stdin.write_all(b"\n").await.unwrap();
-        stdin.flush().await.unwrap();
+        // One write: Wakaama acts on whatever one read() returns, so "quit" written before its
+        // newline made it exit at once and the newline's write failed with EPIPE.
+        let sent = async {
+            stdin.write_all(format!("{line}\n").as_bytes()).await?;
+            stdin.flush().await
+        }
+        .await;
+        if let Err(error) = sent {
+            let status = self.child.try_wait();
+            panic!(
+                "cannot send {line:?} to {} ({error}; exit status {status:?}); it printed:\n{}",
+                self.name,
+                self.output()
+            );
+        }
     }
 
     /// Waits up to `patience` for `needle` in the client's output (after `from` bytes of it).
