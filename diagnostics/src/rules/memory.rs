@@ -95,7 +95,17 @@ fn leak_in(
     total: i64,
     t: &crate::Thresholds,
 ) -> Option<(f64, (i64, i64), (i64, i64))> {
-    if points.len() < t.memory_leak_min_snapshots.max(2) {
+    leak_over(points, total, t, t.memory_leak_min_snapshots.max(2))
+}
+
+/// As [`leak_in`], with `min_points` snapshots.
+fn leak_over(
+    points: &[(i64, i64)],
+    total: i64,
+    t: &crate::Thresholds,
+    min_points: usize,
+) -> Option<(f64, (i64, i64), (i64, i64))> {
+    if points.len() < min_points.max(2) {
         return None;
     }
     let (first, last) = (*points.first()?, *points.last()?);
@@ -153,26 +163,54 @@ pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
     }
     // Not (yet) visible since the last restart, but the run before it leaked: a restart gives
     // the memory back without curing the firmware, so the leak is still there.
-    let Some((leak, first, last)) = earlier
+    if let Some((leak, first, last)) = earlier
         .iter()
         .rev()
         .find_map(|segment| leak_in(segment, total, t))
-    else {
+    {
+        return vec![Finding {
+            rule: RuleId::MemoryLeak,
+            severity: Severity::Major,
+            title: format!("Memory leak before the last restart: free memory fell {leak:.1} KB/h"),
+            evidence: vec![
+                Evidence::new(FREE, format!("{} KB → {} KB", first.1, last.1))
+                    .meaning("before the restart"),
+                Evidence::new(FREE, format!("−{leak:.1} KB/h")).meaning("trend before the restart"),
+            ],
+            action: LEAK_ACTION.to_owned(),
+            site_visit: false,
+        }];
+    }
+    // A device that leaks fast restarts before a run shows a trend; but if free memory fell
+    // (by the same margin) between two snapshots after each of several restarts, that is the
+    // same leak seen again and again.
+    let falls: Vec<(f64, (i64, i64), (i64, i64))> = segments
+        .iter()
+        .filter_map(|segment| leak_over(segment, total, t, 2))
+        .collect();
+    if falls.len() < RECURRING_FALLS {
         return vec![];
-    };
+    }
+    let leak = falls.iter().map(|f| f.0).sum::<f64>() / falls.len() as f64;
     vec![Finding {
         rule: RuleId::MemoryLeak,
         severity: Severity::Major,
-        title: format!("Memory leak before the last restart: free memory fell {leak:.1} KB/h"),
-        evidence: vec![
-            Evidence::new(FREE, format!("{} KB → {} KB", first.1, last.1))
-                .meaning("before the restart"),
-            Evidence::new(FREE, format!("−{leak:.1} KB/h")).meaning("trend before the restart"),
-        ],
+        title: format!("Memory leak: free memory falls after every restart (about {leak:.1} KB/h)"),
+        evidence: falls
+            .iter()
+            .map(|(_, first, last)| {
+                Evidence::new(FREE, format!("{} KB → {} KB", first.1, last.1))
+                    .meaning("between two snapshots after a restart")
+            })
+            .collect(),
         action: LEAK_ACTION.to_owned(),
         site_visit: false,
     }]
 }
+
+/// Restart-to-restart runs, each with free memory falling between two snapshots, that make a
+/// recurring leak.
+const RECURRING_FALLS: usize = 2;
 
 #[cfg(test)]
 mod tests {
@@ -260,6 +298,32 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn free_memory_falling_after_each_of_several_restarts_is_a_leak() {
+        let t = Thresholds::default();
+        // Two snapshots per run: 900 → 800, restart, 950 → 850, restart, 960.
+        let mut h = leak_history(&[900, 800, 950, 850]);
+        for hours_ago in [2, 0] {
+            h.registrations.push(RegistrationEvent {
+                at: NOW - hours_ago * 3600 - 1800,
+                kind: RegistrationKind::Reregistered,
+            });
+        }
+        let f = run(memory_leak, &snap(&[(FREE, 960), (TOTAL, 1024)]), &h, &t);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].title.contains("after every restart"), "{f:?}");
+        assert_eq!(f[0].evidence.len(), 2);
+        // Flat runs between restarts (a device that just reboots) are not.
+        let mut h = leak_history(&[900, 895, 950, 948]);
+        for hours_ago in [2, 0] {
+            h.registrations.push(RegistrationEvent {
+                at: NOW - hours_ago * 3600 - 1800,
+                kind: RegistrationKind::Reregistered,
+            });
+        }
+        assert!(run(memory_leak, &snap(&[(FREE, 960), (TOTAL, 1024)]), &h, &t).is_empty());
     }
 
     #[test]
