@@ -58,6 +58,9 @@ export FERRITE_NOSEC=true
 export FERRITE_HTTP_ADDR="127.0.0.1:$((base + 80))"
 export FERRITE_COAP_ADDR="127.0.0.1:$((base + 83))"
 export FERRITE_COAPS_ADDR="127.0.0.1:$((base + 84))"
+# The bootstrap server's sockets too: their defaults (5783/5784) may be held by another server.
+export FERRITE_BS_COAP_ADDR="127.0.0.1:$((base + 85))"
+export FERRITE_BS_COAPS_ADDR="127.0.0.1:$((base + 86))"
 export RUST_LOG="${RUST_LOG:-warn}"
 http="http://$FERRITE_HTTP_ADDR"
 coap="coap://$FERRITE_COAP_ADDR"
