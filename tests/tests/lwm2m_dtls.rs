@@ -350,3 +350,39 @@ async fn a_dtls_registration_survives_a_restart_and_the_device_comes_back_with_a
         Value::Integer(87)
     );
 }
+
+/// A device created through `POST /api/v1/devices` with a generated key is in the DTLS key
+/// cache at once: its very first handshake succeeds (before, it failed and only the retry got in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_created_through_the_api_gets_in_on_its_first_handshake() {
+    let server = TestServer::start().await;
+    let (status, created) = tests::http::json(
+        server.http_addr(),
+        "e2e-token-0123456789",
+        "POST",
+        "/api/v1/devices",
+        Some(serde_json::json!({"endpoint": "meter-api", "psk_identity": "meter-api-id"})),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = hex::decode(created["psk_key_hex"].as_str().unwrap()).unwrap();
+    let credentials = Credentials {
+        identity: "meter-api-id".into(),
+        key,
+    };
+    let mut device = TestDevice::start(
+        DeviceSpec::new("meter-api", Lwm2mVersion::V1_1, Security::Psk(credentials)),
+        server.coaps_addr(),
+    )
+    .await;
+    device.register();
+    device
+        .expect("the first handshake", |e| match e {
+            DevEvent::DtlsConnected => Some(()),
+            DevEvent::DtlsClosed(reason) => panic!("the first handshake failed: {reason:?}"),
+            _ => None,
+        })
+        .await;
+    device.expect_registered().await;
+}

@@ -235,8 +235,14 @@ async fn create_device(
         }
     };
     let created = state.store.create_device(new, &actor(&principal)?).await?;
-    if let Some(identity) = &created.device.psk_identity {
-        warm_key_cache(&state, [identity.as_str()]).await;
+    match (
+        &created.device.psk_identity,
+        &created.generated_psk_key,
+        &state.lwm2m,
+    ) {
+        (Some(identity), Some(key), Some(service)) => service.cache_credentials(identity, key),
+        (Some(identity), _, _) => warm_key_cache(&state, [identity.as_str()]).await,
+        _ => {}
     }
     if let Some((identity, key_hex)) = bootstrap {
         super::bootstrap::set_factory_credentials(

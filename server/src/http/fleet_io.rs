@@ -46,12 +46,19 @@ async fn import_devices(
         .store
         .import_csv(body.as_ref(), &actor(&principal)?)
         .await?;
+    // Generated keys are at hand (cached directly); keys given in the file are read back.
     let mut identities: Vec<String> = Vec::new();
     for row in &report.rows {
-        if let ImportOutcome::Accepted { psk_identity, .. } = &row.outcome
+        if let ImportOutcome::Accepted {
+            psk_identity,
+            generated_psk_key,
+        } = &row.outcome
             && !psk_identity.is_empty()
         {
-            identities.push(psk_identity.clone());
+            match (generated_psk_key, &state.lwm2m) {
+                (Some(key), Some(service)) => service.cache_credentials(psk_identity, key),
+                _ => identities.push(psk_identity.clone()),
+            }
         }
     }
     warm_key_cache(&state, identities.iter().map(String::as_str)).await;

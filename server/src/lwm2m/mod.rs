@@ -585,6 +585,12 @@ impl Lwm2mService {
         Ok(live)
     }
 
+    /// Puts a key the caller has just stored (a device created with a generated key) into the
+    /// DTLS key cache without reading it back from the store.
+    pub fn cache_credentials(&self, identity: &str, key: &crate::fleet::secrets::PskKey) {
+        self.inner.psk.insert(identity, key.as_bytes());
+    }
+
     /// Drops `identity` from the DTLS key cache and closes its session (decommissioning): its
     /// next handshake fails.
     pub fn forget_credentials(&self, identity: &str) {
