@@ -233,8 +233,6 @@ mod tests {
     //! The worker's batching on SQLite (a temporary file, reopened for the restart case) and on
     //! PostgreSQL (a scratch database, when `FERRITE_TEST_POSTGRES_URL` is set).
 
-    use std::future::Future;
-
     use chrono::SubsecRound;
 
     use super::*;
@@ -242,32 +240,7 @@ mod tests {
     use crate::fleet::registry::{NewDevice, SecurityMode};
     use crate::fleet::secrets::ServerKey;
     use crate::store::lwm2m::{StoredRegistration, Transport};
-    use crate::store::scratch::{self, ScratchPostgres};
-
-    async fn on_both<F, Fut>(case: F)
-    where
-        F: Fn(Store) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url, ServerKey::from_bytes([7; 32]))
-            .await
-            .unwrap();
-        case(store.clone()).await;
-        store.close().await;
-        if let Some(admin) = scratch::postgres_test_url() {
-            let db = ScratchPostgres::create(&admin, "ferrite_persist")
-                .await
-                .unwrap();
-            let store = Store::connect(db.url(), ServerKey::from_bytes([7; 32]))
-                .await
-                .unwrap();
-            case(store.clone()).await;
-            store.close().await;
-            db.drop_database().await.unwrap();
-        }
-    }
+    use crate::store::tests::on_both;
 
     async fn device(store: &Store, endpoint: &str) {
         let mut new = NewDevice::psk(endpoint, "s", "m");

@@ -989,38 +989,10 @@ mod tests {
     //! The same cases on SQLite (a temporary file) and on PostgreSQL (a scratch database, when
     //! `FERRITE_TEST_POSTGRES_URL` is set; see `scratch::postgres_test_url`).
 
-    use std::future::Future;
-
     use super::*;
     use crate::fleet::registry::{NewDevice, SecurityMode};
-    use crate::fleet::secrets::ServerKey;
-    use crate::store::scratch::{self, ScratchPostgres};
+    use crate::store::tests::on_both;
     use chrono::Duration;
-
-    async fn on_both<F, Fut>(case: F)
-    where
-        F: Fn(Store) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::connect(&url, ServerKey::from_bytes([7; 32]))
-            .await
-            .unwrap();
-        case(store.clone()).await;
-        store.close().await;
-        if let Some(admin) = scratch::postgres_test_url() {
-            let db = ScratchPostgres::create(&admin, "ferrite_lwm2m")
-                .await
-                .unwrap();
-            let store = Store::connect(db.url(), ServerKey::from_bytes([7; 32]))
-                .await
-                .unwrap();
-            case(store.clone()).await;
-            store.close().await;
-            db.drop_database().await.unwrap();
-        }
-    }
 
     fn registration(endpoint: &str, id: &str) -> StoredRegistration {
         let at = DateTime::parse_from_rfc3339("2026-03-01T12:00:00.123456Z")

@@ -37,7 +37,7 @@ mod search;
 mod sql;
 mod sqlite;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};

@@ -68,6 +68,17 @@ where
     }
 }
 
+/// Runs `case` on SQLite, then on PostgreSQL (as [`run_sqlite`] and [`run_postgres`]): for
+/// store-backed tests outside the store's own case lists (the LwM2M tables, the persistence worker).
+pub(crate) async fn on_both<F, Fut>(case: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_sqlite(&case).await;
+    run_postgres(case).await;
+}
+
 /// `dual_backend_tests!(case_a, case_b)` in any store module's tests: `sqlite::case_a` and
 /// `postgres::case_a`, each running `async fn case_a(store: Store)` of that module.
 macro_rules! dual_backend_tests {
