@@ -278,6 +278,12 @@ impl CoapEndpoint {
         Ok(())
     }
 
+    /// Whether the request behind `responder` is still waiting for its answer (not answered,
+    /// not forgotten after [`super::CoapConfig::pending_request_timeout`]).
+    pub fn is_pending(&self, responder: &Responder) -> bool {
+        self.pending.contains_key(&responder.id)
+    }
+
     /// Sends a notification to the observer (`peer`, `token`) (RFC 7641 §4.2), Confirmable or not.
     /// If the response has no Observe option the endpoint numbers it from a counter of its own
     /// (§4.4). A RST or an unacknowledged Confirmable notification yields

@@ -14,7 +14,10 @@ use crate::coap::CoapConfig;
 ///   answered 5.03 Service Unavailable);
 /// - Register requests waiting for the application's verdict:
 ///   [`max_pending_registrations`](Self::max_pending_registrations) (5.03 beyond it), each
-///   forgotten after [`CoapConfig::pending_request_timeout`];
+///   forgotten after [`CoapConfig::pending_request_timeout`]; changes waiting for the
+///   application's commit are at most one per accepted Register plus one Update or De-register
+///   per registration, each given up after
+///   [`persist_before_answer`](Self::persist_before_answer);
 /// - per registration: [`max_in_flight`](Self::max_in_flight) requests on the wire,
 ///   [`max_queued`](Self::max_queued) requests waiting (for a sleeping client or for an in-flight
 ///   slot), [`max_observations`](Self::max_observations) observations;
@@ -49,6 +52,13 @@ pub struct ServerConfig {
     /// How long a queued request waits for a sleeping client before it fails with `Expired`,
     /// unless the request gives its own. Default 24 h.
     pub queued_request_expiry: Duration,
+    /// Acknowledged means durable: `Some(timeout)` makes accepted Registers, Updates and
+    /// De-registers wait for the application's commit ([`super::ServerEvent::PersistChange`])
+    /// before they take effect and are answered; a commit that has not come after `timeout` is
+    /// answered 5.03. Keep it well below the client's wait for a separate response
+    /// ([`CoapConfig::separate_response_timeout`] on our side: 247 s). `None` (the default, for
+    /// applications without a store): changes apply and are answered at once.
+    pub persist_before_answer: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +74,7 @@ impl Default for ServerConfig {
             max_observations: 16,
             lifetime_grace: Duration::from_secs(30),
             queued_request_expiry: Duration::from_secs(24 * 3600),
+            persist_before_answer: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use lwm2m_objects::Path;
 use lwm2m_objects::codec::{DecodeError, Record};
 use lwm2m_objects::link::{LinkError, RegistrationLinks};
 
+use super::commit::{Change, CommitTicket};
 use super::ops::{Content, ObservationId, OpError, OpId, OpOutcome};
 use super::registrations::{PeerAuth, Registration, RegistrationId};
 use crate::coap::Code;
@@ -68,6 +69,9 @@ pub enum RefusalReason {
     },
     /// A request on `/rd` with the wrong method (4.05).
     MethodNotAllowed,
+    /// An Update or De-register while an earlier change of the same registration is still being
+    /// persisted (5.03: the client tries again; the store must see changes one at a time).
+    ChangePending,
 }
 
 /// Why a Send (`POST /dp`) was refused (TS Transport 1.1 Table 6.7-4: 4.00 or 4.04).
@@ -133,6 +137,24 @@ pub enum ServerEvent {
         registration: Registration,
         /// The registration it replaced.
         replaced: Option<Registration>,
+    },
+    /// Persist `change`, then call [`super::Lwm2mServer::commit_succeeded`] (or
+    /// [`super::Lwm2mServer::commit_failed`]) with `ticket`; only then does it take effect and the
+    /// client get its answer. Only with [`super::ServerConfig::persist_before_answer`] set.
+    PersistChange {
+        /// The ticket to report the commit with.
+        ticket: CommitTicket,
+        /// What to write.
+        change: Change,
+    },
+    /// No commit came for `ticket` within [`super::ServerConfig::persist_before_answer`]: the
+    /// client was answered 5.03 and nothing changed. If the write may still land, undo it (write
+    /// back what the engine holds for the endpoint).
+    CommitTimedOut {
+        /// The ticket given up.
+        ticket: CommitTicket,
+        /// The change that did not take effect.
+        change: Change,
     },
     /// A client updated its registration (lifetime, binding, objects, or address).
     Updated {

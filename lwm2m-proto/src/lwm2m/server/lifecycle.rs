@@ -247,7 +247,7 @@ impl Lwm2mServer {
     pub(super) fn fresh_registration_id(&mut self) -> RegistrationId {
         loop {
             let id = RegistrationId::from_random(self.rng.next_u64());
-            if !self.registrations.contains_key(&id) {
+            if !self.registrations.contains_key(&id) && !self.id_is_staged(id) {
                 return id;
             }
         }

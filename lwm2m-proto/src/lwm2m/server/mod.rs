@@ -9,6 +9,7 @@
 //! (which content format a client gets), `registrations`, `ops`, `events`, `config` (the public
 //! types), `timers`.
 
+mod commit;
 mod config;
 mod dm;
 mod events;
@@ -35,6 +36,7 @@ use crate::lwm2m::registration::RegisterParams;
 use crate::rng::Rng;
 use crate::timers::Timers;
 
+pub use self::commit::{Change, CommitError, CommitTicket};
 pub use self::config::ServerConfig;
 pub use self::dm::{ObservationInfo, QueuedOpInfo};
 pub use self::events::{
@@ -56,6 +58,8 @@ enum TimerKey {
     QueuedOp(RegistrationId, OpId),
     /// An unanswered Register ticket is forgotten.
     Ticket(RegistrationTicket),
+    /// A staged change's commit never came.
+    Commit(CommitTicket),
 }
 
 /// A Register waiting for the application's verdict.
@@ -127,6 +131,8 @@ pub struct ServerStats {
     pub registrations: usize,
     /// Register requests waiting for the application.
     pub pending_registrations: usize,
+    /// Registers, Updates and De-registers waiting for the application's commit.
+    pub pending_commits: usize,
     /// Operations on the wire.
     pub in_flight_ops: usize,
     /// Operations waiting in queues.
@@ -191,7 +197,10 @@ fn deadline(now: Instant, after: Duration) -> Instant {
 ///    [`reject_registration`](Self::reject_registration) for each
 ///    [`ServerEvent::RegistrationRequest`], [`request`](Self::request) for operations,
 ///    [`restore_registration`](Self::restore_registration) after a restart,
-///    [`remove_registration`](Self::remove_registration).
+///    [`remove_registration`](Self::remove_registration); and, with
+///    [`ServerConfig::persist_before_answer`] set, [`commit_succeeded`](Self::commit_succeeded) /
+///    [`commit_failed`](Self::commit_failed) for each [`ServerEvent::PersistChange`] once its
+///    write has committed (or failed), in the order the events came.
 /// 2. After any input, drain [`poll_transmit`](Self::poll_transmit) (send each datagram, through
 ///    the peer's DTLS session on a DTLS socket) and [`poll_event`](Self::poll_event) (hand each
 ///    event to the application; its answers are more inputs: go to 1).
@@ -204,6 +213,13 @@ fn deadline(now: Instant, after: Duration) -> Instant {
 /// Answering a Register is asynchronous: the CoAP layer acknowledges the request after
 /// [`crate::coap::CoapConfig::empty_ack_delay`] and sends the verdict as a separate response, so
 /// the application may check its store first.
+///
+/// Acknowledged means durable: with [`ServerConfig::persist_before_answer`] set, an accepted
+/// Register, an Update and a De-register become a [`ServerEvent::PersistChange`] instead of taking
+/// effect. The registration the engine serves (and the client's 2.01 / 2.04 / 2.02) changes only
+/// at [`commit_succeeded`](Self::commit_succeeded), after the application has stored the change;
+/// [`commit_failed`](Self::commit_failed), or no commit within the configured delay
+/// ([`ServerEvent::CommitTimedOut`]), answers 5.03 and changes nothing. See `commit.rs`.
 ///
 /// # Example
 ///
@@ -272,6 +288,11 @@ pub struct Lwm2mServer {
     observation_by_request: HashMap<RequestId, ObservationId>,
     next_op: u64,
     next_observation: u64,
+    /// Changes waiting for the application's commit (`commit.rs`).
+    commits: HashMap<CommitTicket, commit::PendingCommit>,
+    /// Endpoints with changes in `commits`, and how many.
+    commit_endpoints: HashMap<String, u32>,
+    next_commit: u64,
 }
 
 impl Lwm2mServer {
@@ -295,6 +316,9 @@ impl Lwm2mServer {
             observation_by_request: HashMap::new(),
             next_op: 0,
             next_observation: 0,
+            commits: HashMap::new(),
+            commit_endpoints: HashMap::new(),
+            next_commit: 0,
         }
     }
 
@@ -317,7 +341,7 @@ impl Lwm2mServer {
     }
 
     /// Processes every timer due at `now`: CoAP retransmissions and deadlines, registration
-    /// lifetimes, queued-request expiry, forgotten Register tickets.
+    /// lifetimes, queued-request expiry, forgotten Register tickets, commits that never came.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.coap.handle_timeout(now);
         self.drain_coap(now, None);
@@ -329,6 +353,7 @@ impl Lwm2mServer {
                     // The CoAP layer has forgotten the request by now; the client will retry.
                     self.tickets.remove(&ticket);
                 }
+                TimerKey::Commit(ticket) => self.on_commit_timeout(now, ticket),
             }
         }
         self.drain_coap(now, None);
@@ -382,6 +407,7 @@ impl Lwm2mServer {
         ServerStats {
             registrations: self.registrations.len(),
             pending_registrations: self.tickets.len(),
+            pending_commits: self.commits.len(),
             in_flight_ops: self.requests.len(),
             queued_ops: self.registrations.values().map(|s| s.waiting.len()).sum(),
             observations: self.observations.len(),
@@ -404,6 +430,8 @@ impl Lwm2mServer {
             + table(&self.requests)
             + table(&self.observations)
             + table(&self.observation_by_request)
+            + table(&self.commits)
+            + table(&self.commit_endpoints)
             + self.timers.heap_bytes();
         for state in self.registrations.values() {
             lwm2m += state.reg.heap_bytes()

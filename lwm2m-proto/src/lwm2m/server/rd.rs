@@ -3,16 +3,14 @@
 //! (`DELETE /rd/{id}`), and the routing of every request a client sends to the server.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lwm2m_objects::link::{RegistrationLinks, parse_registration};
 
-use super::events::{
-    ObservationEndReason, RefusalReason, RegistrationTicket, Rejection, ServerEvent,
-};
-use super::lifecycle::EndReason;
+use super::commit::Change;
+use super::events::{RefusalReason, RegistrationTicket, Rejection, ServerEvent};
 use super::registrations::{PeerAuth, RegisteredObjects, Registration, RegistrationId};
-use super::{Lwm2mServer, PendingRegister, RegState, TimerKey, deadline};
+use super::{Lwm2mServer, PendingRegister, TimerKey, deadline};
 use crate::coap::option::ContentFormat as CoapFormat;
 use crate::coap::{Code, Method, Request, Responder, Response};
 use crate::lwm2m::registration::{RegisterParams, RegistrationError, UpdateParams};
@@ -62,7 +60,9 @@ impl Lwm2mServer {
     /// Accepts a Register: the client gets 2.01 Created with Location-Path `rd/{id}`, the
     /// application [`ServerEvent::Registered`]. A previous registration of the same endpoint is
     /// replaced (a reboot): its observations and in-flight operations end, its queued operations
-    /// carry over to the new one.
+    /// carry over to the new one. With [`super::ServerConfig::persist_before_answer`] set, all of
+    /// this waits for [`Lwm2mServer::commit_succeeded`] of the [`ServerEvent::PersistChange`]
+    /// emitted now; the returned ID is the one the registration will have.
     pub fn accept_registration(
         &mut self,
         now: Instant,
@@ -73,9 +73,9 @@ impl Lwm2mServer {
             .remove(&ticket)
             .ok_or(TicketError::UnknownTicket)?;
         self.timers.cancel(TimerKey::Ticket(ticket));
-        let endpoint = pending.params.endpoint.clone();
-        let previous = self.by_endpoint.get(&endpoint).copied();
-        if previous.is_none() && self.registrations.len() >= self.config.max_registrations {
+        let endpoint = &pending.params.endpoint;
+        let reboot = self.by_endpoint.contains_key(endpoint) || self.commit_pending_for(endpoint);
+        if !reboot && self.registrations_with_staged() >= self.config.max_registrations {
             self.answer(
                 now,
                 pending.responder,
@@ -84,24 +84,16 @@ impl Lwm2mServer {
             self.drain_coap(now, None);
             return Err(TicketError::TooManyRegistrations);
         }
-        let id = self.fresh_registration_id();
-        let created = Response::new(Code::CREATED).with_location_path(["rd", &id.to_string()]);
-        if self.coap.respond(now, pending.responder, created).is_err() {
+        if !self.coap.is_pending(&pending.responder) {
             return Err(TicketError::Expired);
         }
-        let (replaced, carried) = match previous {
-            Some(old) => match self.end_registration(now, old, EndReason::Replaced) {
-                Some((reg, waiting)) => (Some(reg), waiting),
-                None => (None, Default::default()),
-            },
-            None => (None, Default::default()),
-        };
+        let id = self.fresh_registration_id();
         let PendingRegister {
+            responder,
             peer,
             auth,
             params,
             objects,
-            ..
         } = pending;
         let RegisterParams {
             endpoint,
@@ -123,20 +115,14 @@ impl Lwm2mServer {
             registered_at: now,
             last_update: now,
         };
-        let expires_at = self.lifetime_end(now, lifetime);
-        self.insert_registration(RegState {
-            reg: registration.clone(),
-            expires_at,
-            awake_until: deadline(now, self.config.queue_awake_window),
-            in_flight: Vec::new(),
-            waiting: carried,
-            observations: Vec::new(),
-        });
-        self.events.push_back(ServerEvent::Registered {
-            registration,
-            replaced,
-        });
-        self.pump(now, id);
+        self.stage_or_apply(
+            now,
+            responder,
+            Change::Register {
+                registration,
+                reboot,
+            },
+        );
         self.drain_coap(now, None);
         Ok(id)
     }
@@ -195,7 +181,7 @@ impl Lwm2mServer {
 
     /// Answers `code` and reports the refusal.
     #[allow(clippy::too_many_arguments)]
-    fn refuse(
+    pub(super) fn refuse(
         &mut self,
         now: Instant,
         responder: Responder,
@@ -256,7 +242,8 @@ impl Lwm2mServer {
             return self.refuse(now, responder, peer, auth, endpoint, code, reason);
         }
         if !self.by_endpoint.contains_key(&params.endpoint)
-            && self.registrations.len() >= self.config.max_registrations
+            && !self.commit_pending_for(&params.endpoint)
+            && self.registrations_with_staged() >= self.config.max_registrations
         {
             let reason = RefusalReason::TooManyRegistrations;
             let code = Code::SERVICE_UNAVAILABLE;
@@ -317,6 +304,13 @@ impl Lwm2mServer {
             );
             return None;
         }
+        if self.commit_pending_for(&state.reg.endpoint) {
+            // The store must see this registration's changes one at a time, in order.
+            let endpoint = Some(state.reg.endpoint.clone());
+            let (code, reason) = (Code::SERVICE_UNAVAILABLE, RefusalReason::ChangePending);
+            self.refuse(now, responder, peer, auth, endpoint, code, reason);
+            return None;
+        }
         Some((id, responder))
     }
 
@@ -356,54 +350,33 @@ impl Lwm2mServer {
                 }
             }
         };
-        let grace = self.config.lifetime_grace;
-        let window = self.config.queue_awake_window;
-        let Some(state) = self.registrations.get_mut(&id) else {
+        let Some(state) = self.registrations.get(&id) else {
             return;
         };
         let previous = state.reg.clone();
-        let reg = &mut state.reg;
+        let mut registration = previous.clone();
         if let Some(lifetime) = params.lifetime {
-            reg.lifetime = lifetime;
+            registration.lifetime = lifetime;
         }
         if let Some(binding) = params.binding {
-            reg.binding = binding;
+            registration.binding = binding;
         }
         if params.sms_number.is_some() {
-            reg.sms_number = params.sms_number;
+            registration.sms_number = params.sms_number;
         }
         if let Some(objects) = objects {
-            reg.objects = objects;
+            registration.objects = objects;
         }
-        reg.peer = peer;
-        reg.last_update = now;
-        let lifetime = Duration::from_secs(u64::from(reg.lifetime));
-        state.expires_at = deadline(now, lifetime + grace);
-        state.awake_until = deadline(now, window);
-        let (expires_at, registration) = (state.expires_at, state.reg.clone());
-        self.timers.set(TimerKey::Lifetime(id), expires_at);
-        if previous.peer != peer {
-            if self.by_peer.get(&previous.peer) == Some(&id) {
-                self.by_peer.remove(&previous.peer);
-            }
-            self.by_peer.insert(peer, id);
-            // CoAP binds an observation to the address it was made from (RFC 7252 §5.3.2
-            // matches responses by endpoint and token), so notifications from the new address
-            // would be rejected: end them here so the application can observe again.
-            let observations = self
-                .registrations
-                .get(&id)
-                .map(|s| s.observations.clone())
-                .unwrap_or_default();
-            let ended = ObservationEndReason::AddressChanged;
-            self.end_observations(now, &registration.endpoint, &observations, ended, None);
-        }
-        self.answer(now, responder, Response::new(Code::CHANGED));
-        self.events.push_back(ServerEvent::Updated {
-            registration,
-            previous,
-        });
-        self.pump(now, id);
+        registration.peer = peer;
+        registration.last_update = now;
+        self.stage_or_apply(
+            now,
+            responder,
+            Change::Update {
+                registration,
+                previous,
+            },
+        );
     }
 
     /// De-register (TS Core 1.1 §6.2.3).
@@ -419,11 +392,10 @@ impl Lwm2mServer {
         else {
             return;
         };
-        self.answer(now, responder, Response::new(Code::DELETED));
-        if let Some((registration, _)) = self.end_registration(now, id, EndReason::Deregistered) {
-            self.events
-                .push_back(ServerEvent::Deregistered { registration });
-        }
+        let Some(registration) = self.registrations.get(&id).map(|s| s.reg.clone()) else {
+            return;
+        };
+        self.stage_or_apply(now, responder, Change::Deregister { registration });
     }
 }
 

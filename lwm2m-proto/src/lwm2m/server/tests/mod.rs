@@ -2,6 +2,7 @@
 //! the server joined by a virtual network (perfect, or dropping chosen datagrams) on a virtual
 //! clock that jumps to the next deadline. One file per concern; the harness is here.
 
+mod commit;
 mod observe;
 mod operations;
 mod queue;
