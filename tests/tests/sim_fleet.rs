@@ -16,7 +16,9 @@
 //! at a [`CoapFileServer`]; the meter fetches the package block-wise, checks its SHA-256 and
 //! reports Downloaded; Execute Update restarts it with the new version and result 1. A corrupt
 //! package ends in result 5, a missing one in 7, and a version given as bad installs but then
-//! restarts every simulated hour and reports error code 8, as the ledger records.
+//! restarts every simulated hour and reports error code 8, as the ledger records. The same pull
+//! over `coaps://` runs inside a DTLS PSK session with the meter's own credential; a file server
+//! that does not know the meter's identity makes it report 4 (connection lost).
 
 #![allow(clippy::unwrap_used)]
 
@@ -1061,4 +1063,148 @@ async fn a_firmware_pull_through_loss_duplication_and_delay_completes() {
         "{} datagrams for {blocks} blocks: the pull saw no fault",
         files.datagrams()
     );
+}
+
+/// Firmware pull over `coaps://`: the meter opens a DTLS 1.2 PSK session to the file server with
+/// its own LwM2M credential and fetches the package block-wise inside it. A meter the file
+/// server knows pulls, installs and comes back with the new version and result 1; one whose
+/// identity the file server does not know fails its handshake and reports 4 (connection lost) —
+/// then keeps working: it answers reads, and once the file server learns its key its next pull
+/// succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_is_pulled_over_coaps_with_the_meters_psk() {
+    let server = Ferrite::start().await;
+    let http = server.http;
+    let dir = tempfile::tempdir().unwrap();
+    let args = RunArgs::parse_from_options([
+        "--server",
+        format!("coaps://{}", server.coaps).as_str(),
+        "--meters",
+        "2",
+        "--endpoint-prefix",
+        "sfs-",
+        "--lwm2m",
+        "1.1",
+        "--problem-share",
+        "0",
+        "--queue-share",
+        "0",
+        "--progress",
+        "none",
+        "--ledger",
+        dir.path().join("ledger.jsonl").to_str().unwrap(),
+    ])
+    .unwrap();
+    let config = args.fleet_config(unix_now()).unwrap();
+    let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
+    let plan = args.provision_plan(&config);
+    tokio::task::spawn_blocking(move || provision(&api, &plan, &|_, _| {}).unwrap())
+        .await
+        .unwrap();
+    let truth = GroundTruth::of_fleet(&config.profiles, config.meters, "sfs-");
+    let client_sim::meter::sim::Security::Psk {
+        identity_prefix,
+        secret,
+    } = config.meter.security.clone()
+    else {
+        panic!("coaps:// meters use PSKs");
+    };
+    let psk = |ep: &str| {
+        let identity = format!("{identity_prefix}{ep}");
+        let key = client_sim::meter::sim::psk_key(&secret, &identity).to_vec();
+        (identity.into_bytes(), key)
+    };
+    let eps: Vec<(String, &str)> = truth
+        .endpoints
+        .iter()
+        .map(|(ep, m)| (ep.clone(), m.model))
+        .collect();
+    let (good_ep, good_model) = eps[0].clone();
+    let (stranger_ep, stranger_model) = eps[1].clone();
+    // The file server knows only the first meter's key.
+    let files = CoapFileServer::start_dtls([psk(&good_ep)]).await;
+    let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 247) as u8).collect();
+    for model in [good_model, stranger_model] {
+        files.put(
+            &format!("fw/{model}/9.9.2"),
+            client_sim::meter::firmware::build_package(model, "9.9.2", &payload),
+        );
+    }
+    let fleet = Fleet::start(config).unwrap();
+    for (ep, _) in &eps {
+        read_until(http, ep, &["/5/0/3"], |b| value_of(b, "/5/0/3") == 0).await;
+    }
+    let write_uri = |ep: String, uri: String| async move {
+        let (status, body) = post(
+            http,
+            &format!("/api/v1/devices/{ep}/write"),
+            json!({"path": "/5/0/1", "value": uri}),
+        )
+        .await;
+        assert_eq!(status, 200, "{ep}: {body}");
+    };
+    let state_result = ["/5/0/3", "/5/0/5"];
+
+    // The known meter: Downloaded, block by block inside one session.
+    write_uri(
+        good_ep.clone(),
+        files.uri(&format!("fw/{good_model}/9.9.2")),
+    )
+    .await;
+    read_until(http, &good_ep, &state_result, |b| {
+        value_of(b, "/5/0/3") == 2
+    })
+    .await;
+    assert_eq!(files.handshakes_completed(), 1);
+    assert!(files.datagrams() >= 20, "{} datagrams", files.datagrams());
+    let (status, body) = post(
+        http,
+        &format!("/api/v1/devices/{good_ep}/execute"),
+        json!({"path": "/5/0/2"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{good_ep}: {body}");
+    read_until(http, &good_ep, &["/3/0/3", "/5/0/5"], |b| {
+        value_of(b, "/3/0/3") == "9.9.2" && value_of(b, "/5/0/5") == 1
+    })
+    .await;
+
+    // The stranger: its handshake fails, Update Result 4, back to Idle.
+    let stranger_uri = files.uri(&format!("fw/{stranger_model}/9.9.2"));
+    write_uri(stranger_ep.clone(), stranger_uri.clone()).await;
+    read_until(http, &stranger_ep, &state_result, |b| {
+        value_of(b, "/5/0/3") == 0 && value_of(b, "/5/0/5") == 4
+    })
+    .await;
+    assert!(files.handshakes_failed() >= 1);
+    assert_eq!(files.handshakes_completed(), 1);
+    // It keeps working: its LwM2M session answers, and with its key known the pull succeeds.
+    let body = read_until(http, &stranger_ep, &["/3/0/1"], |b| {
+        value_of(b, "/3/0/1") == stranger_model
+    })
+    .await;
+    assert_eq!(value_of(&body, "/3/0/1"), stranger_model);
+    let (identity, key) = psk(&stranger_ep);
+    files.add_psk(identity, key);
+    write_uri(stranger_ep.clone(), stranger_uri).await;
+    read_until(http, &stranger_ep, &state_result, |b| {
+        value_of(b, "/5/0/3") == 2
+    })
+    .await;
+    assert_eq!(files.handshakes_completed(), 2);
+
+    fleet.stop();
+    let report = tokio::task::spawn_blocking(move || fleet.join())
+        .await
+        .unwrap();
+    eprintln!("{:?}", report.stats);
+    assert_eq!(report.stats.firmware_downloads, 3, "{:?}", report.stats);
+    assert_eq!(
+        report.stats.firmware_download_failures, 1,
+        "{:?}",
+        report.stats
+    );
+    assert_eq!(report.stats.firmware_updates, 1, "{:?}", report.stats);
+    // The LwM2M sessions were never disturbed by the file server's refusal.
+    assert_eq!(report.stats.handshake_failures, 0, "{:?}", report.stats);
 }

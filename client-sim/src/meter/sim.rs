@@ -27,7 +27,7 @@ use lwm2m_proto::lwm2m::registration::{Lwm2mVersion, UpdateParams};
 use sha2::{Digest, Sha256};
 
 use super::buffer::ReadingBuffer;
-use super::download::{Download, Injected};
+use super::download::{Download, Injected, PskCredential};
 use super::dynamics::{Dynamics, Reading};
 use super::firmware::{self, FirmwareSettings};
 use super::profile::{Problem, Profile, stream};
@@ -389,6 +389,32 @@ impl SimMeter {
     /// Whether the meter still has to bootstrap before it can register.
     fn must_bootstrap(&self, settings: &MeterSettings) -> bool {
         settings.bootstrap.is_some() && self.dm.is_none()
+    }
+
+    /// The meter's PSK for its LwM2M server (the one it registers with: provisioned, or
+    /// delivered by bootstrap), which a `coaps://` firmware pull authenticates with; `None` for a
+    /// NoSec meter or one still waiting for its bootstrap.
+    pub fn dm_credential(&self, settings: &MeterSettings) -> Option<PskCredential> {
+        if let Some(dm) = &self.dm {
+            return Some(PskCredential {
+                identity: dm.identity.clone(),
+                key: dm.key.clone(),
+            });
+        }
+        match &settings.security {
+            Security::Psk {
+                identity_prefix,
+                secret,
+            } if settings.bootstrap.is_none() => {
+                let identity = format!("{identity_prefix}{}", self.client.endpoint());
+                let key = psk_key(secret, &identity).to_vec();
+                Some(PskCredential {
+                    identity: identity.into_bytes(),
+                    key,
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Whether the installed firmware is one of the bad versions.
@@ -813,7 +839,8 @@ impl SimMeter {
             None
         };
         let seed = rng.next_u64();
-        match Download::start(now, uri, seed, inject) {
+        let credential = self.dm_credential(ctx.settings);
+        match Download::start(now, uri, seed, inject, credential.as_ref()) {
             Ok(download) => {
                 self.download = Some(Box::new(download));
                 self.drain_download(ctx, now);
