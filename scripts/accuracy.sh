@@ -8,7 +8,9 @@
 # Usage: scripts/accuracy.sh [--release] [OUT.json] [-- extra ferrite-sim accuracy options]
 # Environment: METERS (default 1000), SPEED (simulated seconds per real second, default 1440),
 # SWEEPS (default 5), SWEEP_INTERVAL (real, default 20s), PROBLEM_SHARE (default 0.3),
-# BAD_FIRMWARE (a catalogue version that starts bad, default 3.0.2), SEED (default 7).
+# BAD_FIRMWARE (a catalogue version that starts bad, default 3.0.2), SEED (default 7),
+# BOOT_SAMPLES (1: the server samples /3/0 twice per boot of meters that restart often, with the
+# default delays divided by SPEED so they mean the same in simulated time; 0: off; default 1).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -44,6 +46,22 @@ http="127.0.0.1:$(free_port SOCK_STREAM)"
 coap="127.0.0.1:$(free_port SOCK_DGRAM)"
 token="accuracy-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
+# The server's times are real time, the meters' simulated: the boot-sample delays (defaults
+# 15 min and 2 h after a Register, one sampled boot per 4 h) are divided by the speed.
+speed="${SPEED:-1440}"
+python3 - "$speed" "${BOOT_SAMPLES:-1}" >"$work/ferrite.toml" <<'PY'
+import sys
+speed, on = float(sys.argv[1]), sys.argv[2] != "0"
+print("[diagnostics]")
+if on:
+    print(f"boot_sample_first_secs = {900 / speed}")
+    print(f"boot_sample_second_secs = {7200 / speed}")
+    print(f"boot_sample_min_interval_secs = {14400 / speed}")
+else:
+    print("boot_sample_after_reboots = 0")
+PY
+
+FERRITE_CONFIG="$work/ferrite.toml" \
 FERRITE_DATABASE_URL="sqlite://$work/ferrite.db" \
 FERRITE_SECRET_KEY="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" \
 FERRITE_API_TOKEN="$token" \
@@ -64,7 +82,7 @@ done
 FERRITE_API_TOKEN="$token" "$bin/ferrite-sim" accuracy \
   --server "coap://$coap" --api "http://$http" \
   --meters "${METERS:-1000}" --endpoint-prefix acc- --seed "${SEED:-7}" \
-  --speed "${SPEED:-1440}" --problem-share "${PROBLEM_SHARE:-0.3}" --queue-share 0 \
+  --speed "$speed" --problem-share "${PROBLEM_SHARE:-0.3}" --queue-share 0 \
   --bad-firmware "${BAD_FIRMWARE:-3.0.2}" --bad-firmware-effect reboots \
   --sweeps "${SWEEPS:-5}" --sweep-interval "${SWEEP_INTERVAL:-20s}" --sweep-rate 150 \
   --start-rate 200 --ground-truth "${out%.json}.truth.json" --report "$out" "$@"

@@ -44,6 +44,22 @@ pub struct Thresholds {
     pub memory_leak_min_snapshots: usize,
     /// ...by at least this fraction of total memory overall is a leak.
     pub memory_leak_min_drop_ratio: f64,
+    /// A device that restarts before a trend can show is still leaking when free memory fell
+    /// within at least this many boots (at least 4 in 5 of the boots seen twice) and by
+    /// `memory_leak_min_drop_ratio` of total memory summed over them.
+    pub memory_leak_min_boots: usize,
+    /// Boot samples (the server reads /3/0 twice after a Register, so that free memory of a
+    /// device that restarts often has a trend within each boot): a device that restarted on
+    /// its own at least this many times within `reboot_window_hours` is sampled (0: never).
+    pub boot_sample_after_reboots: usize,
+    /// The first read this long after the Register (s): past the start-up allocations, whose
+    /// fall is not a leak.
+    pub boot_sample_first_secs: f64,
+    /// The second read this long after the Register (s).
+    pub boot_sample_second_secs: f64,
+    /// At most one sampled boot per device per this many seconds: with the defaults (4 h) at
+    /// most 6 boots, 12 reads of /3/0, per device per day, and only for devices that restart.
+    pub boot_sample_min_interval_secs: f64,
     /// Data sent or received per hour (7/0/2, 7/0/3) above this multiple of the device's own
     /// median rate over earlier snapshots is out of pattern (needs `traffic_min_intervals`).
     pub traffic_spike_factor: f64,
@@ -78,6 +94,11 @@ impl Default for Thresholds {
             memory_low_ratio: 0.10,
             memory_leak_min_snapshots: 3,
             memory_leak_min_drop_ratio: 0.05,
+            memory_leak_min_boots: 3,
+            boot_sample_after_reboots: 2,
+            boot_sample_first_secs: 900.0,
+            boot_sample_second_secs: 7200.0,
+            boot_sample_min_interval_secs: 14_400.0,
             traffic_spike_factor: 5.0,
             traffic_min_intervals: 3,
             service_area: None,

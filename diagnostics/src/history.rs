@@ -34,6 +34,10 @@ pub struct RegistrationEvent {
 pub struct DeviceHistory {
     /// Earlier snapshots (any order).
     pub snapshots: Vec<Snapshot>,
+    /// Light reads between diagnoses (any order), e.g. /3/0 twice per boot of a device that
+    /// restarts often; only rules that say so look at them (memory).
+    #[serde(default)]
+    pub samples: Vec<Snapshot>,
     /// Registration events (any order).
     pub registrations: Vec<RegistrationEvent>,
     /// The registration's lifetime in seconds, when registered.

@@ -190,6 +190,7 @@ mod tests {
         fn diagnose_never_panics(
             s in snapshot(),
             earlier in prop::collection::vec(snapshot(), 0..5),
+            samples in prop::collection::vec(snapshot(), 0..5),
             registrations in prop::collection::vec(event(), 0..12),
             last_seen in any::<Option<i64>>(),
             lifetime in any::<Option<i64>>(),
@@ -197,6 +198,7 @@ mod tests {
         ) {
             let history = DeviceHistory {
                 snapshots: earlier,
+                samples,
                 registrations,
                 lifetime_secs: lifetime,
                 last_seen,

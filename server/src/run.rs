@@ -105,18 +105,6 @@ pub async fn start_with(
             )
         })?;
     tracing::info!(database = %redact_url(&config.database_url), "store ready");
-    // Diagnoses and sweeps in flight when the server stopped cannot finish: say so.
-    match store.interrupt_diagnostics(chrono::Utc::now()).await {
-        Ok((0, 0)) => {}
-        Ok((sweeps, runs)) => {
-            tracing::info!(
-                sweeps,
-                runs,
-                "marked diagnostics interrupted by the last stop"
-            );
-        }
-        Err(error) => tracing::warn!(%error, "could not mark interrupted diagnostics"),
-    }
     if let Err(error) = crate::accounts::first_admin::ensure_first_admin_from_env(&store).await {
         store.close().await;
         return Err(error.into());
@@ -129,6 +117,15 @@ pub async fn start_with(
             return Err(error.into());
         }
     };
+
+    // Diagnoses in flight when the server stopped: single runs fail, sweeps resume.
+    crate::diagnostics::background::start(
+        store.clone(),
+        lwm2m.clone(),
+        config.diagnostics.clone(),
+        std::time::Duration::from_secs(config.queued_request_expiry_secs),
+    )
+    .await;
 
     if config.api_token.is_none() {
         tracing::info!("FERRITE_API_TOKEN is not set: no static admin token");

@@ -335,3 +335,160 @@ async fn reboots_an_operator_asked_for_are_audited_and_not_held_against_the_mete
         "{run}"
     );
 }
+
+async fn sweep_state(server: &TestServer, id: &str) -> Json {
+    let (status, sweep) = call(
+        server,
+        "GET",
+        &format!("/api/v1/diagnostics/sweeps/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{sweep}");
+    sweep
+}
+
+async fn start_sweep(server: &TestServer, q: &str, rate: f64) -> String {
+    let (status, sweep) = call(
+        server,
+        "POST",
+        "/api/v1/diagnostics/sweeps",
+        Some(json!({"filter": {"q": q}, "rate_per_sec": rate})),
+    )
+    .await;
+    assert_eq!(status, 202, "{sweep}");
+    sweep["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_resumes_after_a_restart_and_diagnoses_each_meter_once() {
+    // Eight meters on a real SQLite file; two of them (resume-1 and resume-2) answer nothing
+    // (unplugged), so their reads are still waiting for retransmissions when the server stops.
+    let mut server = TestServer::start().await;
+    let mut meters = Vec::new();
+    for n in 0..8 {
+        meters.push(meter(&server, &format!("resume-{n}"), Lwm2mVersion::V1_0).await);
+    }
+    let silent = |n: usize| n == 1 || n == 2;
+    for (n, meter) in meters.iter().enumerate() {
+        meter.unplug(silent(n));
+    }
+    let endpoints: Vec<String> = (0..8).map(|n| format!("resume-{n}")).collect();
+
+    // One device a second: stop once three have been reached.
+    let id = start_sweep(&server, "resume-", 1.0).await;
+    eventually("the sweep reaches three meters", || {
+        let (server, id) = (&server, &id);
+        async move { (sweep_state(server, id).await["devices"].as_u64()? >= 3).then_some(()) }
+    })
+    .await;
+    server.restart().await;
+    let after_restart = sweep_state(&server, &id).await;
+    assert_eq!(after_restart["status"], "running", "{after_restart}");
+    assert!(
+        after_restart["devices"].as_u64().unwrap() < 8,
+        "stopped mid-sweep: {after_restart}"
+    );
+
+    // Five more meters at one a second, and the silent ones' reads time out again.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let done = loop {
+        let sweep = sweep_state(&server, &id).await;
+        if sweep["status"] != "running" {
+            break sweep;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the resumed sweep did not finish: {sweep}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        (
+            &done["devices"],
+            &done["completed"],
+            &done["pending"],
+            &done["failed"]
+        ),
+        (&json!(8), &json!(8), &json!(0), &json!(0)),
+        "{done}"
+    );
+    let (status, results) = call(
+        &server,
+        "GET",
+        &format!("/api/v1/diagnostics/sweeps/{id}/results"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{results}");
+    let reached: Vec<&str> = results["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["endpoint"].as_str().unwrap())
+        .collect();
+    assert_eq!(reached, endpoints, "each meter once: {results}");
+    // And nowhere else: each meter's history holds exactly one run of this sweep, with what
+    // it answered (the silent ones: nothing).
+    for (n, endpoint) in endpoints.iter().enumerate() {
+        let (status, history) = call(
+            &server,
+            "GET",
+            &format!("/api/v1/devices/{endpoint}/diagnostics"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{history}");
+        let runs: Vec<&Json> = history["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["sweep_id"] == json!(id))
+            .collect();
+        assert_eq!(runs.len(), 1, "{endpoint}: {history}");
+        assert_eq!(runs[0]["status"], "completed", "{endpoint}: {history}");
+        if !silent(n) {
+            assert_eq!(
+                runs[0]["snapshot"]["values"]["/3/0/0"]["value"], "Ferrite",
+                "{endpoint}: {history}"
+            );
+        } else {
+            assert!(runs[0]["snapshot"]["values"].get("/3/0/0").is_none());
+        }
+    }
+
+    // A cancelled sweep stays cancelled across a restart: not resumed, no more meters.
+    let id = start_sweep(&server, "resume-", 0.5).await;
+    eventually("the second sweep reaches a meter", || {
+        let (server, id) = (&server, &id);
+        async move { (sweep_state(server, id).await["devices"].as_u64()? >= 1).then_some(()) }
+    })
+    .await;
+    let (status, cancelled) = call(
+        &server,
+        "POST",
+        &format!("/api/v1/diagnostics/sweeps/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "interrupted", "{cancelled}");
+    // At most one more start can slip in before the sweep notices (it looks every second).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let reached = sweep_state(&server, &id).await["devices"].clone();
+    assert!(reached.as_u64().unwrap() < 8, "{reached}");
+    server.restart().await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let later = sweep_state(&server, &id).await;
+    assert_eq!(later["status"], "interrupted", "{later}");
+    assert_eq!(later["devices"], reached, "{later}");
+    let (status, missing) = call(
+        &server,
+        "POST",
+        "/api/v1/diagnostics/sweeps/no-such-sweep/cancel",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "{missing}");
+}

@@ -1,5 +1,8 @@
 //! Memory: 3/0/10 Memory Free and 3/0/21 Memory Total (KB). Low free memory now, and free memory
-//! falling steadily across snapshots (a leak: the device will run out and restart).
+//! falling steadily across snapshots (a leak: the device will run out and restart). The leak rule
+//! also looks at the history's samples (light /3/0 reads the server takes twice per boot of a
+//! device that restarts often), so that a device restarting every few hours still shows a
+//! per-boot trend.
 
 use crate::finding::{Evidence, Finding, RuleId, Severity};
 use crate::stats::slope;
@@ -8,16 +11,24 @@ use crate::{Input, Snapshot};
 const FREE: &str = "/3/0/10";
 const TOTAL: &str = "/3/0/21";
 
-/// Total memory from this snapshot or, when missing, the most recent earlier one.
+/// Total memory from this snapshot or, when missing, the most recent earlier one or sample.
 fn total(input: &Input<'_>) -> Option<i64> {
-    input.snapshot.int(TOTAL).or_else(|| {
-        input
-            .history
-            .snapshots_by_time()
-            .iter()
-            .rev()
-            .find_map(|s| s.int(TOTAL))
-    })
+    input
+        .snapshot
+        .int(TOTAL)
+        .or_else(|| earlier(input).iter().rev().find_map(|s| s.int(TOTAL)))
+}
+
+/// Earlier snapshots and samples, oldest first.
+fn earlier<'a>(input: &Input<'a>) -> Vec<&'a Snapshot> {
+    let mut out: Vec<&Snapshot> = input
+        .history
+        .snapshots
+        .iter()
+        .chain(&input.history.samples)
+        .collect();
+    out.sort_by_key(|s| s.taken_at);
+    out
 }
 
 pub fn low_memory(input: &Input<'_>) -> Vec<Finding> {
@@ -60,9 +71,7 @@ fn segments(input: &Input<'_>) -> Vec<Vec<(i64, i64)>> {
         .filter(|&at| at <= input.snapshot.taken_at)
         .collect();
     restarts.sort_unstable();
-    let mut points: Vec<(i64, i64)> = input
-        .history
-        .snapshots_by_time()
+    let mut points: Vec<(i64, i64)> = earlier(input)
         .into_iter()
         .chain(std::iter::once(input.snapshot))
         .filter_map(|s: &Snapshot| Some((s.taken_at, s.int(FREE)?)))
@@ -189,7 +198,7 @@ pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
         .filter_map(|segment| leak_over(segment, total, t, 2))
         .collect();
     if falls.len() < RECURRING_FALLS {
-        return vec![];
+        return per_boot(&segments, total, t);
     }
     let leak = falls.iter().map(|f| f.0).sum::<f64>() / falls.len() as f64;
     vec![Finding {
@@ -211,6 +220,62 @@ pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
 /// Restart-to-restart runs, each with free memory falling between two snapshots, that make a
 /// recurring leak.
 const RECURRING_FALLS: usize = 2;
+
+/// The most recent boots the per-boot trend looks at.
+const PER_BOOT_WINDOW: usize = 8;
+
+/// A device that restarts every few hours loses too little memory within one boot for any one
+/// boot to pass the drop threshold. But free memory that falls within (nearly) every boot, by
+/// as much in sum as a leak must lose in one, is the same leak seen boot after boot: noise
+/// falls in half the boots and its sum stays near zero. Looks at the last `PER_BOOT_WINDOW`
+/// boots with at least two readings (first and last reading of each boot).
+fn per_boot(segments: &[Vec<(i64, i64)>], total: i64, t: &crate::Thresholds) -> Vec<Finding> {
+    let boots: Vec<((i64, i64), (i64, i64))> = segments
+        .iter()
+        .filter(|s| s.len() >= 2)
+        .filter_map(|s| Some((*s.first()?, *s.last()?)))
+        .collect();
+    let boots = &boots[boots.len().saturating_sub(PER_BOOT_WINDOW)..];
+    let falling = boots.iter().filter(|(a, b)| b.1 < a.1).count();
+    let lost = boots.iter().fold(0i64, |sum, (a, b)| {
+        sum.saturating_add(a.1.saturating_sub(b.1))
+    });
+    let hours: f64 = boots
+        .iter()
+        .map(|(a, b)| b.0.saturating_sub(a.0) as f64 / 3600.0)
+        .sum();
+    if falling < t.memory_leak_min_boots.max(2)
+        || falling * 5 < boots.len() * 4
+        || (lost as f64) < total as f64 * t.memory_leak_min_drop_ratio
+        || hours <= 0.0
+    {
+        return vec![];
+    }
+    let leak = lost as f64 / hours;
+    vec![Finding {
+        rule: RuleId::MemoryLeak,
+        severity: Severity::Major,
+        title: format!(
+            "Memory leak: free memory fell within {falling} of the last {} boots (about {leak:.1} KB/h)",
+            boots.len()
+        ),
+        evidence: boots
+            .iter()
+            .map(|(a, b)| {
+                Evidence::new(FREE, format!("{} KB → {} KB", a.1, b.1)).meaning(format!(
+                    "within one boot, {:.1} h apart",
+                    b.0.saturating_sub(a.0) as f64 / 3600.0
+                ))
+            })
+            .chain(std::iter::once(
+                Evidence::new(FREE, format!("{lost} KB of {total} KB"))
+                    .meaning("lost within boots, in sum"),
+            ))
+            .collect(),
+        action: LEAK_ACTION.to_owned(),
+        site_visit: false,
+    }]
+}
 
 #[cfg(test)]
 mod tests {
@@ -324,6 +389,90 @@ mod tests {
             });
         }
         assert!(run(memory_leak, &snap(&[(FREE, 960), (TOTAL, 1024)]), &h, &t).is_empty());
+    }
+
+    /// A device restarting every 4 h, with free memory read 15 min and 2 h after each restart
+    /// (samples) and a diagnosis now: `boot_falls` KB lost between the two reads of each boot
+    /// (plus `noise`, alternating in sign), 512 KB total.
+    fn sampled_boots(boot_falls: &[i64], noise: i64) -> DeviceHistory {
+        let mut h = DeviceHistory::default();
+        let boots = boot_falls.len() as i64;
+        for (i, fall) in boot_falls.iter().enumerate() {
+            let boot = NOW - (boots - i as i64) * 4 * 3600;
+            h.registrations.push(RegistrationEvent {
+                at: boot,
+                kind: RegistrationKind::Reregistered,
+            });
+            let jitter = if i % 2 == 0 { noise } else { -noise };
+            h.samples
+                .push(snap_at(boot + 900, &[(FREE, 240), (TOTAL, 512)]));
+            h.samples.push(snap_at(
+                boot + 7200,
+                &[(FREE, 240 - fall + jitter), (TOTAL, 512)],
+            ));
+        }
+        h
+    }
+
+    #[test]
+    fn free_memory_falling_within_each_sampled_boot_is_a_leak() {
+        let t = Thresholds::default();
+        // The diagnosis now falls in the last boot: 240 → 236 there too.
+        let now = snap(&[(FREE, 236), (TOTAL, 512)]);
+        // 2.5 KB/h: 4–5 KB per boot, far below 5 % of 512 KB in any one boot; 26+ KB in sum.
+        let f = run(
+            memory_leak,
+            &now,
+            &sampled_boots(&[5, 4, 4, 5, 4, 4], 0),
+            &t,
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].title.contains("within 6 of the last 6 boots"), "{f:?}");
+        assert_eq!(f[0].evidence.len(), 7);
+        assert_eq!(f[0].evidence[6].value, "26 KB of 512 KB");
+        // The same with one boot that rose a little (5 of 6 fell).
+        let f = run(
+            memory_leak,
+            &now,
+            &sampled_boots(&[6, 6, -1, 6, 6, 6], 0),
+            &t,
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+    }
+
+    #[test]
+    fn sampled_boots_of_a_healthy_device_are_not_a_leak() {
+        let t = Thresholds::default();
+        let now = snap(&[(FREE, 240), (TOTAL, 512)]);
+        // Noise of ±3 KB around a level: falls in half the boots, nothing in sum.
+        assert!(run(memory_leak, &now, &sampled_boots(&[0; 8], 3), &t).is_empty());
+        // Falls in every boot, but too small in sum to be more than allocator noise.
+        assert!(
+            run(
+                memory_leak,
+                &now,
+                &sampled_boots(&[2, 1, 2, 1, 2, 1], 0),
+                &t
+            )
+            .is_empty()
+        );
+        // Big falls in only half the boots.
+        assert!(
+            run(
+                memory_leak,
+                &now,
+                &sampled_boots(&[15, -2, 15, -2, 15, -2], 0),
+                &t
+            )
+            .is_empty()
+        );
+        // Too few boots seen.
+        assert!(run(memory_leak, &now, &sampled_boots(&[12, 12], 0), &t).is_empty());
+        // Samples are ignored by the other rules: no low-memory from a sample.
+        let mut h = sampled_boots(&[0, 0, 0], 0);
+        h.samples
+            .push(snap_at(NOW - 60, &[(FREE, 10), (TOTAL, 512)]));
+        assert!(run(low_memory, &snap(&[(FREE, 240)]), &h, &t).is_empty());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! from the completion events. Fleet sweeps (`sweep.rs`) run this over a filtered set of devices
 //! at a bounded rate.
 
+pub mod background;
+pub mod samples;
 pub mod sweep;
 
 use std::collections::HashMap;
@@ -37,6 +39,8 @@ pub use sweep::{SweepError, SweepPlan};
 pub const OBJECTS: [u16; 5] = [3, 4, 5, 6, 7];
 /// Earlier snapshots the rules see (trends such as a memory leak).
 const HISTORY_SNAPSHOTS: u32 = 20;
+/// Samples (boot samples: two per sampled boot) the rules see.
+const HISTORY_SAMPLES: u32 = 40;
 /// Registration events the rules see (reboot counts and rhythm).
 const HISTORY_EVENTS: u32 = 500;
 /// How much earlier than its audit entry an operator's reboot may have happened.
@@ -48,6 +52,10 @@ const MAX_PENDING: Duration = Duration::from_secs(48 * 3600);
 pub enum DiagnoseError {
     #[error("device {0:?} is not in the fleet registry")]
     UnknownDevice(String),
+    /// The server is stopping: the run stays pending (a sweep's is diagnosed again when the
+    /// sweep resumes; a single run is marked failed at the next start).
+    #[error("the server is stopping")]
+    Stopped,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -96,16 +104,35 @@ impl Diagnostics {
         sweep_id: Option<&str>,
         wait: Duration,
     ) -> Result<StoredRun, DiagnoseError> {
+        self.diagnose_run(endpoint, requested_by, sweep_id, wait, None)
+            .await
+    }
+
+    /// As [`diagnose`](Self::diagnose); with `existing`, into that pending run instead of a new
+    /// one (a resumed sweep's run that the stop left pending).
+    async fn diagnose_run(
+        &self,
+        endpoint: &str,
+        requested_by: &str,
+        sweep_id: Option<&str>,
+        wait: Duration,
+        existing: Option<String>,
+    ) -> Result<StoredRun, DiagnoseError> {
         let device = self
             .store
             .get_device(endpoint)
             .await?
             .ok_or_else(|| DiagnoseError::UnknownDevice(endpoint.to_owned()))?;
-        let id = run_id();
-        let requested_at = Utc::now();
-        self.store
-            .insert_diagnostic_run(&id, endpoint, sweep_id, requested_at, requested_by)
-            .await?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = run_id();
+                self.store
+                    .insert_diagnostic_run(&id, endpoint, sweep_id, Utc::now(), requested_by)
+                    .await?;
+                id
+            }
+        };
 
         let registration = self.lwm2m.as_ref().and_then(|s| s.registration(endpoint));
         let mut reading = Reading::new(Utc::now());
@@ -116,6 +143,9 @@ impl Diagnostics {
                 let paths = diagnostic_paths(&registration.objects);
                 let composite = registration.lwm2m_version != "1.0" && paths.len() > 1;
                 read(service, endpoint, &paths, composite, wait, &mut reading).await;
+                if reading.stopped {
+                    return Err(DiagnoseError::Stopped);
+                }
                 if !reading.pending.is_empty() {
                     let this = self.clone();
                     let owned_endpoint = endpoint.to_owned();
@@ -192,6 +222,13 @@ impl Diagnostics {
             // A run where nothing answered has no values to trend.
             .filter(|s| !s.values.is_empty())
             .collect();
+        let samples = self
+            .store
+            .diagnostic_samples(endpoint, HISTORY_SAMPLES)
+            .await?
+            .iter()
+            .filter_map(|json| serde_json::from_str::<Snapshot>(json).ok())
+            .collect();
         let mut registrations: Vec<RegistrationEvent> = self
             .store
             .registration_events(endpoint, HISTORY_EVENTS)
@@ -247,6 +284,7 @@ impl Diagnostics {
             .max();
         Ok(DeviceHistory {
             snapshots,
+            samples,
             registrations,
             lifetime_secs,
             last_seen: last_seen.map(|t| t.timestamp()),
@@ -261,6 +299,8 @@ struct Reading {
     snapshot: Snapshot,
     /// Whether anything at all answered.
     answered: bool,
+    /// A request failed because the server is stopping: what was read is not a diagnosis.
+    stopped: bool,
     /// Requests waiting for a sleeping device: operation → the paths it reads.
     pending: HashMap<OperationId, Vec<Path>>,
 }
@@ -270,6 +310,7 @@ impl Reading {
         Reading {
             snapshot: Snapshot::new(at.timestamp()),
             answered: false,
+            stopped: false,
             pending: HashMap::new(),
         }
     }
@@ -390,6 +431,10 @@ async fn read(
             // No composite-capable format in common, or the device refuses it: read one by one.
             Err(ServiceError::Invalid(OpError::NotSupported { .. }))
             | Err(ServiceError::DeviceError { .. }) => {}
+            Err(ServiceError::Unavailable) => {
+                reading.stopped = true;
+                return;
+            }
             Err(error) => return reading.fail(paths, &describe(&error)),
         }
     }
@@ -411,6 +456,7 @@ async fn read(
             Ok(OpResult::Pending { operation, .. }) => {
                 reading.pending.insert(operation, vec![path]);
             }
+            Err(ServiceError::Unavailable) => reading.stopped = true,
             Err(error) => reading.fail(&[path], &describe(&error)),
         }
     }

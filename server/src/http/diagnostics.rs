@@ -32,7 +32,9 @@ pub fn routes() -> Vec<Routes> {
             .routes(routes!(sweep_detail))
             .routes(routes!(sweep_results)),
         Routes::role(Role::FieldService).routes(routes!(list_sweeps)),
-        Routes::role(Role::FleetManager).routes(routes!(start_sweep)),
+        Routes::role(Role::FleetManager)
+            .routes(routes!(start_sweep))
+            .routes(routes!(cancel_sweep)),
     ]
 }
 
@@ -51,6 +53,10 @@ impl From<DiagnoseError> for ApiError {
             DiagnoseError::UnknownDevice(endpoint) => {
                 ApiError::NotFound(format!("no device with endpoint {endpoint:?}"))
             }
+            DiagnoseError::Stopped => ApiError::Conflict {
+                code: "stopping",
+                message: "the server is stopping".into(),
+            },
             DiagnoseError::Store(error) => error.into(),
         }
     }
@@ -60,6 +66,7 @@ impl From<SweepError> for ApiError {
     fn from(error: SweepError) -> ApiError {
         match error {
             SweepError::Store(error) => error.into(),
+            SweepError::UnknownSweep(id) => ApiError::NotFound(format!("no sweep {id:?}")),
             other => ApiError::BadRequest(other.to_string()),
         }
     }
@@ -325,9 +332,10 @@ async fn start_sweep(
     principal: Principal,
     JsonBody(request): JsonBody<api_types::diagnostics::SweepRequest>,
 ) -> Result<(axum::http::StatusCode, Json<api_types::diagnostics::Sweep>), ApiError> {
-    let (filter, _) = super::devices::device_query(filter_pairs(&request.filter))?;
+    // The device list's own parser first (its messages), then the sweep's (resume uses it too).
+    super::devices::device_query(filter_pairs(&request.filter))?;
     let plan = SweepPlan {
-        filter,
+        filter: sweep::device_filter(&request.filter)?,
         filter_json: serde_json::to_string(&request.filter).map_err(|_| ApiError::Internal)?,
         rate_per_sec: request.rate_per_sec.unwrap_or(sweep::DEFAULT_RATE),
         limit: request.limit.unwrap_or(sweep::MAX_DEVICES),
@@ -339,6 +347,24 @@ async fn start_sweep(
         axum::http::StatusCode::ACCEPTED,
         Json(sweep_view(&state, stored).await?),
     ))
+}
+
+/// Cancel a running sweep: no more devices are started (those being diagnosed finish) and it is
+/// not resumed after a restart. It then shows as `interrupted`. Cancelling a sweep that is no
+/// longer running changes nothing.
+#[utoipa::path(post, path = "/diagnostics/sweeps/{id}/cancel", tag = "diagnostics",
+    params(("id" = String, Path)),
+    responses((status = 200, body = api_types::diagnostics::Sweep),
+              (status = 404, body = api_types::ErrorBody)))]
+async fn cancel_sweep(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<api_types::diagnostics::Sweep>, ApiError> {
+    let stored = service(&state)
+        .cancel_sweep(&id, &actor(&principal))
+        .await?;
+    Ok(Json(sweep_view(&state, stored).await?))
 }
 
 /// The newest sweeps (at most 50), with their counts.

@@ -1,5 +1,6 @@
-//! Persistence of remote diagnostics (migration 0006): diagnosis runs (the snapshot a device
-//! answered and the diagnosis the rules made of it, as JSON) and fleet sweeps. One SQL text
+//! Persistence of remote diagnostics (migrations 0006, 0007): diagnosis runs (the snapshot a
+//! device answered and the diagnosis the rules made of it, as JSON), fleet sweeps (resumed after
+//! a restart unless cancelled) and samples (light /3/0 reads between diagnoses). One SQL text
 //! serves both engines.
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -105,6 +106,10 @@ pub struct StoredSweep {
     pub rate_per_sec: f64,
     pub status: SweepStatus,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Most devices it may diagnose (`None`: the server's maximum).
+    pub device_limit: Option<u32>,
+    /// Who cancelled it (then `status` is `Interrupted`).
+    pub cancelled_by: Option<String>,
 }
 
 /// Counts of a sweep's runs.
@@ -163,6 +168,8 @@ struct SweepRow {
     rate_per_sec: f64,
     status: String,
     finished_at: Option<DateTime<Utc>>,
+    device_limit: Option<i64>,
+    cancelled_by: Option<String>,
 }
 
 impl TryFrom<SweepRow> for StoredSweep {
@@ -176,6 +183,8 @@ impl TryFrom<SweepRow> for StoredSweep {
             filter: row.filter,
             rate_per_sec: row.rate_per_sec,
             finished_at: row.finished_at,
+            device_limit: row.device_limit.and_then(|n| u32::try_from(n).ok()),
+            cancelled_by: row.cancelled_by,
         })
     }
 }
@@ -222,26 +231,51 @@ const SELECT_SWEEP_RUNS: &str = "SELECT id, endpoint, sweep_id, requested_at, re
 
 const COUNT_SWEEP: &str = "SELECT status, verdict, rules FROM diagnostic_runs WHERE sweep_id = $1";
 
-const INTERRUPT_PENDING_RUNS: &str = "UPDATE diagnostic_runs SET status = 'failed', \
+/// Runs left pending by a stop, except those of sweeps that will be resumed (they are diagnosed
+/// again into the same row).
+const FAIL_ORPHANED_RUNS: &str = "UPDATE diagnostic_runs SET status = 'failed', \
     completed_at = $1, error = 'the server restarted before the device answered' \
-    WHERE status = 'pending'";
+    WHERE status = 'pending' AND (sweep_id IS NULL OR sweep_id NOT IN \
+    (SELECT id FROM diagnostic_sweeps WHERE status = 'running'))";
+
+/// Every run of a sweep, for resuming it: which devices it has reached and which are pending.
+const SELECT_SWEEP_PROGRESS: &str = "SELECT id, endpoint, sweep_id, requested_at, requested_by, \
+    status, completed_at, verdict, rules, CAST(NULL AS TEXT) AS snapshot, CAST(NULL AS TEXT) AS diagnosis, error \
+    FROM diagnostic_runs WHERE sweep_id = $1 ORDER BY endpoint";
 
 const INSERT_SWEEP: &str = "INSERT INTO diagnostic_sweeps (id, created_at, created_by, filter, \
-    rate_per_sec, status) VALUES ($1, $2, $3, $4, $5, 'running')";
+    rate_per_sec, status, device_limit) VALUES ($1, $2, $3, $4, $5, 'running', $6)";
+
+const CANCEL_SWEEP: &str = "UPDATE diagnostic_sweeps SET status = 'interrupted', \
+    finished_at = $1, cancelled_by = $2 WHERE id = $3 AND status = 'running'";
 
 const FINISH_SWEEP: &str = "UPDATE diagnostic_sweeps SET status = $1, finished_at = $2 \
     WHERE id = $3 AND status = 'running'";
 
-const SWEEP_COLUMNS: &str = "id, created_at, created_by, filter, rate_per_sec, status, finished_at";
+const SWEEP_COLUMNS: &str = "id, created_at, created_by, filter, rate_per_sec, status, \
+    finished_at, device_limit, cancelled_by";
 
 const SELECT_SWEEP: &str = "SELECT id, created_at, created_by, filter, rate_per_sec, status, \
-    finished_at FROM diagnostic_sweeps WHERE id = $1";
+    finished_at, device_limit, cancelled_by FROM diagnostic_sweeps WHERE id = $1";
 
 const SELECT_SWEEPS: &str = "SELECT id, created_at, created_by, filter, rate_per_sec, status, \
-    finished_at FROM diagnostic_sweeps ORDER BY created_at DESC, id DESC LIMIT $1";
+    finished_at, device_limit, cancelled_by FROM diagnostic_sweeps \
+    ORDER BY created_at DESC, id DESC LIMIT $1";
 
-const INTERRUPT_SWEEPS: &str = "UPDATE diagnostic_sweeps SET status = 'interrupted', \
-    finished_at = $1 WHERE status = 'running'";
+const SELECT_RUNNING_SWEEPS: &str = "SELECT id, created_at, created_by, filter, rate_per_sec, \
+    status, finished_at, device_limit, cancelled_by FROM diagnostic_sweeps \
+    WHERE status = 'running' ORDER BY created_at, id";
+
+const INSERT_SAMPLE: &str = "INSERT INTO diagnostic_samples (endpoint, taken_at, reason, snapshot) \
+    VALUES ($1, $2, $3, $4)";
+
+const PRUNE_SAMPLES: &str = "DELETE FROM diagnostic_samples WHERE endpoint = $1 AND taken_at < $2";
+
+const SELECT_SAMPLES: &str = "SELECT snapshot FROM diagnostic_samples WHERE endpoint = $1 \
+    ORDER BY taken_at DESC, id DESC LIMIT $2";
+
+/// Samples older than this are deleted when the device gets a new one.
+pub const SAMPLE_RETENTION_DAYS: i64 = 30;
 
 // The column lists are spelled out in each statement so every text is a `&'static str`.
 const _: (&str, &str) = (RUN_COLUMNS, SWEEP_COLUMNS);
@@ -360,6 +394,7 @@ impl Store {
             .bind(&sweep.created_by)
             .bind(&sweep.filter)
             .bind(sweep.rate_per_sec)
+            .bind(sweep.device_limit.map(i64::from))
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;
@@ -399,20 +434,92 @@ impl Store {
         rows.into_iter().map(StoredSweep::try_from).collect()
     }
 
-    /// At start: sweeps and runs that were in flight when the server stopped cannot finish (their
-    /// tasks are gone); mark them so nobody waits for them. Returns (sweeps, runs) marked.
-    pub async fn interrupt_diagnostics(&self, at: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
-        let sweeps = on_pool!(self, pool => sqlx::query(INTERRUPT_SWEEPS)
+    /// At start: runs that were pending when the server stopped cannot finish (their tasks are
+    /// gone), except those of sweeps still running, which are resumed. Marks the others failed;
+    /// returns how many.
+    pub async fn fail_orphaned_runs(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let runs = on_pool!(self, pool => sqlx::query(FAIL_ORPHANED_RUNS)
             .bind(micros(at))
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;
-        let runs = on_pool!(self, pool => sqlx::query(INTERRUPT_PENDING_RUNS)
+        Ok(runs)
+    }
+
+    /// Sweeps still marked running (after a restart: those to resume), oldest first.
+    pub async fn running_sweeps(&self) -> Result<Vec<StoredSweep>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, SweepRow>(SELECT_RUNNING_SWEEPS)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(StoredSweep::try_from).collect()
+    }
+
+    /// Every run of a sweep in endpoint order, without snapshot and diagnosis (resume).
+    pub async fn sweep_progress(&self, sweep_id: &str) -> Result<Vec<StoredRun>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, RunRow>(SELECT_SWEEP_PROGRESS)
+            .bind(sweep_id)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(StoredRun::try_from).collect()
+    }
+
+    /// Cancels a running sweep: it stops starting devices and is not resumed after a restart.
+    /// `false` when it was not running.
+    pub async fn cancel_sweep(
+        &self,
+        id: &str,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let affected = on_pool!(self, pool => sqlx::query(CANCEL_SWEEP)
             .bind(micros(at))
+            .bind(by)
+            .bind(id)
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;
-        Ok((sweeps, runs))
+        Ok(affected > 0)
+    }
+
+    /// Stores a sample (JSON of a `Snapshot`) of `endpoint`, deleting its samples older than
+    /// [`SAMPLE_RETENTION_DAYS`].
+    pub async fn insert_diagnostic_sample(
+        &self,
+        endpoint: &str,
+        taken_at: DateTime<Utc>,
+        reason: &str,
+        snapshot: &str,
+    ) -> Result<(), StoreError> {
+        let cutoff = taken_at - chrono::Duration::days(SAMPLE_RETENTION_DAYS);
+        on_pool!(self, pool => sqlx::query(PRUNE_SAMPLES)
+            .bind(endpoint)
+            .bind(micros(cutoff))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        on_pool!(self, pool => sqlx::query(INSERT_SAMPLE)
+            .bind(endpoint)
+            .bind(micros(taken_at))
+            .bind(reason)
+            .bind(snapshot)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The newest `limit` samples of `endpoint` (JSON of `Snapshot`), newest first.
+    pub async fn diagnostic_samples(
+        &self,
+        endpoint: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(SELECT_SAMPLES)
+            .bind(endpoint)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
     }
 }
 
@@ -456,6 +563,8 @@ mod tests {
             rate_per_sec: 5.0,
             status: SweepStatus::Running,
             finished_at: None,
+            device_limit: None,
+            cancelled_by: None,
         };
         store.insert_sweep(&sweep).await.unwrap();
         store
@@ -509,19 +618,118 @@ mod tests {
         let next = store.sweep_runs("sw1", "m-1", 1).await.unwrap();
         assert_eq!(next[0].endpoint, "m-2");
 
-        // A restart interrupts what was in flight.
-        let (sweeps, runs) = store
-            .interrupt_diagnostics(t0 + Duration::hours(2))
+        // A restart fails the one-off pending run but keeps the running sweep's (resumed).
+        let sweep2 = StoredSweep {
+            id: "sw2".into(),
+            created_at: t0 + Duration::minutes(1),
+            device_limit: Some(7),
+            ..sweep.clone()
+        };
+        store.insert_sweep(&sweep2).await.unwrap();
+        let failed = store
+            .fail_orphaned_runs(t0 + Duration::hours(2))
             .await
             .unwrap();
-        assert_eq!((sweeps, runs), (1, 2));
+        assert_eq!(failed, 1);
+        assert_eq!(
+            store.diagnostic_run("r3").await.unwrap().unwrap().status,
+            RunStatus::Failed
+        );
+        assert_eq!(
+            store.diagnostic_run("r2").await.unwrap().unwrap().status,
+            RunStatus::Pending
+        );
+        let running = store.running_sweeps().await.unwrap();
+        assert_eq!(
+            running.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["sw1", "sw2"]
+        );
+        assert_eq!(running[1].device_limit, Some(7));
+        let progress = store.sweep_progress("sw1").await.unwrap();
+        assert_eq!(
+            progress
+                .iter()
+                .map(|r| (r.endpoint.as_str(), r.status))
+                .collect::<Vec<_>>(),
+            [("m-1", RunStatus::Completed), ("m-2", RunStatus::Pending)]
+        );
+
+        // A cancelled sweep is not resumed, and its pending run fails at the next start.
+        assert!(
+            store
+                .cancel_sweep("sw1", "user:carol", t0 + Duration::hours(3))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .cancel_sweep("sw1", "user:carol", t0 + Duration::hours(3))
+                .await
+                .unwrap(),
+            "only a running sweep"
+        );
         let s = store.sweep("sw1").await.unwrap().unwrap();
         assert_eq!(s.status, SweepStatus::Interrupted);
+        assert_eq!(s.cancelled_by.as_deref(), Some("user:carol"));
+        assert_eq!(s.finished_at, Some(t0 + Duration::hours(3)));
+        // Finishing it later (its task ending) does not overwrite the cancellation.
+        store
+            .finish_sweep("sw1", SweepStatus::Completed, t0 + Duration::hours(4))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sweep("sw1").await.unwrap().unwrap().status,
+            SweepStatus::Interrupted
+        );
+        assert_eq!(
+            store
+                .running_sweeps()
+                .await
+                .unwrap()
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>(),
+            ["sw2"]
+        );
+        assert_eq!(
+            store
+                .fail_orphaned_runs(t0 + Duration::hours(5))
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(
             store.diagnostic_run("r2").await.unwrap().unwrap().status,
             RunStatus::Failed
         );
-        assert_eq!(store.sweeps(5).await.unwrap().len(), 1);
+        assert_eq!(store.sweeps(5).await.unwrap().len(), 2);
+
+        // Samples: newest first, and those past the retention go when a new one arrives.
+        for (n, at) in [
+            t0 - Duration::days(SAMPLE_RETENTION_DAYS + 1),
+            t0,
+            t0 + Duration::hours(1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store
+                .insert_diagnostic_sample("m-1", at, "boot", &format!("{{\"n\":{n}}}"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.diagnostic_samples("m-1", 10).await.unwrap(),
+            ["{\"n\":2}", "{\"n\":1}"]
+        );
+        assert_eq!(store.diagnostic_samples("m-1", 1).await.unwrap().len(), 1);
+        assert!(
+            store
+                .diagnostic_samples("m-2", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     crate::store::tests::dual_backend_tests!(runs_and_sweeps);
