@@ -23,14 +23,41 @@ pub async fn raw(
     body: Option<&Json>,
     patience: Duration,
 ) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
+    send(
+        addr,
+        token,
+        method,
+        uri,
+        "application/json",
+        body.as_bytes(),
+        patience,
+    )
+    .await
+}
+
+/// One HTTP exchange with a body of any content type (CSV imports); as [`raw`].
+///
+/// # Panics
+/// On connection failures, malformed responses and a late answer (a failed test).
+#[allow(clippy::unwrap_used)]
+pub async fn send(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: &[u8],
+    patience: Duration,
+) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
         "{method} {uri} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+         content-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(patience, stream.read_to_end(&mut response))
         .await

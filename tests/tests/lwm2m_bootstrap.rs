@@ -231,6 +231,69 @@ async fn bootstrap_then_dtls_registration_with_the_new_key_then_read() {
     assert!(status.bootstrapped_at.is_some());
 }
 
+/// Factory bootstrap credentials imported by CSV (`bootstrap_psk_identity`,
+/// `bootstrap_psk_key_hex`) are cached at once and let the meter bootstrap, register and be read;
+/// a row whose bootstrap identity is another device's identity is rejected and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_credentials_imported_by_csv() {
+    let server = TestServer::start().await;
+    let taken = create_bootstrappable(&server, "meter-csv-0").await;
+    let bs = bootstrap_credentials("meter-csv-1");
+    let cached_before = server.service().bootstrap().unwrap().identities_cached();
+    let csv = format!(
+        "endpoint,serial,model,bootstrap_psk_identity,bootstrap_psk_key_hex\n\
+         meter-csv-1,SN1,EM-100,{},{}\n\
+         meter-csv-2,SN2,EM-100,{},{}\n",
+        bs.identity,
+        hex::encode(&bs.key),
+        taken.identity,
+        hex::encode(&taken.key),
+    );
+    let (status, _, body) = tests::http::send(
+        server.http_addr(),
+        TOKEN,
+        "POST",
+        "/api/v1/devices/import",
+        "text/csv",
+        csv.as_bytes(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let report: Json = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("duplicate PSK identity"), "{report}");
+    assert!(
+        !text.contains(&hex::encode(&bs.key)),
+        "no key in the report"
+    );
+    assert!(
+        server
+            .store()
+            .get_device("meter-csv-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Cached at import: the first handshake needs no store lookup.
+    assert_eq!(
+        server.service().bootstrap().unwrap().identities_cached(),
+        cached_before + 1
+    );
+    let bs_uri = format!("coaps://{}", bs_addr(&server));
+    let mut device =
+        TestDevice::start(factory_spec("meter-csv-1", &bs, bs_uri), bs_addr(&server)).await;
+    bootstrap_and_register(&server, &mut device).await;
+    eventually("active", || async {
+        (state_of(&server, "meter-csv-1").await == LifecycleState::Active).then_some(())
+    })
+    .await;
+    assert!(matches!(
+        read_battery(&server, "meter-csv-1").await,
+        Value::Integer(_)
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_bootstrap_key_and_unknown_identity_fail_the_handshake() {
     let server = TestServer::start().await;

@@ -2,8 +2,11 @@
 //! per-row report, and write the device export CSV. The store does the database half (duplicate
 //! checks against existing devices, batched inserts).
 //!
-//! Import header: `endpoint,serial,model,tags,psk_identity,psk_key_hex[,customer]`, columns found
-//! by name (any order); only endpoint, serial and model are required. Tags are `k=v;k2=v2`.
+//! Import header: `endpoint,serial,model,tags,psk_identity,psk_key_hex[,customer]
+//! [,bootstrap_psk_identity,bootstrap_psk_key_hex]`, columns found by name (any order); only
+//! endpoint, serial and model are required. Tags are `k=v;k2=v2`. The two bootstrap columns give
+//! a meter its factory bootstrap credentials (both or neither per row); PSK identities of both
+//! kinds share one namespace, in the file and in the registry.
 //! Unknown columns are ignored and listed in the report, so an export can be imported again.
 
 use std::collections::HashMap;
@@ -19,7 +22,14 @@ use super::secrets::{PskKey, SecretError};
 pub const MAX_IMPORT_ROWS: usize = 1_000_000;
 
 const REQUIRED_COLUMNS: [&str; 3] = ["endpoint", "serial", "model"];
-const OPTIONAL_COLUMNS: [&str; 4] = ["tags", "psk_identity", "psk_key_hex", "customer"];
+const OPTIONAL_COLUMNS: [&str; 6] = [
+    "tags",
+    "psk_identity",
+    "psk_key_hex",
+    "customer",
+    "bootstrap_psk_identity",
+    "bootstrap_psk_key_hex",
+];
 
 /// The export header. No key column: keys never leave the server this way.
 pub const EXPORT_HEADER: [&str; 12] = [
@@ -63,6 +73,10 @@ pub enum ImportRejection {
     BadKeyHex(String),
     #[error("psk_key_hex must be 16 to 64 bytes, got {0} bytes")]
     BadKeyLength(usize),
+    #[error("bootstrap_psk_key_hex: {0}")]
+    BadBootstrapKey(String),
+    #[error("bootstrap_psk_identity and bootstrap_psk_key_hex go together")]
+    BootstrapIncomplete,
     #[error("duplicate endpoint: already on line {first_line} of this file")]
     DuplicateEndpointInFile { first_line: u64 },
     #[error("duplicate PSK identity: already on line {first_line} of this file")]
@@ -101,6 +115,9 @@ pub struct ImportReport {
     pub ignored_columns: Vec<String>,
     /// Set when a storage error stopped the import; rows before it are stored as reported.
     pub aborted: Option<String>,
+    /// The factory bootstrap credentials (identity, key) of the stored rows, for the bootstrap
+    /// server's key cache. Never part of the API answer.
+    pub bootstrap_credentials: Vec<(String, PskKey)>,
 }
 
 impl ImportReport {
@@ -178,6 +195,8 @@ impl ImportReport {
 pub struct ImportCandidate {
     pub row: usize,
     pub device: NewDevice,
+    /// Factory bootstrap credentials (identity, key) from the bootstrap columns.
+    pub bootstrap: Option<(String, PskKey)>,
 }
 
 /// The pure half of an import: every row either rejected in `report` or listed as a candidate
@@ -197,6 +216,8 @@ struct Columns {
     psk_identity: Option<usize>,
     psk_key_hex: Option<usize>,
     customer: Option<usize>,
+    bootstrap_psk_identity: Option<usize>,
+    bootstrap_psk_key_hex: Option<usize>,
 }
 
 fn find_columns(header: &csv::StringRecord) -> Result<(Columns, Vec<String>), ImportError> {
@@ -228,6 +249,8 @@ fn find_columns(header: &csv::StringRecord) -> Result<(Columns, Vec<String>), Im
                 psk_identity: positions.get("psk_identity").copied(),
                 psk_key_hex: positions.get("psk_key_hex").copied(),
                 customer: positions.get("customer").copied(),
+                bootstrap_psk_identity: positions.get("bootstrap_psk_identity").copied(),
+                bootstrap_psk_key_hex: positions.get("bootstrap_psk_key_hex").copied(),
             },
             ignored,
         )),
@@ -273,6 +296,25 @@ pub fn restore_neutralised(text: &str) -> &str {
 
 fn optional(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// The factory bootstrap credentials of a row, if it has any.
+fn row_bootstrap(
+    record: &csv::StringRecord,
+    columns: &Columns,
+) -> Result<Option<(String, PskKey)>, ImportRejection> {
+    let identity = field(record, columns.bootstrap_psk_identity);
+    let key_hex = field(record, columns.bootstrap_psk_key_hex);
+    match (identity.is_empty(), key_hex.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => {
+            validate_psk_identity(identity).map_err(ImportRejection::Invalid)?;
+            let key = PskKey::from_hex(key_hex)
+                .map_err(|e| ImportRejection::BadBootstrapKey(e.to_string()))?;
+            Ok(Some((identity.to_owned(), key)))
+        }
+        _ => Err(ImportRejection::BootstrapIncomplete),
+    }
 }
 
 fn row_to_device(
@@ -359,31 +401,44 @@ pub fn parse_import<R: Read>(input: R) -> Result<ParsedImport, ImportError> {
         let line = record.position().map_or(line, csv::Position::line);
         // Blank lines are skipped by the csv reader; a row of empty fields is still reported.
         let endpoint = field(&record, Some(columns.endpoint)).to_owned();
-        let outcome = match row_to_device(&record, &columns) {
+        let outcome = match row_to_device(&record, &columns)
+            .and_then(|device| Ok((device, row_bootstrap(&record, &columns)?)))
+        {
             Err(rejection) => Err(rejection),
-            Ok(device) => {
+            Ok((device, bootstrap)) => {
+                let bootstrap_identity = bootstrap.as_ref().map(|(identity, _)| identity);
                 if let Some(&first_line) = endpoint_lines.get(&device.endpoint) {
                     Err(ImportRejection::DuplicateEndpointInFile { first_line })
                 } else if let Some(&first_line) = device
                     .psk_identity
-                    .as_ref()
-                    .and_then(|identity| identity_lines.get(identity))
+                    .iter()
+                    .chain(bootstrap_identity)
+                    .find_map(|identity| identity_lines.get(identity))
                 {
                     Err(ImportRejection::DuplicateIdentityInFile { first_line })
+                } else if device.psk_identity.is_some()
+                    && device.psk_identity.as_ref() == bootstrap_identity
+                {
+                    Err(ImportRejection::DuplicateIdentityInFile { first_line: line })
                 } else {
-                    Ok(device)
+                    Ok((device, bootstrap))
                 }
             }
         };
         match outcome {
-            Ok(device) => {
+            Ok((device, bootstrap)) => {
                 endpoint_lines.insert(device.endpoint.clone(), line);
-                if let Some(identity) = &device.psk_identity {
+                for identity in device
+                    .psk_identity
+                    .iter()
+                    .chain(bootstrap.as_ref().map(|(identity, _)| identity))
+                {
                     identity_lines.insert(identity.clone(), line);
                 }
                 candidates.push(ImportCandidate {
                     row: report.rows.len(),
                     device,
+                    bootstrap,
                 });
                 report.rows.push(ImportRow {
                     line,

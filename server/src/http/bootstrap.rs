@@ -216,10 +216,8 @@ pub(super) async fn set_factory_credentials(
         .store
         .set_bootstrap_credentials(endpoint, identity, &key, actor)
         .await?;
-    if let Some(bs) = state.lwm2m.as_ref().and_then(|s| s.bootstrap())
-        && let Err(error) = bs.refresh_identity(identity).await
-    {
-        tracing::warn!(%endpoint, %error, "bootstrap key stored but not cached; loaded at the device's first handshake");
+    if let Some(bs) = state.lwm2m.as_ref().and_then(|s| s.bootstrap()) {
+        bs.cache_credentials(identity, &key);
     }
     Ok(())
 }

@@ -28,8 +28,9 @@ pub fn routes() -> Vec<Routes> {
     ]
 }
 
-/// Imports devices from CSV (`endpoint,serial,model,tags,psk_identity,psk_key_hex[,customer]`,
-/// columns by name; tags as `k=v;k2=v2`). Every row gets an outcome; valid rows are stored even
+/// Imports devices from CSV (`endpoint,serial,model,tags,psk_identity,psk_key_hex[,customer]
+/// [,bootstrap_psk_identity,bootstrap_psk_key_hex]`, columns by name; tags as `k=v;k2=v2`; the
+/// bootstrap pair gives a meter its factory bootstrap credentials). Every row gets an outcome; valid rows are stored even
 /// when others are rejected. Keys generated for rows without one are in this report only.
 #[utoipa::path(post, path = "/devices/import", tag = "devices",
     request_body(content = String, content_type = "text/csv",
@@ -62,6 +63,11 @@ async fn import_devices(
         }
     }
     warm_key_cache(&state, identities.iter().map(String::as_str)).await;
+    if let Some(bs) = state.lwm2m.as_ref().and_then(|s| s.bootstrap()) {
+        for (identity, key) in &report.bootstrap_credentials {
+            bs.cache_credentials(identity, key);
+        }
+    }
     tracing::info!(
         accepted = report.accepted(),
         rejected = report.rejected(),

@@ -236,6 +236,12 @@ impl BootstrapHandle {
         self.cache.refresh(&self.shared.store, identity).await
     }
 
+    /// Caches factory bootstrap credentials just stored (device creation, import), so the
+    /// device's first bootstrap handshake finds its key without a store lookup.
+    pub fn cache_credentials(&self, identity: &str, key: &crate::fleet::secrets::PskKey) {
+        self.cache.insert(identity, key.as_bytes());
+    }
+
     /// Puts staged LwM2M-server credentials into the LwM2M key cache (rotation).
     pub fn accept_dm_credentials(&self, identity: &str, key: &[u8]) {
         self.shared.lwm2m_psk.insert(identity, key);

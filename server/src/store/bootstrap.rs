@@ -48,7 +48,7 @@ pub const AUDIT_CREDENTIALS_STAGED: &str = "credentials_staged";
 
 /// The associated data of a sealed bootstrap key: the endpoint behind a NUL (which no endpoint
 /// name contains), so a sealed bootstrap key never opens as the device's LwM2M-server key.
-fn bootstrap_aad(endpoint: &str) -> String {
+pub(super) fn bootstrap_aad(endpoint: &str) -> String {
     format!("\0bootstrap\0{endpoint}")
 }
 

@@ -28,8 +28,13 @@ const INSERT_TAGS: &str = "INSERT INTO device_tags (device_id, key, value, endpo
 
 const INSERT_AUDIT: &str = "INSERT INTO device_audit (device_id, endpoint, at, actor, action, \
     from_state, to_state, reason) \
-    SELECT u.device_id, u.endpoint, $3, $4, $5, NULL, $6, NULL \
-    FROM UNNEST($1::bigint[], $2::text[]) AS u (device_id, endpoint)";
+    SELECT u.device_id, u.endpoint, $3, $4, u.action, NULL, $5, NULL \
+    FROM UNNEST($1::bigint[], $2::text[], $6::text[]) AS u (device_id, endpoint, action)";
+
+const INSERT_BOOTSTRAP: &str = "INSERT INTO device_bootstrap (endpoint, bs_identity, \
+    bs_key_sealed, updated_at) \
+    SELECT u.endpoint, u.bs_identity, u.bs_key_sealed, $4 \
+    FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS u (endpoint, bs_identity, bs_key_sealed)";
 
 /// Inserts devices, their tags and one audit entry each, all in one transaction.
 pub(super) async fn insert_devices(
@@ -77,6 +82,7 @@ pub(super) async fn insert_devices(
     let mut tag_endpoints = Vec::new();
     let mut audit_ids = Vec::with_capacity(devices.len());
     let mut audit_endpoints = Vec::with_capacity(devices.len());
+    let mut audit_actions: Vec<&str> = Vec::with_capacity(devices.len());
     for device in devices {
         let Some(&id) = ids.get(device.endpoint.as_str()) else {
             continue;
@@ -89,6 +95,23 @@ pub(super) async fn insert_devices(
         }
         audit_ids.push(id);
         audit_endpoints.push(device.endpoint.as_str());
+        audit_actions.push(audit.action);
+    }
+    // Factory bootstrap credentials, each audited like `set_bootstrap_credentials`.
+    let mut bs_endpoints = Vec::new();
+    let mut bs_identities = Vec::new();
+    let mut bs_keys: Vec<&[u8]> = Vec::new();
+    for device in devices {
+        if let (Some((identity, sealed)), Some(&id)) =
+            (&device.bootstrap, ids.get(device.endpoint.as_str()))
+        {
+            bs_endpoints.push(device.endpoint.as_str());
+            bs_identities.push(identity.as_str());
+            bs_keys.push(sealed.as_slice());
+            audit_ids.push(id);
+            audit_endpoints.push(device.endpoint.as_str());
+            audit_actions.push(super::bootstrap::AUDIT_BOOTSTRAP_CREDENTIALS);
+        }
     }
     if !tag_ids.is_empty() {
         sqlx::query(INSERT_TAGS)
@@ -99,13 +122,22 @@ pub(super) async fn insert_devices(
             .execute(&mut *tx)
             .await?;
     }
+    if !bs_endpoints.is_empty() {
+        sqlx::query(INSERT_BOOTSTRAP)
+            .bind(bs_endpoints)
+            .bind(bs_identities)
+            .bind(bs_keys)
+            .bind(audit.at)
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query(INSERT_AUDIT)
         .bind(audit_ids)
         .bind(audit_endpoints)
         .bind(audit.at)
         .bind(audit.actor)
-        .bind(audit.action)
         .bind(registered)
+        .bind(audit_actions)
         .execute(&mut *tx)
         .await?;
     tx.commit().await

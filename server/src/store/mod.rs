@@ -213,13 +213,16 @@ fn unique_violation(error: &sqlx::Error) -> Option<UniqueField> {
         return None;
     }
     let text = format!("{} {}", db.constraint().unwrap_or(""), db.message());
-    Some(if text.contains("psk_identity") {
-        UniqueField::PskIdentity
-    } else if text.contains("endpoint") {
-        UniqueField::Endpoint
-    } else {
-        UniqueField::Other
-    })
+    // `bs_identity`: a factory bootstrap identity (the same namespace as device identities).
+    Some(
+        if text.contains("psk_identity") || text.contains("bs_identity") {
+            UniqueField::PskIdentity
+        } else if text.contains("endpoint") {
+            UniqueField::Endpoint
+        } else {
+            UniqueField::Other
+        },
+    )
 }
 
 fn validate_reason(
@@ -269,6 +272,7 @@ fn prepare_device(
             security_mode: new.security_mode,
             psk_identity,
             psk_key_sealed,
+            bootstrap: None,
         },
         generated,
     ))
@@ -873,13 +877,24 @@ impl Store {
             .map(|c| c.device.endpoint.as_str())
             .collect();
         let taken_endpoints = self.existing(ExistingColumn::Endpoint, &endpoints).await?;
+        // Device and bootstrap identities share one namespace: each is checked against both.
         let identities: Vec<&str> = candidates
             .iter()
-            .filter_map(|c| c.device.psk_identity.as_deref())
+            .flat_map(|c| {
+                c.device
+                    .psk_identity
+                    .as_deref()
+                    .into_iter()
+                    .chain(c.bootstrap.as_ref().map(|(identity, _)| identity.as_str()))
+            })
             .collect();
-        let taken_identities = self
+        let mut taken_identities = self
             .existing(ExistingColumn::PskIdentity, &identities)
             .await?;
+        taken_identities.extend(
+            self.existing(ExistingColumn::BootstrapIdentity, &identities)
+                .await?,
+        );
 
         let mut prepared = Vec::with_capacity(candidates.len());
         let mut pending = Vec::with_capacity(candidates.len());
@@ -889,8 +904,9 @@ impl Store {
             } else if candidate
                 .device
                 .psk_identity
-                .as_ref()
-                .is_some_and(|identity| taken_identities.contains(identity))
+                .iter()
+                .chain(candidate.bootstrap.as_ref().map(|(identity, _)| identity))
+                .any(|identity| taken_identities.contains(identity))
             {
                 Some(ImportRejection::DuplicateIdentityInDatabase)
             } else {
@@ -902,9 +918,15 @@ impl Store {
                 }
                 continue;
             }
-            let (device, generated) = prepare_device(&self.server_key, candidate.device)?;
+            let (mut device, generated) = prepare_device(&self.server_key, candidate.device)?;
+            if let Some((identity, key)) = &candidate.bootstrap {
+                let sealed = self
+                    .server_key
+                    .seal_psk(&bootstrap::bootstrap_aad(&device.endpoint), key)?;
+                device.bootstrap = Some((identity.clone(), sealed));
+            }
             prepared.push(device);
-            pending.push((candidate.row, generated));
+            pending.push((candidate.row, generated, candidate.bootstrap));
         }
 
         let actor = actor.to_string();
@@ -919,17 +941,21 @@ impl Store {
         {
             match on_backend!(self, b => b.insert_devices(devices, &audit).await) {
                 Ok(()) => {
-                    for (device, (row, generated)) in devices.iter().zip(meta) {
+                    for (device, (row, generated, bootstrap)) in devices.iter().zip(meta) {
                         accept(&mut report, *row, device, generated.clone());
+                        report.bootstrap_credentials.extend(bootstrap.clone());
                     }
                 }
                 // Someone created one of these devices since the duplicate check: store the
                 // batch row by row to find out which.
                 Err(error) if unique_violation(&error).is_some() => {
-                    for (device, (row, generated)) in devices.iter().zip(meta) {
+                    for (device, (row, generated, bootstrap)) in devices.iter().zip(meta) {
                         match on_backend!(self, b => b.insert_devices(std::slice::from_ref(device), &audit).await)
                         {
-                            Ok(()) => accept(&mut report, *row, device, generated.clone()),
+                            Ok(()) => {
+                                accept(&mut report, *row, device, generated.clone());
+                                report.bootstrap_credentials.extend(bootstrap.clone());
+                            }
                             Err(error) => {
                                 let rejection = match unique_violation(&error) {
                                     Some(UniqueField::PskIdentity) => {

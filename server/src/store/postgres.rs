@@ -291,7 +291,9 @@ impl PostgresBackend {
         let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql::existing_values(
             column,
             values.len(),
-        )));
+        )))
+        // One text per batch size: not worth a place in the connection's statement cache.
+        .persistent(false);
         for value in values {
             query = query.bind(*value);
         }

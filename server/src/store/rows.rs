@@ -148,6 +148,9 @@ pub(crate) struct PreparedDevice {
     pub security_mode: SecurityMode,
     pub psk_identity: Option<String>,
     pub psk_key_sealed: Option<Vec<u8>>,
+    /// Factory bootstrap credentials: identity and sealed key (imports), stored in the same
+    /// transaction as the device.
+    pub bootstrap: Option<(String, Vec<u8>)>,
 }
 
 /// The audit entry written with each inserted device.

@@ -78,6 +78,11 @@ pub(crate) const INSERT_AUDIT_HEAD: &str = "INSERT INTO device_audit (device_id,
     actor, action, from_state, to_state, reason) ";
 pub(crate) const INSERT_AUDIT_PARAMS: usize = 8;
 
+/// Factory bootstrap credentials inserted with imported devices.
+pub(crate) const INSERT_BOOTSTRAP_HEAD: &str =
+    "INSERT INTO device_bootstrap (endpoint, bs_identity, bs_key_sealed, updated_at) ";
+pub(crate) const INSERT_BOOTSTRAP_PARAMS: usize = 4;
+
 /// Most bound values in one statement: under SQLite's 32,766 and PostgreSQL's 65,535.
 pub(crate) const MAX_PARAMS: usize = 30_000;
 
@@ -269,13 +274,14 @@ pub(crate) fn list_audit(device_id: Option<i64>, before: Option<i64>, limit: u32
 
 /// `SELECT <column> FROM devices WHERE <column> IN ($1, …, $n)`.
 pub(crate) fn existing_values(column: ExistingColumn, count: usize) -> String {
-    let column = match column {
-        ExistingColumn::Endpoint => "endpoint",
-        ExistingColumn::PskIdentity => "psk_identity",
+    let (table, column) = match column {
+        ExistingColumn::Endpoint => ("devices", "endpoint"),
+        ExistingColumn::PskIdentity => ("devices", "psk_identity"),
+        ExistingColumn::BootstrapIdentity => ("device_bootstrap", "bs_identity"),
     };
     let placeholders: Vec<String> = (1..=count).map(|n| format!("${n}")).collect();
     format!(
-        "SELECT {column} FROM devices WHERE {column} IN ({})",
+        "SELECT {column} FROM {table} WHERE {column} IN ({})",
         placeholders.join(", ")
     )
 }
@@ -284,6 +290,8 @@ pub(crate) fn existing_values(column: ExistingColumn, count: usize) -> String {
 pub(crate) enum ExistingColumn {
     Endpoint,
     PskIdentity,
+    /// Factory bootstrap identities (`device_bootstrap`), the same namespace as `PskIdentity`.
+    BootstrapIdentity,
 }
 
 #[cfg(test)]

@@ -26,6 +26,12 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 use crate::fleet::lifecycle::LifecycleState;
 use crate::fleet::registry::Connectivity;
 
+/// SQLite page cache per connection, KiB (SQLite's default is 2,000).
+const SQLITE_CACHE_KIB: u32 = 1024;
+/// Prepared statements kept per connection (sqlx's default is 100; each costs tens of KiB of
+/// SQLite heap, and the pool's connections each prepare their own).
+const SQLITE_STATEMENT_CACHE: usize = 32;
+
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteBackend {
     /// Visible to sibling store modules (e.g. the LwM2M persistence) that run their own SQL.
@@ -43,7 +49,11 @@ impl SqliteBackend {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(options.busy_timeout);
+            .busy_timeout(options.busy_timeout)
+            // Memory bounds (see ARCHITECTURE.md, "Memory"): the page cache per connection and
+            // the prepared statements kept per connection are what SQLite's heap grows with.
+            .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
+            .statement_cache_capacity(SQLITE_STATEMENT_CACHE);
         let in_memory = connect.get_filename().as_os_str() == ":memory:";
         if !in_memory {
             // "Created on first start" includes the directory the file lives in.
@@ -330,7 +340,9 @@ impl SqliteBackend {
         let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql::existing_values(
             column,
             values.len(),
-        )));
+        )))
+        // One text per batch size: not worth a place in the connection's statement cache.
+        .persistent(false);
         for value in values {
             query = query.bind(*value);
         }
@@ -368,7 +380,12 @@ impl SqliteBackend {
                     .push_bind(audit.at);
             });
             insert.push(" RETURNING id, endpoint");
-            let returned: Vec<(i64, String)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+            // Texts vary with the batch size: kept out of the connection's statement cache.
+            let returned: Vec<(i64, String)> = insert
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await?;
             ids.extend(returned.into_iter().map(|(id, endpoint)| (endpoint, id)));
         }
         let tags: Vec<(i64, &str, &str, &str)> = devices
@@ -388,7 +405,7 @@ impl SqliteBackend {
                     .push_bind(value)
                     .push_bind(endpoint);
             });
-            insert.build().execute(&mut *tx).await?;
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         let audited: Vec<(i64, &str)> = devices
             .iter()
@@ -397,19 +414,50 @@ impl SqliteBackend {
                     .map(|&id| (id, d.endpoint.as_str()))
             })
             .collect();
+        // Factory bootstrap credentials, each audited like `set_bootstrap_credentials`.
+        let bootstrap: Vec<(i64, &str, &str, &[u8])> = devices
+            .iter()
+            .filter_map(|d| {
+                let (identity, sealed) = d.bootstrap.as_ref()?;
+                let id = *ids.get(d.endpoint.as_str())?;
+                Some((
+                    id,
+                    d.endpoint.as_str(),
+                    identity.as_str(),
+                    sealed.as_slice(),
+                ))
+            })
+            .collect();
+        for chunk in bootstrap.chunks(sql::MAX_PARAMS / sql::INSERT_BOOTSTRAP_PARAMS) {
+            let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_BOOTSTRAP_HEAD);
+            insert.push_values(chunk, |mut row, &(_, endpoint, identity, sealed)| {
+                row.push_bind(endpoint)
+                    .push_bind(identity)
+                    .push_bind(sealed)
+                    .push_bind(audit.at);
+            });
+            insert.build().persistent(false).execute(&mut *tx).await?;
+        }
+        let audited = audited
+            .into_iter()
+            .map(|(id, endpoint)| (id, endpoint, audit.action))
+            .chain(bootstrap.iter().map(|&(id, endpoint, _, _)| {
+                (id, endpoint, super::bootstrap::AUDIT_BOOTSTRAP_CREDENTIALS)
+            }))
+            .collect::<Vec<_>>();
         for chunk in audited.chunks(sql::MAX_PARAMS / sql::INSERT_AUDIT_PARAMS) {
             let mut insert = QueryBuilder::<Sqlite>::new(sql::INSERT_AUDIT_HEAD);
-            insert.push_values(chunk, |mut row, &(id, endpoint)| {
+            insert.push_values(chunk, |mut row, &(id, endpoint, action)| {
                 row.push_bind(id)
                     .push_bind(endpoint)
                     .push_bind(audit.at)
                     .push_bind(audit.actor)
-                    .push_bind(audit.action)
+                    .push_bind(action)
                     .push_bind(None::<&str>)
                     .push_bind(registered)
                     .push_bind(None::<&str>);
             });
-            insert.build().execute(&mut *tx).await?;
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await
     }

@@ -119,6 +119,7 @@ dual_backend_tests!(
     case_fleet_audit_pages_newest_first,
     case_registration_connectivity_and_firmware,
     case_import_report_covers_every_reason,
+    case_import_with_bootstrap_credentials,
     case_import_crosses_batches,
     case_export_has_no_keys,
     case_credentials_pages_hold_only_live_keys,
@@ -1019,6 +1020,134 @@ async fn case_registration_connectivity_and_firmware(store: Store) {
         store.set_firmware_version("meter-404", "1").await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// The bootstrap columns: stored sealed in the same transaction as the device, audited, given
+/// back by identity; both-or-neither per row; one identity namespace with device identities, in
+/// the file and against the registry (device identities and bootstrap identities).
+async fn case_import_with_bootstrap_credentials(store: Store) {
+    store
+        .create_device(psk_device("meter-db", "id-db", KEY_A), &alice())
+        .await
+        .unwrap();
+    store
+        .set_bootstrap_credentials(
+            "meter-db",
+            "bs-db",
+            &PskKey::from_hex(KEY_B).unwrap(),
+            &alice(),
+        )
+        .await
+        .unwrap();
+    let csv = format!(
+        "endpoint,serial,model,bootstrap_psk_identity,bootstrap_psk_key_hex\n\
+         meter-1,SN1,EM-100,bs-1,{KEY_A}\n\
+         meter-2,SN2,EM-100,,\n\
+         meter-3,SN3,EM-100,bs-3,\n\
+         meter-4,SN4,EM-100,,{KEY_A}\n\
+         meter-5,SN5,EM-100,bs-1,{KEY_B}\n\
+         meter-6,SN6,EM-100,bs-db,{KEY_B}\n\
+         meter-7,SN7,EM-100,id-db,{KEY_B}\n\
+         meter-8,SN8,EM-100,bs-8,00ff\n\
+         meter-9,SN9,EM-100,bs-9,{KEY_B}\n"
+    );
+    let report = store.import_csv(csv.as_bytes(), &alice()).await.unwrap();
+    assert!(report.aborted.is_none());
+    let outcome = |line: u64| {
+        report
+            .rows
+            .iter()
+            .find(|r| r.line == line)
+            .map(|r| r.outcome.clone())
+            .unwrap()
+    };
+    let rejected = |line: u64| match outcome(line) {
+        ImportOutcome::Rejected(reason) => reason,
+        other => panic!("line {line}: {other:?}"),
+    };
+    for line in [2, 3, 10] {
+        assert!(
+            matches!(outcome(line), ImportOutcome::Accepted { .. }),
+            "line {line}: {:?}",
+            outcome(line)
+        );
+    }
+    assert_eq!(rejected(4), ImportRejection::BootstrapIncomplete);
+    assert_eq!(rejected(5), ImportRejection::BootstrapIncomplete);
+    assert_eq!(
+        rejected(6),
+        ImportRejection::DuplicateIdentityInFile { first_line: 2 }
+    );
+    assert_eq!(rejected(7), ImportRejection::DuplicateIdentityInDatabase);
+    assert_eq!(rejected(8), ImportRejection::DuplicateIdentityInDatabase);
+    assert!(matches!(rejected(9), ImportRejection::BadBootstrapKey(_)));
+    assert_eq!((report.accepted(), report.rejected()), (3, 6));
+    // The report carries the keys for the bootstrap key cache (not the API answer).
+    let mut cached: Vec<(String, String)> = report
+        .bootstrap_credentials
+        .iter()
+        .map(|(identity, key)| (identity.clone(), key.to_hex()))
+        .collect();
+    cached.sort();
+    assert_eq!(
+        cached,
+        [
+            ("bs-1".to_owned(), KEY_A.to_owned()),
+            ("bs-9".to_owned(), KEY_B.to_owned())
+        ]
+    );
+
+    let stored = store.bootstrap_credentials("bs-1").await.unwrap().unwrap();
+    assert_eq!(stored.endpoint, "meter-1");
+    assert_eq!(stored.key.to_hex(), KEY_A);
+    assert_eq!(
+        store
+            .bootstrap_credentials("bs-9")
+            .await
+            .unwrap()
+            .unwrap()
+            .endpoint,
+        "meter-9"
+    );
+    // Rejected rows stored nothing; the registry's bootstrap identity still belongs to meter-db.
+    assert!(store.bootstrap_credentials("bs-8").await.unwrap().is_none());
+    assert!(store.get_device("meter-6").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .bootstrap_credentials("bs-db")
+            .await
+            .unwrap()
+            .unwrap()
+            .endpoint,
+        "meter-db"
+    );
+    // meter-2 has no bootstrap credentials, meter-1's are audited.
+    assert!(store.bootstrap_status("meter-2").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .bootstrap_status("meter-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .bootstrap_identity,
+        "bs-1"
+    );
+    let audit = store
+        .device_audit(
+            "meter-1",
+            AuditPageRequest {
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.entries.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"imported"), "{actions:?}");
+    assert!(
+        actions.contains(&super::bootstrap::AUDIT_BOOTSTRAP_CREDENTIALS),
+        "{actions:?}"
+    );
 }
 
 async fn case_import_report_covers_every_reason(store: Store) {
