@@ -297,9 +297,11 @@ pub struct RunArgs {
     /// Start by factory bootstrap: each meter opens a DTLS session to this bootstrap server with
     /// its factory credential (identity --bootstrap-identity-prefix + endpoint name, key derived
     /// from --psk-secret), receives its LwM2M server account (URI, PSK identity and key) and
-    /// registers there; --server must be coaps://. With --api the meters are created with their
-    /// factory credential (the server generates the DM keys). Example: --bootstrap
-    /// coaps://127.0.0.1:5784
+    /// registers there; --server must be coaps:// too. With --api the meters are created with
+    /// their factory credential (the server generates the DM keys). A coap:// bootstrap server
+    /// (NoSec, with a coap:// --server) is asked in clear and must deliver a NoSec account; with
+    /// --api such meters are created as NoSec devices (the server's bootstrap configuration for
+    /// them must name a coap:// server). Example: --bootstrap coaps://127.0.0.1:5784
     #[arg(long, value_name = "URI")]
     pub bootstrap: Option<String>,
     /// Factory bootstrap identities are this prefix followed by the endpoint name.
@@ -613,11 +615,17 @@ impl RunArgs {
             return Ok(None);
         };
         let (server, bs_secure) = parse_server_uri(uri)?;
-        if !secure || !bs_secure {
-            return Err("--bootstrap needs coaps:// for both --bootstrap and --server".into());
+        if secure != bs_secure {
+            // The bootstrap server hands out an account of the device's own security mode: a
+            // NoSec meter gets a coap:// account, a PSK one a coaps:// account.
+            return Err(
+                "--bootstrap and --server must both be coap:// (NoSec) or both coaps:// (PSK)"
+                    .into(),
+            );
         }
         Ok(Some(BootstrapSettings {
             server,
+            secure,
             identity_prefix: self.bootstrap_identity_prefix.clone(),
             secret: self.naming.psk_secret.clone(),
         }))
@@ -778,5 +786,28 @@ mod tests {
         };
         let err = args.fleet_config(0.0).err().unwrap_or_default();
         assert!(err.contains("--loss"), "{err}");
+    }
+
+    #[test]
+    fn bootstrap_in_clear_or_over_dtls_never_mixed() {
+        let config = |server: &str, bootstrap: &str| {
+            RunArgs::parse_from_options(["--server", server, "--bootstrap", bootstrap])
+                .unwrap()
+                .fleet_config(0.0)
+        };
+        let nosec = config("coap://127.0.0.1:5683", "coap://127.0.0.1:5783").unwrap();
+        let bs = nosec.meter.bootstrap.unwrap();
+        assert!(!bs.secure);
+        assert_eq!(bs.server.port(), 5783);
+        assert_eq!(nosec.meter.security, Security::NoSec);
+        let psk = config("coaps://127.0.0.1:5684", "coaps://127.0.0.1:5784").unwrap();
+        assert!(psk.meter.bootstrap.unwrap().secure);
+        for (server, bootstrap) in [
+            ("coap://127.0.0.1:5683", "coaps://127.0.0.1:5784"),
+            ("coaps://127.0.0.1:5684", "coap://127.0.0.1:5783"),
+        ] {
+            let err = config(server, bootstrap).err().unwrap_or_default();
+            assert!(err.contains("--bootstrap"), "{err}");
+        }
     }
 }

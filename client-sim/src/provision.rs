@@ -308,8 +308,9 @@ pub struct ProvisionPlan {
     pub security: Security,
     /// The profiles (for each meter's model and serial number in the registry).
     pub profiles: ProfileParams,
-    /// Factory bootstrap (`--bootstrap`): the meters are created with their factory credential
-    /// (PUT as `bootstrap_psk_identity` / `bootstrap_psk_key_hex`); the server makes the DM keys.
+    /// Factory bootstrap (`--bootstrap`): over coaps:// the meters are created with their factory
+    /// credential (PUT as `bootstrap_psk_identity` / `bootstrap_psk_key_hex`) and the server makes
+    /// the DM keys; over coap:// they are plain NoSec devices.
     pub bootstrap: Option<crate::meter::BootstrapSettings>,
 }
 
@@ -370,7 +371,8 @@ pub fn provision(
                 Some((identity, key))
             }
         };
-        let bootstrap = plan.bootstrap.as_ref().map(|bs| {
+        // A NoSec fleet bootstraps in clear: the device is a plain NoSec one.
+        let bootstrap = plan.bootstrap.as_ref().filter(|bs| bs.secure).map(|bs| {
             let identity = format!("{}{endpoint}", bs.identity_prefix);
             let key = hex(&psk_key(&bs.secret, &identity));
             (identity, key)

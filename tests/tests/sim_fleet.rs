@@ -118,6 +118,7 @@ struct Ferrite {
     http: SocketAddr,
     coap: SocketAddr,
     coaps: SocketAddr,
+    bs_coap: SocketAddr,
     bs_coaps: SocketAddr,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -145,7 +146,7 @@ impl Ferrite {
             .unwrap()
             .local_addr()
             .unwrap();
-        let (coap, coaps, bs_coaps) = (free_udp(), free_udp(), free_udp());
+        let (coap, coaps, bs_coap, bs_coaps) = (free_udp(), free_udp(), free_udp(), free_udp());
         let log = dir.path().join("ferrite.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let key: String = (0..32).map(|i| format!("{:02x}", i * 7 + 3)).collect();
@@ -163,7 +164,7 @@ impl Ferrite {
             .env("FERRITE_HTTP_ADDR", http.to_string())
             .env("FERRITE_COAP_ADDR", coap.to_string())
             .env("FERRITE_COAPS_ADDR", coaps.to_string())
-            .env("FERRITE_BS_COAP_ADDR", free_udp().to_string())
+            .env("FERRITE_BS_COAP_ADDR", bs_coap.to_string())
             .env("FERRITE_BS_COAPS_ADDR", bs_coaps.to_string())
             .env("FERRITE_NOSEC", "true")
             .stdout(log_file.try_clone().unwrap())
@@ -176,6 +177,7 @@ impl Ferrite {
             http,
             coap,
             coaps,
+            bs_coap,
             bs_coaps,
             log,
             _dir: dir,
@@ -250,11 +252,16 @@ impl Ferrite {
 
 /// One HTTP exchange with the API (JSON in, JSON out).
 async fn post(http: SocketAddr, path: &str, body: Json) -> (u16, Json) {
+    exchange(http, "POST", path, body).await
+}
+
+/// One HTTP exchange with the API by `method` (JSON in, JSON out).
+async fn exchange(http: SocketAddr, method: &'static str, path: &str, body: Json) -> (u16, Json) {
     let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
     let path = path.to_owned();
     let answer = tokio::task::spawn_blocking(move || {
         api.request(
-            "POST",
+            method,
             &path,
             "application/json",
             body.to_string().as_bytes(),
@@ -976,6 +983,98 @@ async fn meters_bootstrap_with_factory_credentials_then_register() {
     assert_eq!(report.stats.bootstrap_failures, 0, "{:?}", report.stats);
     assert_eq!(report.stats.registrations, 6, "{:?}", report.stats);
     assert_eq!(report.stats.register_failures, 0, "{:?}", report.stats);
+    assert!(server.log_text().matches("panicked").count() == 0);
+}
+
+/// `ferrite-sim --bootstrap coap://…` with `--server coap://…`: NoSec meters (created through
+/// the API as plain NoSec devices) ask the NoSec bootstrap socket in clear, receive the coap://
+/// account of the server's default bootstrap configuration (set to NoSec through the API),
+/// register with it and answer reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nosec_meters_bootstrap_in_clear_then_register() {
+    let server = Ferrite::start().await;
+    let http = server.http;
+    let dir = tempfile::tempdir().unwrap();
+    let (status, body) = exchange(
+        http,
+        "PUT",
+        "/api/v1/bootstrap/configs/default",
+        json!({
+            "group": "default",
+            "server_uri": format!("coap://{}", server.coap),
+            "security_mode": "nosec",
+            "lifetime_secs": 300,
+            "binding": "U",
+            "short_server_id": 9,
+            "notification_storing": true,
+        }),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let args = RunArgs::parse_from_options([
+        "--server",
+        format!("coap://{}", server.coap).as_str(),
+        "--bootstrap",
+        format!("coap://{}", server.bs_coap).as_str(),
+        "--meters",
+        "6",
+        "--endpoint-prefix",
+        "sfbn-",
+        "--lwm2m",
+        "mix",
+        "--problem-share",
+        "0",
+        "--queue-share",
+        "0",
+        "--workers",
+        "1",
+        "--progress",
+        "none",
+        "--ledger",
+        dir.path().join("ledger.jsonl").to_str().unwrap(),
+    ])
+    .unwrap();
+    let config = args.fleet_config(unix_now()).unwrap();
+    let truth = GroundTruth::of_fleet(&config.profiles, config.meters, "sfbn-");
+    let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
+    let plan = args.provision_plan(&config);
+    let (first, again) = tokio::task::spawn_blocking(move || {
+        (
+            provision(&api, &plan, &|_, _| {}).unwrap(),
+            provision(&api, &plan, &|_, _| {}).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!((first.created, again.reused), (6, 6));
+    let fleet = Fleet::start(config).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fleet.stats().registrations < 6 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (ep, meter) in &truth.endpoints {
+        let body = read_until(http, ep, &["/3/0/0", "/3/0/1", "/1/0/0"], |b| {
+            value_of(b, "/3/0/1") == meter.model
+        })
+        .await;
+        assert_eq!(
+            value_of(&body, "/3/0/0"),
+            "Ferrite Sim Meters",
+            "{ep}: {body}"
+        );
+        // The Server instance the bootstrap wrote: the configuration's short server ID.
+        assert_eq!(value_of(&body, "/1/0/0"), 9, "{ep}: {body}");
+    }
+    fleet.stop();
+    let report = tokio::task::spawn_blocking(move || fleet.join())
+        .await
+        .unwrap();
+    eprintln!("{:?}", report.stats);
+    assert_eq!(report.stats.bootstraps, 6, "{:?}", report.stats);
+    assert_eq!(report.stats.bootstrap_failures, 0, "{:?}", report.stats);
+    assert_eq!(report.stats.registrations, 6, "{:?}", report.stats);
+    assert_eq!(report.stats.register_failures, 0, "{:?}", report.stats);
+    assert_eq!(report.stats.handshakes, 0, "{:?}", report.stats);
     assert!(server.log_text().matches("panicked").count() == 0);
 }
 

@@ -140,11 +140,14 @@ impl MeterSettings {
 /// (identity `identity_prefix` + endpoint name, key derived from `secret` like the DM keys),
 /// sends Bootstrap-Request, takes the Security and Server instances the server writes, and after
 /// Bootstrap-Finish registers with the LwM2M server and the PSK it was given. The account is kept
-/// across restarts (it is in the meter's flash).
+/// across restarts (it is in the meter's flash). A NoSec fleet (`secure` false) does the same in
+/// clear and must be given a NoSec (`coap://`) account; the factory credential is then unused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootstrapSettings {
-    /// The bootstrap server (its CoAPS address).
+    /// The bootstrap server (its CoAPS address, or its CoAP address for a NoSec fleet).
     pub server: SocketAddr,
+    /// Over DTLS (`coaps://`, the fleet is PSK) or in clear (`coap://`, the fleet is NoSec).
+    pub secure: bool,
     /// Put before the endpoint name to form the factory PSK identity.
     pub identity_prefix: String,
     /// The secret the factory keys are derived from.
@@ -395,7 +398,7 @@ impl SimMeter {
     /// delivered by bootstrap), which a `coaps://` firmware pull authenticates with; `None` for a
     /// NoSec meter or one still waiting for its bootstrap.
     pub fn dm_credential(&self, settings: &MeterSettings) -> Option<PskCredential> {
-        if let Some(dm) = &self.dm {
+        if let Some(dm) = self.dm.as_ref().filter(|dm| !dm.identity.is_empty()) {
             return Some(PskCredential {
                 identity: dm.identity.clone(),
                 key: dm.key.clone(),
@@ -673,8 +676,13 @@ impl SimMeter {
                 return;
             }
         };
+        let secure = matches!(ctx.settings.security, Security::Psk { .. });
         match crate::fleet::parse_server_uri(&account.server_uri) {
-            Ok((server, true)) if !account.identity.is_empty() => {
+            // The account must be of the fleet's own kind: a PSK one with its identity for a
+            // DTLS fleet, a coap:// one for a NoSec fleet.
+            Ok((server, uri_secure))
+                if uri_secure == secure && secure != account.identity.is_empty() =>
+            {
                 Stats::inc(&ctx.stats.bootstraps);
                 self.dm = Some(Box::new(DmAccount {
                     server,
@@ -689,8 +697,8 @@ impl SimMeter {
                 self.retry_at = Some(now);
             }
             _ => {
-                // A NoSec account or an unusable URI: this simulator only does DTLS after
-                // bootstrap; try the whole bootstrap again later.
+                // An account of the other kind or an unusable URI: try the whole bootstrap
+                // again later.
                 Stats::inc(&ctx.stats.bootstrap_failures);
                 self.dtls = None;
                 self.schedule_retry(now);
