@@ -329,6 +329,48 @@ async fn wrong_bootstrap_key_and_unknown_identity_fail_the_handshake() {
     );
 }
 
+/// Replacing a device's factory bootstrap credentials (`PUT /devices/{ep}/bootstrap`) makes
+/// the old ones fail at once (not at the next restart), and the new ones work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_bootstrap_credentials_stop_working() {
+    let server = TestServer::start().await;
+    let old = create_bootstrappable(&server, "meter-bs-r").await;
+    let new = Credentials {
+        identity: "bs-meter-bs-r-2".into(),
+        key: vec![0x5a; 16],
+    };
+    let (status, body) = http(
+        server.http_addr(),
+        "PUT",
+        "/api/v1/devices/meter-bs-r/bootstrap",
+        Some(json!({
+            "psk_identity": new.identity,
+            "psk_key_hex": hex::encode(&new.key),
+        })),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let bs_uri = format!("coaps://{}", bs_addr(&server));
+    let mut device = TestDevice::start(
+        factory_spec("meter-bs-r", &old, bs_uri.clone()),
+        bs_addr(&server),
+    )
+    .await;
+    device.bootstrap();
+    device
+        .expect("handshake failure", |e| match e {
+            DevEvent::DtlsClosed(_) => Some(()),
+            DevEvent::Bootstrap(BootstrapOutcome::Finished { .. }) => {
+                panic!("bootstrapped with replaced credentials")
+            }
+            _ => None,
+        })
+        .await;
+    let mut device =
+        TestDevice::start(factory_spec("meter-bs-r", &new, bs_uri), bs_addr(&server)).await;
+    bootstrap_and_register(&server, &mut device).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_devices_bootstrap_identity_is_refused() {
     let server = TestServer::start().await;

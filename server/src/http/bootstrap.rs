@@ -212,11 +212,14 @@ pub(super) async fn set_factory_credentials(
 ) -> Result<(), ApiError> {
     let key = PskKey::from_hex(key_hex)
         .map_err(|e| ApiError::BadRequest(format!("bootstrap_psk_key_hex: {e}")))?;
-    state
+    let replaced = state
         .store
         .set_bootstrap_credentials(endpoint, identity, &key, actor)
         .await?;
     if let Some(bs) = state.lwm2m.as_ref().and_then(|s| s.bootstrap()) {
+        if let Some(old) = &replaced {
+            bs.forget_identity(old);
+        }
         bs.cache_credentials(identity, &key);
     }
     Ok(())

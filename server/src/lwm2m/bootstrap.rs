@@ -242,6 +242,11 @@ impl BootstrapHandle {
         self.cache.insert(identity, key.as_bytes());
     }
 
+    /// Drops a replaced factory bootstrap identity from the key cache: its next handshake fails.
+    pub fn forget_identity(&self, identity: &str) {
+        self.cache.remove(identity);
+    }
+
     /// Puts staged LwM2M-server credentials into the LwM2M key cache (rotation).
     pub fn accept_dm_credentials(&self, identity: &str, key: &[u8]) {
         self.shared.lwm2m_psk.insert(identity, key);

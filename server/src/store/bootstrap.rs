@@ -375,19 +375,26 @@ impl Store {
     }
 
     /// Gives `endpoint` its factory bootstrap credentials (replacing earlier ones), audited.
-    /// Refused for decommissioned devices; the identity must be unused.
+    /// Refused for decommissioned devices; the identity must be unused. Returns the identity the
+    /// new credentials replaced, if it differs (the caller drops it from the key cache: a
+    /// replaced factory key stops working at once).
     pub async fn set_bootstrap_credentials(
         &self,
         endpoint: &str,
         identity: &str,
         key: &PskKey,
         actor: &Actor,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         registry::validate_psk_identity(identity)?;
         let (_, state) = self.current_state(endpoint).await?;
         if state == LifecycleState::Decommissioned {
             return Err(StoreError::CredentialsRevoked(endpoint.to_owned()));
         }
+        let replaced = self
+            .bootstrap_status(endpoint)
+            .await?
+            .map(|status| status.bootstrap_identity)
+            .filter(|old| old != identity);
         // One namespace for DTLS identities: a bootstrap identity never equals a device's.
         if self.psk_credentials(identity).await?.is_some() {
             return Err(StoreError::DuplicateIdentity(identity.to_owned()));
@@ -409,7 +416,8 @@ impl Store {
             Err(error) => return Err(error.into()),
         }
         self.audit_note(endpoint, actor, AUDIT_BOOTSTRAP_CREDENTIALS, None)
-            .await
+            .await?;
+        Ok(replaced)
     }
 
     /// The live bootstrap credentials of `identity` (None: unknown, revoked or decommissioned).
