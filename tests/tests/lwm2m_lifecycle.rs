@@ -416,3 +416,270 @@ async fn a_register_while_registered_is_a_reboot_and_is_recorded() {
         second
     );
 }
+
+/// Acknowledged means durable (ARCHITECTURE.md): the `ferrite` binary on a SQLite file, devices
+/// register over real UDP, and the process is killed (SIGKILL: no graceful shutdown, no flush)
+/// the moment the last 2.01 arrives. Every device that got a 2.01 is in the file under the ID its
+/// Location-Path named, and a server restarted on the file answers their Updates 2.04 (a
+/// forgotten registration would get 4.04 and have to register again). Before the engine deferred
+/// the answer until the commit, the last registrations of a burst were routinely missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_registration_answered_2_01_survives_a_crash_right_after() {
+    use lwm2m_proto::coap::{Code, ContentFormat, Request};
+    use server::fleet::lifecycle::Actor;
+    use server::fleet::registry::{NewDevice, SecurityMode};
+    use server::fleet::secrets::ServerKey;
+    use server::store::Store;
+
+    const DEVICES: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ferrite.db").display());
+    let mut key = [0u8; 32];
+    server::fleet::secrets::random_bytes(&mut key).unwrap();
+    let endpoints: Vec<String> = (0..DEVICES)
+        .map(|n| format!("meter-crash-{n:02}"))
+        .collect();
+    let store = Store::connect(&url, ServerKey::from_bytes(key))
+        .await
+        .unwrap();
+    for endpoint in &endpoints {
+        let mut device = NewDevice::psk(endpoint, &format!("SN-{endpoint}"), "FM-1");
+        device.security_mode = SecurityMode::NoSec;
+        device.psk_identity = None;
+        device.psk_key = None;
+        store
+            .create_device(device, &Actor::user("e2e").unwrap())
+            .await
+            .unwrap();
+    }
+    store.close().await;
+
+    let process = crash::Ferrite::start(dir.path(), &url, key).await;
+    let coap = process.coap;
+    let mut registering = tokio::task::JoinSet::new();
+    for (n, endpoint) in endpoints.iter().enumerate() {
+        let register = Request::post()
+            .with_path(["rd"])
+            .with_query(format!("ep={endpoint}"))
+            .with_query("lt=600")
+            .with_query("lwm2m=1.1")
+            .with_content_format(ContentFormat::LINK_FORMAT)
+            .with_payload("</1/0>,</3/0>");
+        let endpoint = endpoint.clone();
+        registering.spawn(async move {
+            let response = crash::exchange(coap, register, n as u64).await;
+            (endpoint, response)
+        });
+    }
+    let mut locations = Vec::new();
+    while let Some(joined) = registering.join_next().await {
+        let (endpoint, response) = joined.unwrap();
+        assert_eq!(response.code, Code::CREATED, "{endpoint}: {response:?}");
+        let path = response.location_path();
+        assert_eq!(path.len(), 2, "{endpoint}: {path:?}");
+        locations.push((endpoint, path[1].clone()));
+    }
+    // The last 2.01 is in: crash now.
+    let restart = process.kill();
+
+    let store = Store::connect(&url, ServerKey::from_bytes(key))
+        .await
+        .unwrap();
+    let stored: std::collections::HashMap<String, String> = store
+        .lwm2m_registrations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.endpoint, r.registration_id))
+        .collect();
+    store.close().await;
+    let missing: Vec<_> = locations
+        .iter()
+        .filter(|(endpoint, id)| stored.get(endpoint) != Some(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {DEVICES} acknowledged registrations are not in the store: {missing:?}",
+        missing.len()
+    );
+
+    // Restarted on the same file and port: the registrations are known.
+    let process = restart.start_again().await;
+    let mut updating = tokio::task::JoinSet::new();
+    for (n, (endpoint, id)) in locations.iter().enumerate() {
+        let update = Request::post().with_path(["rd", id.as_str()]);
+        let endpoint = endpoint.clone();
+        let coap = process.coap;
+        updating.spawn(async move {
+            let response = crash::exchange(coap, update, 1000 + n as u64).await;
+            (endpoint, response.code)
+        });
+    }
+    while let Some(joined) = updating.join_next().await {
+        let (endpoint, code) = joined.unwrap();
+        assert_eq!(code, Code::CHANGED, "{endpoint}'s Update after the restart");
+    }
+    drop(process);
+}
+
+/// The `ferrite` binary for the crash test, and one CoAP exchange over a fresh UDP socket.
+mod crash {
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use lwm2m_proto::coap::{CoapConfig, CoapEndpoint, Event, Request, Response};
+    use tokio::net::{TcpStream, UdpSocket};
+
+    /// A running `ferrite serve`, killed when dropped.
+    pub struct Ferrite {
+        child: Child,
+        pub coap: SocketAddr,
+        settings: Settings,
+    }
+
+    /// What it takes to start the same server again.
+    #[derive(Clone)]
+    pub struct Settings {
+        binary: PathBuf,
+        env: Vec<(String, String)>,
+        http: SocketAddr,
+        coap: SocketAddr,
+        log: PathBuf,
+    }
+
+    fn free_port(udp: bool) -> u16 {
+        if udp {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap().port()
+        } else {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        }
+    }
+
+    impl Ferrite {
+        pub async fn start(dir: &Path, url: &str, key: [u8; 32]) -> Ferrite {
+            let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+            let http = loopback(free_port(false));
+            let coap = loopback(free_port(true));
+            let env = vec![
+                ("FERRITE_DATABASE_URL".into(), url.to_owned()),
+                ("FERRITE_SECRET_KEY".into(), hex::encode(key)),
+                ("FERRITE_API_TOKEN".into(), "crash-token-0123456789".into()),
+                ("FERRITE_HTTP_ADDR".into(), http.to_string()),
+                ("FERRITE_NOSEC".into(), "true".into()),
+                ("FERRITE_COAP_ADDR".into(), coap.to_string()),
+                (
+                    "FERRITE_COAPS_ADDR".into(),
+                    loopback(free_port(true)).to_string(),
+                ),
+                (
+                    "FERRITE_BS_COAP_ADDR".into(),
+                    loopback(free_port(true)).to_string(),
+                ),
+                (
+                    "FERRITE_BS_COAPS_ADDR".into(),
+                    loopback(free_port(true)).to_string(),
+                ),
+                ("RUST_LOG".into(), "warn".into()),
+            ];
+            let settings = Settings {
+                binary: tests::flood::ferrite_binary(),
+                env,
+                http,
+                coap,
+                log: dir.join("ferrite.log"),
+            };
+            settings.start_again().await
+        }
+
+        /// SIGKILL, as a crash or a power cut would stop it.
+        pub fn kill(mut self) -> Settings {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.settings.clone()
+        }
+    }
+
+    impl Drop for Ferrite {
+        fn drop(&mut self) {
+            // Only the child this value started.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Settings {
+        pub async fn start_again(self) -> Ferrite {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .unwrap();
+            let child = Command::new(&self.binary)
+                .arg("serve")
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while TcpStream::connect(self.http).await.is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "ferrite did not start: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ferrite {
+                child,
+                coap: self.coap,
+                settings: self,
+            }
+        }
+    }
+
+    /// Sends `request` from a new socket with the engine's own CoAP endpoint (retransmissions,
+    /// the Empty ACK of a separate response and our ACK of it) and returns the response.
+    pub async fn exchange(server: SocketAddr, request: Request, seed: u64) -> Response {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut coap = CoapEndpoint::new(CoapConfig::default(), seed);
+        let id = coap.request(Instant::now(), server, request);
+        let mut buf = vec![0u8; 2048];
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            while let Some(t) = coap.poll_transmit() {
+                socket.send_to(&t.bytes, t.peer).await.unwrap();
+            }
+            while let Some(event) = coap.poll_event() {
+                match event {
+                    Event::Response { id: i, response } if i == id => {
+                        // Our ACK of a separate response goes out first.
+                        while let Some(t) = coap.poll_transmit() {
+                            socket.send_to(&t.bytes, t.peer).await.unwrap();
+                        }
+                        return response;
+                    }
+                    Event::RequestFailed { reason, .. } => panic!("no answer: {reason:?}"),
+                    _ => {}
+                }
+            }
+            assert!(Instant::now() < give_up, "no answer within 60 s");
+            let wait = coap.poll_timeout().map_or(Duration::from_secs(1), |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            match tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
+                Ok(Ok((len, from))) => {
+                    coap.handle_datagram(Instant::now(), from, buf.get(..len).unwrap_or_default());
+                }
+                _ => coap.handle_timeout(Instant::now()),
+            }
+        }
+    }
+}

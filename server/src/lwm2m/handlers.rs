@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use lwm2m_proto::lwm2m::server::{
-    OpError, OpId, OpOutcome, PeerAuth, Registration, RegistrationTicket, Rejection, ServerEvent,
+    Change, CommitTicket, OpError, OpId, OpOutcome, PeerAuth, Registration, RegistrationTicket,
+    Rejection, ServerEvent,
 };
 use tokio::sync::mpsc;
 
@@ -32,6 +33,12 @@ impl SocketTask {
                 params,
                 links: _,
             } => self.decide(ticket, peer, auth, params.endpoint),
+            ServerEvent::PersistChange { ticket, change } => {
+                self.persist_change(now, ticket, change);
+            }
+            ServerEvent::CommitTimedOut { ticket, change } => {
+                self.on_commit_timed_out(now, ticket, &change);
+            }
             ServerEvent::Registered {
                 registration,
                 replaced,
@@ -41,10 +48,15 @@ impl SocketTask {
                 previous,
             } => self.on_updated(now, &registration, registration.peer != previous.peer),
             ServerEvent::Deregistered { registration } => {
-                self.on_ended(&registration, RegistrationEventKind::Deregistered);
+                let persisted = self.persisted_first();
+                self.on_ended(
+                    &registration,
+                    RegistrationEventKind::Deregistered,
+                    persisted,
+                );
             }
             ServerEvent::Expired { registration } => {
-                self.on_ended(&registration, RegistrationEventKind::Expired);
+                self.on_ended(&registration, RegistrationEventKind::Expired, false);
             }
             ServerEvent::RegistrationRefused {
                 peer,
@@ -172,6 +184,73 @@ impl SocketTask {
         }
     }
 
+    /// Whether the engine's registration changes are persisted before they apply (their
+    /// `Registered` / `Updated` / `Deregistered` events then come after the commit and need no
+    /// write of their own).
+    fn persisted_first(&self) -> bool {
+        self.engine.config().persist_before_answer.is_some()
+    }
+
+    /// Writes a staged registration change; the worker reports the commit back as
+    /// [`Command::Committed`] and only then does the engine apply and answer it.
+    fn persist_change(&mut self, now: Instant, ticket: CommitTicket, change: Change) {
+        let Some(reply) = self.shared.sender(self.transport).cloned() else {
+            return;
+        };
+        let job = match change {
+            Change::Register {
+                registration,
+                reboot,
+            } => Job::Registered {
+                info: self.registration_info(now, &registration),
+                reboot,
+            },
+            Change::Update { registration, .. } => Job::Updated {
+                info: self.registration_info(now, &registration),
+            },
+            Change::Deregister { registration } => Job::Ended {
+                endpoint: registration.endpoint.clone(),
+                registration_id: registration.id.to_string(),
+                kind: RegistrationEventKind::Deregistered,
+                at: Utc::now(),
+                mark_offline: true,
+            },
+        };
+        self.shared.persist(Job::Commit {
+            job: Box::new(job),
+            ticket,
+            reply,
+        });
+    }
+
+    /// No commit outcome came in time: the engine answered 5.03 and kept what it had. The write
+    /// may still land, so the store is set back to the engine's state for the endpoint by a
+    /// write queued after it (the worker applies jobs in order).
+    fn on_commit_timed_out(&mut self, now: Instant, ticket: CommitTicket, change: &Change) {
+        let endpoint = change.endpoint().to_owned();
+        tracing::warn!(
+            %endpoint,
+            ticket = ticket.as_u64(),
+            transport = %self.transport,
+            "a registration change was not stored in time; the device is answered 5.03 and the change is undone"
+        );
+        let current = self.engine.registration(&endpoint).cloned();
+        let job = match current {
+            Some(registration) => Job::Updated {
+                info: self.registration_info(now, &registration),
+            },
+            None => Job::Ended {
+                registration_id: change.registration().id.to_string(),
+                kind: RegistrationEventKind::Removed,
+                at: Utc::now(),
+                // Registered on the other socket: that one keeps it online.
+                mark_offline: self.shared.directory.get(&endpoint).is_none(),
+                endpoint,
+            },
+        };
+        self.shared.persist(job);
+    }
+
     fn on_registered(&mut self, now: Instant, registration: &Registration, reboot: bool) {
         let info = self.registration_info(now, registration);
         if let Some(previous) = self.shared.directory.insert(info.clone())
@@ -202,10 +281,12 @@ impl SocketTask {
             "device registered"
         );
         self.track_sleep(now, registration);
-        self.shared.persist(Job::Registered {
-            info: info.clone(),
-            reboot,
-        });
+        if !self.persisted_first() {
+            self.shared.persist(Job::Registered {
+                info: info.clone(),
+                reboot,
+            });
+        }
         self.shared.publish(DeviceEvent::Registered {
             registration: info,
             reboot,
@@ -225,14 +306,22 @@ impl SocketTask {
             tracing::debug!(endpoint = %registration.endpoint, "registration updated");
         }
         self.track_sleep(now, registration);
-        self.shared.persist(Job::Updated { info: info.clone() });
+        if !self.persisted_first() {
+            self.shared.persist(Job::Updated { info: info.clone() });
+        }
         self.shared.publish(DeviceEvent::Updated {
             registration: info,
             address_changed,
         });
     }
 
-    fn on_ended(&mut self, registration: &Registration, kind: RegistrationEventKind) {
+    /// `persisted`: the end is already in the store (a De-register committed before it applied).
+    fn on_ended(
+        &mut self,
+        registration: &Registration,
+        kind: RegistrationEventKind,
+        persisted: bool,
+    ) {
         let endpoint = registration.endpoint.clone();
         let registration_id = registration.id.to_string();
         self.sleep.clear(&endpoint);
@@ -241,13 +330,15 @@ impl SocketTask {
             .remove_if(&endpoint, self.transport, &registration_id);
         let at = Utc::now();
         tracing::info!(%endpoint, %registration_id, transport = %self.transport, ?kind, "registration ended");
-        self.shared.persist(Job::Ended {
-            endpoint: endpoint.clone(),
-            registration_id: registration_id.clone(),
-            kind,
-            at,
-            mark_offline: true,
-        });
+        if !persisted {
+            self.shared.persist(Job::Ended {
+                endpoint: endpoint.clone(),
+                registration_id: registration_id.clone(),
+                kind,
+                at,
+                mark_offline: true,
+            });
+        }
         let event = if kind == RegistrationEventKind::Expired {
             DeviceEvent::Expired {
                 endpoint,

@@ -75,11 +75,18 @@ pub struct ServiceSettings {
     pub bootstrap: Option<BootstrapSettings>,
 }
 
+/// How long a Register, Update or De-register waits for its store commit before the device is
+/// answered 5.03: far above a commit's normal milliseconds (a batch of MAX_BATCH writes), well
+/// below the device's wait for a separate response (EXCHANGE_LIFETIME, 247 s).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl ServiceSettings {
     pub fn from_config(config: &Config) -> ServiceSettings {
         let engine = ServerConfig {
             lifetime_grace: Duration::from_secs(config.lifetime_grace_secs),
             queued_request_expiry: Duration::from_secs(config.queued_request_expiry_secs),
+            // Acknowledged means durable: registration changes are answered after their commit.
+            persist_before_answer: Some(COMMIT_TIMEOUT),
             ..ServerConfig::default()
         };
         ServiceSettings {

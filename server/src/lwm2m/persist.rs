@@ -12,9 +12,11 @@
 //! one goes on.
 
 use chrono::{DateTime, Utc};
+use lwm2m_proto::lwm2m::server::CommitTicket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::directory::RegistrationInfo;
+use super::socket::Command;
 use crate::fleet::registry::Connectivity;
 use crate::store::lwm2m::{Lwm2mWrite, RegistrationEventKind, RequestStatus};
 use crate::store::{Store, StoreError};
@@ -62,6 +64,14 @@ pub(crate) enum Job {
     },
     /// Answers once every job before it is done (shutdown, tests).
     Barrier(oneshot::Sender<()>),
+    /// `job` (a registration change the engine staged, `Registered`, `Updated` or `Ended`), and
+    /// once its transaction is over, whether it was stored goes back to the socket task as
+    /// [`Command::Committed`] with `ticket`: the engine answers the device only then.
+    Commit {
+        job: Box<Job>,
+        ticket: CommitTicket,
+        reply: mpsc::UnboundedSender<Command>,
+    },
 }
 
 pub(crate) type JobSender = mpsc::UnboundedSender<Job>;
@@ -82,6 +92,7 @@ pub(crate) async fn run(store: Store, mut jobs: mpsc::UnboundedReceiver<Job>) {
 enum Signal {
     Durable(oneshot::Sender<bool>),
     Barrier(oneshot::Sender<()>),
+    Commit(mpsc::UnboundedSender<Command>, CommitTicket),
 }
 
 /// Writes `jobs` in one transaction (or one by one when that fails), then answers their signals.
@@ -135,16 +146,30 @@ pub(crate) async fn apply_batch(store: &Store, jobs: impl IntoIterator<Item = Jo
             }
         }
     }
+    // Commit outcomes go back to their socket task as one command per task and batch: one
+    // wake-up for up to MAX_BATCH registrations.
+    let mut commits: Vec<(mpsc::UnboundedSender<Command>, Vec<(CommitTicket, bool)>)> = Vec::new();
     for (index, signal) in signals {
+        let stored = index.and_then(|i| stored.get(i).copied()).unwrap_or(false);
         // The requester may have stopped waiting.
         match signal {
             Signal::Durable(tell) => {
-                let _ = tell.send(index.and_then(|i| stored.get(i).copied()).unwrap_or(false));
+                let _ = tell.send(stored);
             }
             Signal::Barrier(done) => {
                 let _ = done.send(());
             }
+            Signal::Commit(reply, ticket) => {
+                match commits.iter_mut().find(|(r, _)| r.same_channel(&reply)) {
+                    Some((_, outcomes)) => outcomes.push((ticket, stored)),
+                    None => commits.push((reply, vec![(ticket, stored)])),
+                }
+            }
         }
+    }
+    for (reply, outcomes) in commits {
+        // A closed channel: the socket is stopping and its devices will ask again.
+        let _ = reply.send(Command::Committed(outcomes));
     }
     transactions
 }
@@ -208,6 +233,10 @@ impl Job {
                 result_json,
             },
             Job::Barrier(done) => return (None, Some(Signal::Barrier(done))),
+            Job::Commit { job, ticket, reply } => {
+                let (write, _) = job.into_write();
+                return (write, Some(Signal::Commit(reply, ticket)));
+            }
         };
         (Some(write), None)
     }
@@ -313,6 +342,43 @@ mod tests {
                     .await
                     .unwrap()
                     .is_some()
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn staged_changes_are_reported_to_their_socket_after_the_commit_in_one_command() {
+        on_both(|store| async move {
+            device(&store, "commit-1").await;
+            let (reply, mut commands) = mpsc::unbounded_channel();
+            let commit = |endpoint: &str, ticket: u64| Job::Commit {
+                job: Box::new(Job::Registered {
+                    info: info(endpoint),
+                    reboot: false,
+                }),
+                ticket: CommitTicket(ticket),
+                reply: reply.clone(),
+            };
+            // The second device does not exist: its write fails, the first one's stands.
+            let jobs = vec![commit("commit-1", 1), commit("commit-gone", 2)];
+            apply_batch(&store, jobs).await;
+            match commands.try_recv() {
+                Ok(Command::Committed(outcomes)) => assert_eq!(
+                    outcomes,
+                    [(CommitTicket(1), true), (CommitTicket(2), false)]
+                ),
+                other => panic!("expected Committed, got {other:?}"),
+            }
+            assert!(commands.try_recv().is_err(), "one command for the batch");
+            let stored = store.lwm2m_registration("commit-1").await.unwrap().unwrap();
+            assert_eq!(stored.registration_id, "aaaaaaaa");
+            assert!(
+                store
+                    .lwm2m_registration("commit-gone")
+                    .await
+                    .unwrap()
+                    .is_none()
             );
         })
         .await;

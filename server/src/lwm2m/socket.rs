@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use ferrite_dtls::{DtlsEvent, DtlsServer, HandshakeFailure, PskIdentity};
 use lwm2m_proto::coap::Transmit;
 use lwm2m_proto::lwm2m::server::{
-    Lwm2mServer, ObservationId, OpError, OpId, OpOutcome, Operation, PeerAuth, RegistrationTicket,
-    Rejection,
+    CommitTicket, Lwm2mServer, ObservationId, OpError, OpId, OpOutcome, Operation, PeerAuth,
+    RegistrationTicket, Rejection,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
@@ -109,6 +109,9 @@ pub(crate) struct SubmitAck {
 #[derive(Debug)]
 pub(crate) enum Command {
     Submit(Box<Submit>),
+    /// The persistence worker's outcome for staged registration changes: stored or not, in
+    /// the order they were staged.
+    Committed(Vec<(CommitTicket, bool)>),
     /// The verdict on a Register.
     Decision {
         ticket: RegistrationTicket,
@@ -511,6 +514,24 @@ impl SocketTask {
     pub(crate) fn on_command(&mut self, now: Instant, command: Command) {
         match command {
             Command::Submit(submit) => self.on_submit(now, *submit),
+            Command::Committed(outcomes) => {
+                for (ticket, stored) in outcomes {
+                    let answered = if stored {
+                        self.engine.commit_succeeded(now, ticket)
+                    } else {
+                        tracing::warn!(
+                            ticket = ticket.as_u64(),
+                            transport = %self.transport,
+                            "a registration change could not be stored; the device is answered 5.03"
+                        );
+                        self.engine.commit_failed(now, ticket)
+                    };
+                    if let Err(error) = answered {
+                        // Given up after the commit timeout (logged then, and undone in the store).
+                        tracing::debug!(ticket = ticket.as_u64(), %error, "late commit outcome ignored");
+                    }
+                }
+            }
             Command::Decision { ticket, verdict } => {
                 let answered = match verdict {
                     Ok(()) => self.engine.accept_registration(now, ticket).map(|_| ()),

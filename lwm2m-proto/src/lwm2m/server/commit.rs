@@ -26,9 +26,11 @@ use super::{Lwm2mServer, RegState, TimerKey, deadline};
 use crate::coap::{Code, Responder, Response};
 
 /// Names a staged change waiting for [`Lwm2mServer::commit_succeeded`] or
-/// [`Lwm2mServer::commit_failed`].
+/// [`Lwm2mServer::commit_failed`]. The number is public so that an application can carry it
+/// through its own channels (and build one in tests); a ticket the engine did not issue is
+/// simply unknown to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CommitTicket(pub(super) u64);
+pub struct CommitTicket(pub u64);
 
 impl CommitTicket {
     /// The ticket's number (for logs).
