@@ -3,8 +3,8 @@
 //! Two shapes of content exist:
 //! - a [`Node`] at one path: what a Read, Write or Observe of a single path carries. TLV, plain
 //!   text and opaque only come in this shape;
-//! - a list of [`Record`]s, each `(path, time, value)`: what SenML (JSON 110, CBOR 112) and LwM2M
-//!   JSON (11543) carry. Records with times are time series (Send, historical notifications); a
+//! - a list of [`Record`]s, each `(path, time, value)`: what SenML (JSON 110, CBOR 112), LwM2M
+//!   JSON (11543) and LwM2M CBOR (11544, no times) carry. Records with times are time series (Send, historical notifications); a
 //!   record without a value is a name alone (Read-Composite requests).
 //!
 //! Formats that do not carry types (TLV, text, opaque) are typed through the [`ObjectModel`]; a
@@ -21,6 +21,7 @@ use crate::path::{Path, PathError};
 use crate::value::{ResourceType, Value, ValueError};
 
 mod json_text;
+pub mod lwm2m_cbor;
 pub mod lwm2m_json;
 pub mod opaque;
 mod senml;
@@ -46,6 +47,8 @@ pub enum ContentFormat {
     SenmlCbor,
     /// `application/vnd.oma.lwm2m+tlv` (11542)
     Tlv,
+    /// `application/vnd.oma.lwm2m+cbor` (11544, LwM2M 1.2)
+    Lwm2mCbor,
     /// `application/vnd.oma.lwm2m+json` (11543)
     Lwm2mJson,
     /// The pre-registration TLV number 1542 some LwM2M 1.0 clients still send.
@@ -65,6 +68,7 @@ impl ContentFormat {
             112 => ContentFormat::SenmlCbor,
             11542 => ContentFormat::Tlv,
             11543 => ContentFormat::Lwm2mJson,
+            11544 => ContentFormat::Lwm2mCbor,
             1542 => ContentFormat::LegacyTlv,
             1543 => ContentFormat::LegacyJson,
             _ => return None,
@@ -81,6 +85,7 @@ impl ContentFormat {
             ContentFormat::SenmlCbor => 112,
             ContentFormat::Tlv => 11542,
             ContentFormat::Lwm2mJson => 11543,
+            ContentFormat::Lwm2mCbor => 11544,
             ContentFormat::LegacyTlv => 1542,
             ContentFormat::LegacyJson => 1543,
         }
@@ -99,6 +104,7 @@ impl ContentFormat {
             ContentFormat::Lwm2mJson | ContentFormat::LegacyJson => {
                 "application/vnd.oma.lwm2m+json"
             }
+            ContentFormat::Lwm2mCbor => "application/vnd.oma.lwm2m+cbor",
         }
     }
 
@@ -109,6 +115,7 @@ impl ContentFormat {
             ContentFormat::SenmlJson
                 | ContentFormat::SenmlCbor
                 | ContentFormat::Lwm2mJson
+                | ContentFormat::Lwm2mCbor
                 | ContentFormat::LegacyJson
         )
     }
@@ -267,6 +274,7 @@ pub fn decode(
         ContentFormat::SenmlJson
         | ContentFormat::SenmlCbor
         | ContentFormat::Lwm2mJson
+        | ContentFormat::Lwm2mCbor
         | ContentFormat::LegacyJson => {
             let records = decode_records(format, requested, bytes, model)?;
             let entries = records.into_iter().filter_map(|r| Some((r.path, r.value?)));
@@ -291,6 +299,7 @@ pub fn decode_records(
     match format {
         ContentFormat::SenmlJson => senml_json::decode(bytes, model),
         ContentFormat::SenmlCbor => senml_cbor::decode(bytes, model),
+        ContentFormat::Lwm2mCbor => lwm2m_cbor::decode(bytes, model),
         ContentFormat::Lwm2mJson | ContentFormat::LegacyJson => {
             lwm2m_json::decode(requested, bytes, model)
         }
@@ -304,7 +313,7 @@ pub fn encode(format: ContentFormat, path: &Path, node: &Node) -> Result<Vec<u8>
         ContentFormat::Tlv | ContentFormat::LegacyTlv => tlv::encode(path, node),
         ContentFormat::Text => text::encode(path, node),
         ContentFormat::Opaque => opaque::encode(path, node),
-        ContentFormat::SenmlJson | ContentFormat::SenmlCbor => {
+        ContentFormat::SenmlJson | ContentFormat::SenmlCbor | ContentFormat::Lwm2mCbor => {
             let records: Vec<Record> = node
                 .flatten(path)
                 .into_iter()
@@ -325,6 +334,7 @@ pub fn encode_records(format: ContentFormat, records: &[Record]) -> Result<Vec<u
     match format {
         ContentFormat::SenmlJson => senml_json::encode(records),
         ContentFormat::SenmlCbor => senml_cbor::encode(records),
+        ContentFormat::Lwm2mCbor => lwm2m_cbor::encode(records),
         _ => Err(EncodeError::UnsupportedFormat(format)),
     }
 }

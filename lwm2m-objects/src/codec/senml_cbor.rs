@@ -121,7 +121,7 @@ fn write_pack(
     Ok(e.into_writer())
 }
 
-fn write_number(
+pub(super) fn write_number(
     e: &mut Encoder<Vec<u8>>,
     n: SenmlNumber,
 ) -> Result<(), minicbor::encode::Error<Infallible>> {
@@ -297,7 +297,7 @@ fn read_field(d: &mut Decoder<'_>, record: &mut RawRecord) -> Result<(), DecodeE
 
 /// Whether another item follows in an array or map being read: `Some(n)` items left of a definite
 /// length, or `None` for an indefinite length (ended by a break, which this consumes).
-fn more(d: &mut Decoder<'_>, remaining: &mut Option<u64>) -> Result<bool, DecodeError> {
+pub(super) fn more(d: &mut Decoder<'_>, remaining: &mut Option<u64>) -> Result<bool, DecodeError> {
     match remaining {
         Some(0) => Ok(false),
         Some(n) => {
@@ -319,7 +319,7 @@ fn peek(d: &Decoder<'_>) -> Result<Type, DecodeError> {
     d.datatype().map_err(|e| cbor_error(&e, d.position()))
 }
 
-fn cbor_error(e: &minicbor::decode::Error, fallback_offset: usize) -> DecodeError {
+pub(super) fn cbor_error(e: &minicbor::decode::Error, fallback_offset: usize) -> DecodeError {
     let offset = e.position().unwrap_or(fallback_offset);
     let kind = if e.is_end_of_input() {
         DecodeErrorKind::Truncated
@@ -333,7 +333,7 @@ fn wrong_type(field: &str, expected: &str, found: Type, offset: usize) -> Decode
     syntax(FORMAT, format!("{field} must be {expected}, found {found}")).at(offset)
 }
 
-fn read_text(d: &mut Decoder<'_>, field: &str) -> Result<String, DecodeError> {
+pub(super) fn read_text(d: &mut Decoder<'_>, field: &str) -> Result<String, DecodeError> {
     let start = d.position();
     // The type is checked first, so a failure is either the end of input or bad UTF-8.
     let text_error = |e: minicbor::decode::Error| {
@@ -356,7 +356,7 @@ fn read_text(d: &mut Decoder<'_>, field: &str) -> Result<String, DecodeError> {
     }
 }
 
-fn read_bytes(d: &mut Decoder<'_>, field: &str) -> Result<Vec<u8>, DecodeError> {
+pub(super) fn read_bytes(d: &mut Decoder<'_>, field: &str) -> Result<Vec<u8>, DecodeError> {
     let start = d.position();
     match peek(d)? {
         Type::Bytes => d
@@ -374,7 +374,7 @@ fn read_bytes(d: &mut Decoder<'_>, field: &str) -> Result<Vec<u8>, DecodeError> 
     }
 }
 
-fn read_bool(d: &mut Decoder<'_>, field: &str) -> Result<bool, DecodeError> {
+pub(super) fn read_bool(d: &mut Decoder<'_>, field: &str) -> Result<bool, DecodeError> {
     let start = d.position();
     match peek(d)? {
         Type::Bool => d.bool().map_err(|e| cbor_error(&e, start)),
@@ -384,7 +384,11 @@ fn read_bool(d: &mut Decoder<'_>, field: &str) -> Result<bool, DecodeError> {
 
 /// Reads a number: any integer, a half, single or double float, or a decimal fraction (tag 4).
 /// Other tags around a number are looked through, a few levels deep.
-fn read_number(d: &mut Decoder<'_>, field: &str, tags: usize) -> Result<SenmlNumber, DecodeError> {
+pub(super) fn read_number(
+    d: &mut Decoder<'_>,
+    field: &str,
+    tags: usize,
+) -> Result<SenmlNumber, DecodeError> {
     let start = d.position();
     let fail = |e: minicbor::decode::Error| cbor_error(&e, start);
     Ok(match peek(d)? {

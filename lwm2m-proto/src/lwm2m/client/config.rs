@@ -115,6 +115,7 @@ pub(crate) fn encodes(version: Lwm2mVersion, format: ContentFormat) -> bool {
         ContentFormat::LinkFormat
         | ContentFormat::Cbor
         | ContentFormat::Lwm2mJson
+        | ContentFormat::Lwm2mCbor
         | ContentFormat::LegacyJson => false,
     }
 }
@@ -129,7 +130,8 @@ pub(crate) fn decodes(version: Lwm2mVersion, format: ContentFormat) -> bool {
         | ContentFormat::Lwm2mJson
         | ContentFormat::LegacyJson => true,
         ContentFormat::SenmlJson | ContentFormat::SenmlCbor => version.is_1_1_or_later(),
-        ContentFormat::LinkFormat | ContentFormat::Cbor => false,
+        // LwM2M CBOR is LwM2M 1.2; this client speaks 1.0 and 1.1.
+        ContentFormat::LinkFormat | ContentFormat::Cbor | ContentFormat::Lwm2mCbor => false,
     }
 }
 

@@ -4,7 +4,8 @@
 //! - LwM2M 1.0: TLV (11542), which every 1.0 client must support (TS 1.0 "Data Formats"); the
 //!   pre-registration number 1542 when that is the TLV number the client lists.
 //! - LwM2M 1.1 and later: SenML CBOR (112), the most compact hierarchical format; SenML JSON (110)
-//!   for a client that lists 110 but not 112; TLV for one that lists TLV but no SenML.
+//!   for a client that lists 110 but not 112; LwM2M CBOR (11544) for a 1.2 client that lists it
+//!   but no SenML; TLV for one that lists TLV but no SenML.
 //! - Composite operations (Read-/Write-/Observe-Composite) need SenML: CBOR unless the client
 //!   lists JSON and not CBOR.
 //!
@@ -39,6 +40,9 @@ pub(super) fn single_format(
             Format::SenmlCbor
         } else if lists(110) {
             Format::SenmlJson
+        } else if version != Lwm2mVersion::V1_1 && lists(11544) {
+            // LwM2M CBOR (TS Core 1.2 §7.4.6) for a 1.2 client that lists it but no SenML.
+            Format::Lwm2mCbor
         } else if lists(11542) {
             Format::Tlv
         } else if lists(1542) {
@@ -89,6 +93,10 @@ mod tests {
         let all = objects(r#"</>;ct="60 110 112 11542",</3/0>"#);
         assert_eq!(single_format(V1_1, &all, Some(3)), Format::SenmlCbor);
         assert_eq!(composite_format(&all), Format::SenmlCbor);
+        // A 1.2 client that lists LwM2M CBOR and no SenML gets 11544 (1.1 has no 11544).
+        let lwm2m_cbor = objects(r#"</>;ct="11542 11544",</3/0>"#);
+        assert_eq!(single_format(V1_2, &lwm2m_cbor, Some(3)), Format::Lwm2mCbor);
+        assert_eq!(single_format(V1_1, &lwm2m_cbor, Some(3)), Format::Tlv);
         let tlv_only = objects(r#"</>;ct=11542,</3/0>"#);
         assert_eq!(single_format(V1_1, &tlv_only, None), Format::Tlv);
         // An object's own ct overrides the root's.

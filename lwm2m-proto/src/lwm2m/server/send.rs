@@ -60,7 +60,7 @@ impl Lwm2mServer {
         let cf = request.content_format().map(|cf| cf.0);
         let Some(format) = cf
             .and_then(Format::from_u16)
-            .filter(|f| matches!(f, Format::SenmlJson | Format::SenmlCbor))
+            .filter(|f| matches!(f, Format::SenmlJson | Format::SenmlCbor | Format::Lwm2mCbor))
         else {
             let reason = SendRefusal::UnsupportedContentFormat(cf);
             return refuse(self, responder, Some(endpoint), Code::BAD_REQUEST, reason);

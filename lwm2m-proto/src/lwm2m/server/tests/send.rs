@@ -44,6 +44,29 @@ fn send_with_a_time_series_is_delivered_and_answered_2_04() {
     }
 }
 
+/// A LwM2M 1.2 client may Send in LwM2M CBOR (11544, no times): decoded like SenML.
+#[test]
+fn send_in_lwm2m_cbor_is_delivered() {
+    let mut net = Net::new(config());
+    let (dev, reg) = registered_meter(&mut net, "m");
+    let records = vec![
+        Record::new(ENERGY, Value::Float(1234.5)),
+        Record::new(Path::Resource(3, 0, 9), Value::Integer(87)),
+    ];
+    let req = net.send(dev, send_request(Format::Lwm2mCbor, &records));
+    assert_eq!(net.response(dev, req).map(|r| r.code), Some(Code::CHANGED));
+    let mut expected = records;
+    expected.sort_by_key(|r| r.path);
+    assert_eq!(
+        net.take_events(),
+        [ServerEvent::Send {
+            endpoint: "m".into(),
+            registration: reg.id,
+            records: expected
+        }]
+    );
+}
+
 #[test]
 fn sends_that_cannot_be_taken_are_refused() {
     let mut net = Net::new(config());
