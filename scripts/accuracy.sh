@@ -10,7 +10,8 @@
 # SWEEPS (default 5), SWEEP_INTERVAL (real, default 20s), PROBLEM_SHARE (default 0.3),
 # BAD_FIRMWARE (a catalogue version that starts bad, default 3.0.2), SEED (default 7),
 # BOOT_SAMPLES (1: the server samples /3/0 twice per boot of meters that restart often, with the
-# default delays divided by SPEED so they mean the same in simulated time; 0: off; default 1).
+# default delays divided by SPEED so they mean the same in simulated time; 0: off; default 1),
+# KEEP_DB (a directory: the server's database, configuration and log are copied there at the end).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -35,6 +36,9 @@ work="$(mktemp -d)"
 server_pid=""
 cleanup() {
   if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [[ -n "${KEEP_DB:-}" ]]; then
+    mkdir -p "$KEEP_DB" && cp "$work"/ferrite.db* "$work/ferrite.toml" "$work/ferrite.log" "$KEEP_DB"/ || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -12,6 +12,9 @@ pub struct Thresholds {
     pub rssi_weak_dbm: i64,
     /// At or below this (dBm) but above `rssi_weak_dbm`: marginal, watch it.
     pub rssi_marginal_dbm: i64,
+    /// A weak reading this many dB below the device's earlier ones (median) is a change
+    /// (antenna, cable, obstruction), not fading, even if its usual signal was better.
+    pub rssi_drop_db: i64,
     /// 4/0/3 Link Quality on LTE / NB-IoT bearers is RSRQ in dB (OMA 1.1 object 4): at or below
     /// this it is poor (3GPP practice: below −15 dB is poor).
     pub rsrq_poor_db: i64,
@@ -55,8 +58,14 @@ pub struct Thresholds {
     /// The first read this long after the Register (s): past the start-up allocations, whose
     /// fall is not a leak.
     pub boot_sample_first_secs: f64,
-    /// The second read this long after the Register (s).
+    /// The second read this long after the Register (s), when the device's boot length is not
+    /// known yet...
     pub boot_sample_second_secs: f64,
+    /// ...and otherwise at this share of its last boot (the time between its last two
+    /// restarts), as late as it is likely to stay up: a leak loses more memory the longer the
+    /// two reads are apart, while the reading noise stays the same. At least twice
+    /// `boot_sample_first_secs`, at most a day.
+    pub boot_sample_second_share: f64,
     /// At most one sampled boot per device per this many seconds: with the defaults (4 h) at
     /// most 6 boots, 12 reads of /3/0, per device per day, and only for devices that restart.
     pub boot_sample_min_interval_secs: f64,
@@ -79,6 +88,7 @@ impl Default for Thresholds {
         Thresholds {
             rssi_weak_dbm: -110,
             rssi_marginal_dbm: -100,
+            rssi_drop_db: 10,
             rsrq_poor_db: -15,
             rxqual_poor: 5,
             lqi_poor: 50,
@@ -98,6 +108,7 @@ impl Default for Thresholds {
             boot_sample_after_reboots: 2,
             boot_sample_first_secs: 900.0,
             boot_sample_second_secs: 7200.0,
+            boot_sample_second_share: 0.8,
             boot_sample_min_interval_secs: 14_400.0,
             traffic_spike_factor: 5.0,
             traffic_min_intervals: 3,

@@ -53,10 +53,31 @@ pub fn low_memory(input: &Input<'_>) -> Vec<Finding> {
     }]
 }
 
-/// Free memory over time, oldest first, from earlier snapshots and this one, cut into segments
-/// at each restart (own or executed): a restart gives memory back, and a leak starts again from
-/// there. The last segment is the one since the last restart.
+/// Free memory over time, oldest first, from earlier snapshots, samples and this one, cut into
+/// segments at each restart (own or executed): a restart gives memory back, and a leak starts
+/// again from there. The last segment is the one since the last restart.
 fn segments(input: &Input<'_>) -> Vec<Vec<(i64, i64)>> {
+    let points = earlier(input)
+        .into_iter()
+        .chain(std::iter::once(input.snapshot))
+        .filter_map(|s: &Snapshot| Some((s.taken_at, s.int(FREE)?)))
+        .collect();
+    cut_at_restarts(input, points)
+}
+
+/// As [`segments`], from the samples alone.
+fn sample_segments(input: &Input<'_>) -> Vec<Vec<(i64, i64)>> {
+    let points = input
+        .history
+        .samples
+        .iter()
+        .filter(|s| s.taken_at <= input.snapshot.taken_at)
+        .filter_map(|s| Some((s.taken_at, s.int(FREE)?)))
+        .collect();
+    cut_at_restarts(input, points)
+}
+
+fn cut_at_restarts(input: &Input<'_>, mut points: Vec<(i64, i64)>) -> Vec<Vec<(i64, i64)>> {
     let executed = input
         .history
         .registrations
@@ -71,11 +92,6 @@ fn segments(input: &Input<'_>) -> Vec<Vec<(i64, i64)>> {
         .filter(|&at| at <= input.snapshot.taken_at)
         .collect();
     restarts.sort_unstable();
-    let mut points: Vec<(i64, i64)> = earlier(input)
-        .into_iter()
-        .chain(std::iter::once(input.snapshot))
-        .filter_map(|s: &Snapshot| Some((s.taken_at, s.int(FREE)?)))
-        .collect();
     points.sort_by_key(|p| p.0);
     points.dedup_by_key(|p| p.0);
     let mut out: Vec<Vec<(i64, i64)>> = vec![Vec::new()];
@@ -198,7 +214,7 @@ pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
         .filter_map(|segment| leak_over(segment, total, t, 2))
         .collect();
     if falls.len() < RECURRING_FALLS {
-        return per_boot(&segments, total, t);
+        return per_boot(&sample_segments(input), total, t);
     }
     let leak = falls.iter().map(|f| f.0).sum::<f64>() / falls.len() as f64;
     vec![Finding {
@@ -228,7 +244,9 @@ const PER_BOOT_WINDOW: usize = 8;
 /// boot to pass the drop threshold. But free memory that falls within (nearly) every boot, by
 /// as much in sum as a leak must lose in one, is the same leak seen boot after boot: noise
 /// falls in half the boots and its sum stays near zero. Looks at the last `PER_BOOT_WINDOW`
-/// boots with at least two readings (first and last reading of each boot).
+/// boots with at least two samples (first and last of each boot). Only the boot samples count:
+/// they are taken at set times after the restart, past the start-up; a diagnosis can land in
+/// the first seconds of a boot, before the device has even refreshed its values.
 fn per_boot(segments: &[Vec<(i64, i64)>], total: i64, t: &crate::Thresholds) -> Vec<Finding> {
     let boots: Vec<((i64, i64), (i64, i64))> = segments
         .iter()
@@ -438,6 +456,26 @@ mod tests {
             &t,
         );
         assert_eq!(f.len(), 1, "{f:?}");
+    }
+
+    #[test]
+    fn a_diagnosis_in_the_first_seconds_of_a_boot_does_not_hide_the_per_boot_trend() {
+        // Each boot also has a diagnosis 10 s after the restart that still shows the previous
+        // boot's low value (not refreshed yet): the per-boot trend is the samples'.
+        let mut h = sampled_boots(&[5, 4, 4, 5, 4, 4], 0);
+        let restarts: Vec<i64> = h.registrations.iter().map(|e| e.at).collect();
+        for at in restarts {
+            h.snapshots
+                .push(snap_at(at + 10, &[(FREE, 200), (TOTAL, 512)]));
+        }
+        let f = run(
+            memory_leak,
+            &snap(&[(FREE, 236), (TOTAL, 512)]),
+            &h,
+            &Thresholds::default(),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].title.contains("within 6 of the last 6 boots"), "{f:?}");
     }
 
     #[test]

@@ -4,24 +4,58 @@
 
 use crate::Input;
 use crate::finding::{Evidence, Finding, RuleId, Severity};
+use crate::stats::median;
 
 const RSSI: &str = "/4/0/2";
 const LINK_QUALITY: &str = "/4/0/3";
 const BEARER: &str = "/4/0/0";
 
+/// Readings the usual signal is the median of: this one and the newest earlier ones.
+const USUAL_OF: usize = 3;
+
 /// Weak signal: RSSI at or below the weak threshold needs the antenna checked or the modem moved;
-/// marginal signal is worth watching.
+/// marginal signal is worth watching. One reading fades by a few dB either way, so with earlier
+/// snapshots the verdict follows the usual signal (the median of the last readings): one weak
+/// reading of a meter that is usually above the threshold is only worth a second look, unless
+/// it dropped by `rssi_drop_db` or more (something changed: antenna, cable, obstruction).
 pub fn weak_signal(input: &Input<'_>) -> Vec<Finding> {
     let t = input.thresholds;
     let Some(rssi) = input.snapshot.int(RSSI) else {
         return vec![];
     };
-    let evidence = vec![Evidence::new(RSSI, format!("{rssi} dBm"))];
-    if rssi <= t.rssi_weak_dbm {
+    let earlier: Vec<f64> = input
+        .history
+        .snapshots_by_time()
+        .iter()
+        .rev()
+        .filter(|s| s.taken_at < input.snapshot.taken_at)
+        .filter_map(|s| s.int(RSSI))
+        .take(USUAL_OF - 1)
+        .map(|v| v as f64)
+        .collect();
+    let mut recent = earlier.clone();
+    recent.push(rssi as f64);
+    let usual = median(&recent).unwrap_or(rssi as f64);
+    let dropped =
+        median(&earlier).is_some_and(|before| before - rssi as f64 >= t.rssi_drop_db as f64);
+    let weak = t.rssi_weak_dbm as f64;
+    let mut evidence = vec![Evidence::new(RSSI, format!("{rssi} dBm"))];
+    if !earlier.is_empty() {
+        evidence.push(
+            Evidence::new(RSSI, format!("{usual:.0} dBm"))
+                .meaning(format!("median of the last {} readings", recent.len())),
+        );
+    }
+    if usual <= weak || (rssi <= t.rssi_weak_dbm && dropped) {
+        let title = if usual <= weak {
+            format!("Weak radio signal ({rssi} dBm)")
+        } else {
+            format!("Radio signal dropped to {rssi} dBm (usually {usual:.0} dBm)")
+        };
         vec![Finding {
             rule: RuleId::WeakSignal,
             severity: Severity::Major,
-            title: format!("Weak radio signal ({rssi} dBm)"),
+            title,
             evidence,
             action: format!(
                 "Signal is at or below {} dBm: check the antenna and its cable, or move the \
@@ -29,6 +63,19 @@ pub fn weak_signal(input: &Input<'_>) -> Vec<Finding> {
                 t.rssi_weak_dbm
             ),
             site_visit: true,
+        }]
+    } else if rssi <= t.rssi_weak_dbm {
+        vec![Finding {
+            rule: RuleId::WeakSignal,
+            severity: Severity::Minor,
+            title: format!(
+                "Weak radio signal in this reading only ({rssi} dBm, usually {usual:.0} dBm)"
+            ),
+            evidence,
+            action: "One weak reading of a meter whose signal is usually better: diagnose it \
+                     again later before sending anyone."
+                .to_owned(),
+            site_visit: false,
         }]
     } else if rssi <= t.rssi_marginal_dbm {
         vec![Finding {
@@ -140,8 +187,46 @@ pub fn bearer_name(bearer: i64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::test_support::{run, snap};
+    use crate::rules::test_support::{NOW, run, snap, snap_at};
     use crate::{DeviceHistory, Thresholds};
+
+    fn readings(earlier: &[i64]) -> DeviceHistory {
+        DeviceHistory {
+            snapshots: earlier
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| snap_at(NOW - (earlier.len() - i) as i64 * 8 * 3600, &[(RSSI, v)]))
+                .collect(),
+            ..DeviceHistory::default()
+        }
+    }
+
+    #[test]
+    fn the_usual_signal_decides_with_earlier_readings() {
+        let t = Thresholds::default();
+        let at = |earlier: &[i64], now: i64| {
+            run(weak_signal, &snap(&[(RSSI, now)]), &readings(earlier), &t)
+        };
+        // A meter usually at −106 dBm fading to −111 once: a second look, no truck.
+        let f = at(&[-120, -105, -106], -111);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Minor);
+        assert!(!f[0].site_visit);
+        assert!(f[0].title.contains("this reading only"), "{}", f[0].title);
+        assert_eq!(f[0].evidence[1].value, "-106 dBm");
+        // Usually weak: weak even when this reading is a little better.
+        let f = at(&[-100, -115, -116], -108);
+        assert_eq!(f[0].severity, Severity::Major);
+        assert!(f[0].site_visit);
+        // Weak twice in the last three readings.
+        assert_eq!(at(&[-106, -112], -111)[0].severity, Severity::Major);
+        // A drop of 10 dB or more to a weak reading is a change, not fading.
+        let f = at(&[-98, -99], -112);
+        assert_eq!(f[0].severity, Severity::Major);
+        assert!(f[0].title.contains("dropped"), "{}", f[0].title);
+        // Without earlier readings the reading decides.
+        assert_eq!(at(&[], -111)[0].severity, Severity::Major);
+    }
 
     #[test]
     fn rssi_thresholds_are_inclusive() {

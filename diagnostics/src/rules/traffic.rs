@@ -12,7 +12,19 @@ const COUNTERS: [(&str, &str); 2] = [("/7/0/2", "sent"), ("/7/0/3", "received")]
 /// Rates below this (KB/h) are too small to matter whatever their ratio.
 const MIN_RATE_KB_PER_H: f64 = 5.0;
 
-fn rates(snapshots: &[&Snapshot], path: &str) -> Vec<f64> {
+/// The traffic of one interval between snapshots. The counters are whole kilobytes, so an
+/// increase of `delta` KB means anything from `delta - 1` to `delta + 1` KB: a meter that sends
+/// less than a kilobyte per interval shows 0 and then 1, which is no spike.
+#[derive(Debug, Clone, Copy)]
+struct Interval {
+    /// KB/h as read.
+    rate: f64,
+    /// The least it can have been (one KB less), and the most (one KB more).
+    low: f64,
+    high: f64,
+}
+
+fn rates(snapshots: &[&Snapshot], path: &str) -> Vec<Interval> {
     snapshots
         .windows(2)
         .filter_map(|w| {
@@ -20,7 +32,11 @@ fn rates(snapshots: &[&Snapshot], path: &str) -> Vec<f64> {
             let hours = b.taken_at.saturating_sub(a.taken_at) as f64 / 3600.0;
             let delta = b.int(path)?.checked_sub(a.int(path)?)?;
             // A falling counter was reset (collection restarted, device rebooted): no rate.
-            (hours > 0.0 && delta >= 0).then(|| delta as f64 / hours)
+            (hours > 0.0 && delta >= 0).then(|| Interval {
+                rate: delta as f64 / hours,
+                low: (delta as f64 - 1.0).max(0.0) / hours,
+                high: (delta as f64 + 1.0) / hours,
+            })
         })
         .collect()
 }
@@ -38,12 +54,18 @@ pub fn traffic_pattern(input: &Input<'_>) -> Vec<Finding> {
         if past.len() < t.traffic_min_intervals {
             continue;
         }
-        let Some(usual) = median(past) else {
+        let past_rates: Vec<f64> = past.iter().map(|i| i.rate).collect();
+        let past_high: Vec<f64> = past.iter().map(|i| i.high).collect();
+        let (Some(usual), Some(usual_high)) = (median(&past_rates), median(&past_high)) else {
             continue;
         };
-        if *current < MIN_RATE_KB_PER_H || *current <= usual.max(0.1) * t.traffic_spike_factor {
+        // A spike even counting the counters' rounding against it.
+        if current.low < MIN_RATE_KB_PER_H
+            || current.low <= usual_high.max(0.1) * t.traffic_spike_factor
+        {
             continue;
         }
+        let current = current.rate;
         out.push(Finding {
             rule: RuleId::TrafficPattern,
             severity: Severity::Minor,
@@ -95,6 +117,30 @@ mod tests {
         );
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].title.starts_with("Data sent 20×"), "{}", f[0].title);
+    }
+
+    #[test]
+    fn under_a_kilobyte_per_interval_is_no_spike_whatever_the_clock() {
+        let t = Thresholds::default();
+        // Snapshots 20 s apart (an accelerated simulation) or 8 h apart: counters in whole KB
+        // that step 0, 0, 1, 1, 2 are a meter sending less than a kilobyte per interval.
+        for spacing in [20, 8 * 3600] {
+            let h = DeviceHistory {
+                snapshots: [0, 0, 1, 1]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| snap_at(NOW - (4 - i as i64) * spacing, &[("/7/0/2", v)]))
+                    .collect(),
+                ..DeviceHistory::default()
+            };
+            assert!(
+                run(traffic_pattern, &snap_at(NOW, &[("/7/0/2", 2)]), &h, &t).is_empty(),
+                "spacing {spacing}"
+            );
+            // A real burst still is one at the short spacing (at 8 h, 11 KB is under 5 KB/h).
+            let burst = run(traffic_pattern, &snap_at(NOW, &[("/7/0/2", 12)]), &h, &t);
+            assert_eq!(burst.len(), usize::from(spacing == 20), "spacing {spacing}");
+        }
     }
 
     #[test]

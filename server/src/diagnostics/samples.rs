@@ -2,8 +2,8 @@
 //! two diagnoses (hours or days apart) within one boot, so a memory leak behind the restarts
 //! stays invisible. For such devices the server reads the Device object (/3/0: free memory,
 //! battery, error codes, all cheap resources in one Read) twice after a Register: once past the
-//! start-up allocations and once a while later, and stores both as samples that the memory-leak
-//! rule sees as a per-boot trend.
+//! start-up allocations and once as late as the device is likely to stay up (a share of its last
+//! boot), and stores both as samples that the memory-leak rule sees as a per-boot trend.
 //!
 //! What triggers it: a Register while registered (the device restarted on its own, TS Core
 //! §6.2.1), when the device did so at least `boot_sample_after_reboots` times within
@@ -51,10 +51,11 @@ struct Track {
 }
 
 impl BootTracker {
-    /// Records a restart of `endpoint` at `now`; `true` when this boot is to be sampled.
-    pub fn restarted(&mut self, endpoint: &str, now: Instant, t: &Thresholds) -> bool {
+    /// Records a restart of `endpoint` at `now`. When this boot is to be sampled: how long
+    /// after the restart the second read is due (the first is `boot_sample_first_secs`).
+    pub fn restarted(&mut self, endpoint: &str, now: Instant, t: &Thresholds) -> Option<Duration> {
         if t.boot_sample_after_reboots == 0 {
-            return false;
+            return None;
         }
         let window = window(t);
         if self.devices.len() >= PRUNE_AT {
@@ -71,7 +72,7 @@ impl BootTracker {
             .restarts
             .front()
             .is_some_and(|&at| now.saturating_duration_since(at) > window)
-            || track.restarts.len() > t.boot_sample_after_reboots
+            || track.restarts.len() > t.boot_sample_after_reboots.max(2)
         {
             track.restarts.pop_front();
         }
@@ -79,11 +80,25 @@ impl BootTracker {
         let due = track
             .sampled
             .is_none_or(|at| now.saturating_duration_since(at) >= interval);
-        if track.restarts.len() >= t.boot_sample_after_reboots && due {
-            track.sampled = Some(now);
-            return true;
+        if track.restarts.len() < t.boot_sample_after_reboots || !due {
+            return None;
         }
-        false
+        track.sampled = Some(now);
+        let n = track.restarts.len();
+        let last_boot = (n >= 2)
+            .then(|| {
+                let (a, b) = (track.restarts.get(n - 2)?, track.restarts.get(n - 1)?);
+                Some(b.saturating_duration_since(*a))
+            })
+            .flatten();
+        Some(match last_boot {
+            Some(boot) => {
+                let first = secs(t.boot_sample_first_secs);
+                boot.mul_f64(t.boot_sample_second_share.clamp(0.0, 1.0))
+                    .clamp(first * 2, Duration::from_secs(86_400).max(first * 2))
+            }
+            None => secs(t.boot_sample_second_secs),
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -137,26 +152,23 @@ async fn listen(
         else {
             continue;
         };
-        if registration.queue_mode
-            || !tracker.restarted(
-                &registration.endpoint,
-                Instant::now(),
-                &diagnostics.thresholds,
-            )
-        {
+        if registration.queue_mode {
             continue;
         }
+        let Some(second) = tracker.restarted(
+            &registration.endpoint,
+            Instant::now(),
+            &diagnostics.thresholds,
+        ) else {
+            continue;
+        };
         let Ok(slot) = scheduled.clone().try_acquire_owned() else {
             continue;
         };
         let (diagnostics, service, reads) = (diagnostics.clone(), service.clone(), reads.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let t = &diagnostics.thresholds;
-            let (first, second) = (
-                secs(t.boot_sample_first_secs),
-                secs(t.boot_sample_second_secs),
-            );
+            let first = secs(diagnostics.thresholds.boot_sample_first_secs);
             let endpoint = registration.endpoint;
             tokio::time::sleep(first).await;
             if !sample(&diagnostics, &service, &reads, &endpoint).await {
@@ -223,31 +235,45 @@ mod tests {
         let mut tracker = BootTracker::default();
         let t0 = Instant::now();
         let at = |hours: f64| t0 + Duration::from_secs_f64(hours * 3600.0);
+        let hours = |h: f64| Some(Duration::from_secs_f64(h * 3600.0));
         // The first restart alone is not "often".
-        assert!(!tracker.restarted("m", at(0.0), &t));
-        // The second within 48 h is: sampled.
-        assert!(tracker.restarted("m", at(3.0), &t));
+        assert_eq!(tracker.restarted("m", at(0.0), &t), None);
+        // The second within 48 h is: sampled, the second read at 0.8 of the last boot (3 h).
+        assert_eq!(tracker.restarted("m", at(3.0), &t), hours(2.4));
         // Another one 1 h later: too soon after the last sampled boot.
-        assert!(!tracker.restarted("m", at(4.0), &t));
-        // 4 h after the last sampled boot: sampled again.
-        assert!(tracker.restarted("m", at(7.0), &t));
+        assert_eq!(tracker.restarted("m", at(4.0), &t), None);
+        // 4 h after the last sampled boot: sampled again; the last boot was 3 h.
+        assert_eq!(tracker.restarted("m", at(7.0), &t), hours(2.4));
         // Every 3 h for a day: at most one sampled boot per 4 h (6 a day).
         let sampled = (1..=8)
-            .filter(|n| tracker.restarted("m", at(7.0 + 3.0 * f64::from(*n)), &t))
+            .filter(|n| {
+                tracker
+                    .restarted("m", at(7.0 + 3.0 * f64::from(*n)), &t)
+                    .is_some()
+            })
             .count();
         assert_eq!(sampled, 4);
         // Restarts 3 days apart are not "often".
-        assert!(!tracker.restarted("rare", at(0.0), &t));
-        assert!(!tracker.restarted("rare", at(72.0), &t));
-        assert!(!tracker.restarted("rare", at(144.0), &t));
+        assert_eq!(tracker.restarted("rare", at(0.0), &t), None);
+        assert_eq!(tracker.restarted("rare", at(72.0), &t), None);
+        assert_eq!(tracker.restarted("rare", at(144.0), &t), None);
         assert_eq!(tracker.len(), 2);
+        // A boot of 10 minutes: the second read still at twice the first's delay (30 min).
+        assert_eq!(tracker.restarted("short", at(0.0), &t), None);
+        assert_eq!(tracker.restarted("short", at(0.1667), &t), hours(0.5));
+        // Sampled after the first restart: the boot length is not known, the default applies.
+        let once = Thresholds {
+            boot_sample_after_reboots: 1,
+            ..Thresholds::default()
+        };
+        assert_eq!(tracker.restarted("new", at(0.0), &once), hours(2.0));
         // Switched off.
         let off = Thresholds {
             boot_sample_after_reboots: 0,
             ..Thresholds::default()
         };
-        assert!(!tracker.restarted("m", at(500.0), &off));
-        assert!(!tracker.restarted("m", at(501.0), &off));
+        assert_eq!(tracker.restarted("m", at(500.0), &off), None);
+        assert_eq!(tracker.restarted("m", at(501.0), &off), None);
     }
 
     #[test]
