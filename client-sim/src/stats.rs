@@ -70,6 +70,11 @@ counters! {
     handshakes,
     /// DTLS handshakes that failed.
     handshake_failures,
+    /// DTLS handshake flights retransmitted (RFC 6347 §4.2.4, timers doubling from 1 s).
+    handshake_retransmissions,
+    /// Of those, the ones the meter made because rtc-dtls had dropped its own timer (see
+    /// `meter::handshake`).
+    handshake_timer_recoveries,
     /// Factory bootstraps finished (`--bootstrap`: DM credentials received).
     bootstraps,
     /// Bootstrap attempts that failed (refused, timed out, unusable account).

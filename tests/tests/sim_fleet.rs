@@ -1,7 +1,7 @@
 //! `ferrite-sim` against the real server binary (`ferrite serve` as a child process, real UDP
 //! and DTLS sockets, a temporary SQLite file): simulated meters (the `client_sim` library run
-//! in-process, configured through its own command line) — 200 by default, 1,000 with
-//! `FERRITE_SIM_FLEET_METERS=1000` — half NoSec and half DTLS PSK, each half mixed LwM2M 1.0 /
+//! in-process, configured through its own command line) — 1,000 by default (another size with
+//! `FERRITE_SIM_FLEET_METERS`, e.g. 200 on a slow machine) — half NoSec and half DTLS PSK, each half mixed LwM2M 1.0 /
 //! 1.1, provisioned through the server's HTTP API (the `--api` code path: CSV import for the DTLS
 //! meters, one POST per NoSec meter; a second provisioning run reuses them all). They register;
 //! reads through the HTTP API come back with the simulated values; readings flow (1.1 by Send
@@ -42,14 +42,15 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const TOKEN: &str = "e2e-token-0123456789";
-/// Meters of the whole test fleet: `FERRITE_SIM_FLEET_METERS` (e.g. 1000), else a CI-sized 200.
-/// Half of them NoSec, half DTLS.
+/// Meters of the whole test fleet: `FERRITE_SIM_FLEET_METERS` (at least 20), else the 1,000 the
+/// issue asks for (about 40 s on the shared 2-core machine, most of it the fixed [`RUN`]). Half
+/// of them NoSec, half DTLS.
 fn fleet_meters() -> u32 {
     std::env::var("FERRITE_SIM_FLEET_METERS")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
         .filter(|n| *n >= 20)
-        .unwrap_or(200)
+        .unwrap_or(1000)
 }
 /// Simulated seconds per real second: an hour every 10 s.
 const SPEED: f64 = 360.0;
@@ -274,6 +275,37 @@ async fn exchange(http: SocketAddr, method: &'static str, path: &str, body: Json
     (answer.status, json)
 }
 
+/// The server's DTLS lines of `GET /metrics` (handshakes by result, failures by reason, drops,
+/// bounds hit), for the figures a run prints.
+async fn dtls_metrics(http: SocketAddr) -> Vec<String> {
+    let api = ApiClient::new(&format!("http://{http}"), TOKEN).unwrap();
+    let answer = tokio::task::spawn_blocking(move || api.request("GET", "/metrics", "", b""))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&answer.body)
+        .lines()
+        .filter(|l| l.contains("dtls") && !l.starts_with('#') && !l.ends_with(" 0"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Datagrams the kernel dropped on the UDP socket bound to `addr` (its receive buffer was full):
+/// the `drops` column of /proc/net/udp; 0 where unavailable.
+fn udp_socket_drops(addr: SocketAddr) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let port = format!(":{:04X}", addr.port());
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            (local.ends_with(&port)).then(|| fields.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 fn value_of<'a>(body: &'a Json, path: &str) -> &'a Json {
     body["values"]
         .as_array()
@@ -455,6 +487,14 @@ async fn a_thousand_simulated_meters_against_the_server() {
         }
     }
     collector.abort();
+    // Figures for the handshake behaviour under load (measured, not asserted): the server's DTLS
+    // counters, and datagrams its sockets lost to a full receive buffer.
+    eprintln!(
+        "server DTLS metrics: {:#?}; datagrams dropped by full receive buffers: coaps {}, coap {}",
+        dtls_metrics(http).await,
+        udp_socket_drops(server.coaps),
+        udp_socket_drops(server.coap)
+    );
 
     let mut produced = 0u64;
     let mut outages = 0u64;
@@ -466,11 +506,14 @@ async fn a_thousand_simulated_meters_against_the_server() {
         assert_eq!(r.socket_errors, 0);
         // Meters created through the API get in with their first handshake (the focused
         // `dtls_meters_created_through_the_api_handshake_the_first_time` asserts none fails).
-        // Here 500 handshakes start at 400/s against a debug server: on the shared 2-core machine
-        // (load 7) 24 of 500 ran out of DTLS retransmissions once and got in on their retry, so
-        // a few are tolerated; every meter registering is asserted above.
+        // Here 500 handshakes start at 400/s against a debug server whose socket buffer
+        // overflows (tens to hundreds of datagrams lost, printed above). With rtc-dtls' fixed 1 s
+        // timer, and its client dropping the timer on a duplicate HelloVerifyRequest, up to 10 %
+        // failed at load 7; the meters' RFC 6347 backoff (`client_sim::meter::handshake`) brought
+        // that to none in every run measured. A handshake failing only past its 60 s timeout,
+        // 1 % are tolerated; every meter registering is asserted above.
         assert!(
-            r.stats.handshake_failures * 10 <= u64::from(per_kind),
+            r.stats.handshake_failures * 100 <= u64::from(per_kind),
             "{:?}",
             r.stats
         );
@@ -636,7 +679,18 @@ async fn read_until(
     paths: &[&str],
     done: impl Fn(&Json) -> bool,
 ) -> Json {
-    let deadline = Instant::now() + Duration::from_secs(40);
+    read_until_within(http, ep, paths, Duration::from_secs(40), done).await
+}
+
+/// [`read_until`] for up to `within`.
+async fn read_until_within(
+    http: SocketAddr,
+    ep: &str,
+    paths: &[&str],
+    within: Duration,
+    done: impl Fn(&Json) -> bool,
+) -> Json {
+    let deadline = Instant::now() + within;
     let mut last = Json::Null;
     while Instant::now() < deadline {
         let (status, body) = post(
@@ -1141,10 +1195,19 @@ async fn a_firmware_pull_through_loss_duplication_and_delay_completes() {
         }
         assert!(Instant::now() < deadline, "{ep}: {status} {body}");
     }
-    read_until(http, ep, &["/5/0/3", "/5/0/5"], |b| {
-        value_of(b, "/5/0/3") == 2
-    })
+    // 40 blocks at 10 % loss each way cost about 8 CoAP retransmission timeouts of 2–3 s (some
+    // doubled), and the reads themselves are lossy: typically 25–35 s, past 40 s at load 6.
+    // What is asserted is that the pull completes, not how fast.
+    let pulling = Instant::now();
+    read_until_within(
+        http,
+        ep,
+        &["/5/0/3", "/5/0/5"],
+        Duration::from_secs(120),
+        |b| value_of(b, "/5/0/3") == 2,
+    )
     .await;
+    eprintln!("pulled through the faults in {:?}", pulling.elapsed());
     fleet.stop();
     let report = tokio::task::spawn_blocking(move || fleet.join())
         .await

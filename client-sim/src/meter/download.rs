@@ -4,7 +4,7 @@
 //! rest of the meter.
 //!
 //! `coap://` goes in clear. `coaps://` runs the same exchange inside a DTLS 1.2 PSK session
-//! ([`DtlsClient`], RFC 6347; the GET leaves once the handshake completed, every CoAP datagram is
+//! (the meter's [`BackoffDtlsClient`], RFC 6347; the GET leaves once the handshake completed, every CoAP datagram is
 //! one application-data record). The credential is the meter's own PSK for its LwM2M server
 //! (the identity and key it registers with, or the ones its bootstrap delivered): LwM2M TS Core
 //! 1.1 §E.6 leaves the download's security to the client, and a real meter has no other key in
@@ -25,10 +25,11 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Instant;
 
-use ferrite_dtls::{ClientEvent as DtlsEvent, DtlsClient, DtlsClientConfig};
+use ferrite_dtls::ClientEvent as DtlsEvent;
 use lwm2m_proto::coap::{CoapConfig, CoapEndpoint, Code, Event, FailureReason, Request, RequestId};
 
 use super::firmware::result;
+use super::handshake::BackoffDtlsClient;
 
 /// The largest package a meter will fetch (the largest model has 1 MB of memory).
 pub const MAX_PACKAGE: usize = 2 * 1024 * 1024;
@@ -78,7 +79,7 @@ pub struct PackageUri {
 enum Transport {
     Plain,
     Dtls {
-        client: Box<DtlsClient>,
+        client: Box<BackoffDtlsClient>,
         /// The GET, until the handshake completes.
         request: Option<Request>,
     },
@@ -180,8 +181,9 @@ impl Download {
                 // A NoSec meter holds no key to open a DTLS session with.
                 return Err(result::UNSUPPORTED_PROTOCOL);
             };
-            let config = DtlsClientConfig::new(credential.identity.clone(), credential.key.clone());
-            let mut client = DtlsClient::new(config).map_err(|_| result::UNSUPPORTED_PROTOCOL)?;
+            let mut client =
+                BackoffDtlsClient::new(credential.identity.clone(), credential.key.clone())
+                    .map_err(|_| result::UNSUPPORTED_PROTOCOL)?;
             client
                 .connect(now, peer)
                 .map_err(|_| result::CONNECTION_LOST)?;

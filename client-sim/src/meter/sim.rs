@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ferrite_dtls::{ClientEvent as DtlsEvent, DtlsClient, DtlsClientConfig};
+use ferrite_dtls::ClientEvent as DtlsEvent;
 use lwm2m_objects::codec::Record;
 use lwm2m_objects::{Path, Value};
 use lwm2m_proto::coap::{Message, MessageType};
@@ -30,6 +30,7 @@ use super::buffer::ReadingBuffer;
 use super::download::{Download, Injected, PskCredential};
 use super::dynamics::{Dynamics, Reading};
 use super::firmware::{self, FirmwareSettings};
+use super::handshake::BackoffDtlsClient;
 use super::profile::{Problem, Profile, stream};
 use super::store::MeterStore;
 use crate::clock::SimClock;
@@ -221,7 +222,7 @@ pub struct SimMeter {
     profile: Profile,
     dynamics: Dynamics,
     client: Lwm2mClient<MeterStore>,
-    dtls: Option<Box<DtlsClient>>,
+    dtls: Option<Box<BackoffDtlsClient>>,
     buffer: ReadingBuffer,
     phase: Phase,
     delivery: Delivery,
@@ -636,8 +637,7 @@ impl SimMeter {
                         (identity.into_bytes(), key, ctx.settings.server)
                     }
                 };
-                let config = DtlsClientConfig::new(identity, key);
-                match DtlsClient::new(config) {
+                match BackoffDtlsClient::new(identity, key) {
                     Ok(mut dtls) => match dtls.connect(now, server) {
                         Ok(()) => {
                             self.dtls = Some(Box::new(dtls));
@@ -1065,6 +1065,9 @@ impl SimMeter {
             let Some(dtls) = self.dtls.as_mut() else {
                 return;
             };
+            let (retransmissions, recovered) = dtls.take_counts();
+            Stats::add(&ctx.stats.handshake_retransmissions, retransmissions.into());
+            Stats::add(&ctx.stats.handshake_timer_recoveries, recovered.into());
             let Some(event) = dtls.poll_event() else {
                 return;
             };
