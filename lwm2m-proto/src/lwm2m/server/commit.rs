@@ -319,6 +319,10 @@ impl Lwm2mServer {
     /// Registrations that will exist once the staged Registers of new endpoints commit (for the
     /// [`super::ServerConfig::max_registrations`] cap).
     pub(super) fn registrations_with_staged(&self) -> usize {
+        if self.registrations.len() + self.commits.len() < self.config.max_registrations {
+            // Far from the cap (the usual case): no need to look at each staged change.
+            return self.registrations.len();
+        }
         self.registrations.len()
             + self
                 .commits
@@ -330,8 +334,7 @@ impl Lwm2mServer {
                 .count()
     }
 
-    /// The registration ID a staged change of `id` would need (a fresh ID must not collide with
-    /// a staged Register's either).
+    /// Whether a staged Register holds `id` (a fresh ID must not collide with it either).
     pub(super) fn id_is_staged(&self, id: RegistrationId) -> bool {
         self.commits.values().any(
             |p| matches!(&p.change, Change::Register { registration, .. } if registration.id == id),

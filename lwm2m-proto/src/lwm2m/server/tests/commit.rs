@@ -403,3 +403,32 @@ fn without_the_setting_changes_apply_at_once() {
     assert!(staged(&net.events).is_empty());
     assert_eq!(net.server.registration("meter-now"), Some(&reg));
 }
+
+#[test]
+fn staged_registers_count_against_the_registration_cap() {
+    let mut net = Net::new(ServerConfig {
+        persist_before_answer: Some(COMMIT_TIMEOUT),
+        max_registrations: 1,
+        ..config()
+    });
+    let a = net.device(PeerAuth::NoSec);
+    let b = net.device(PeerAuth::NoSec);
+    let (_, commit, _) = accept_staged(&mut net, a, "meter-cap-a");
+    // A is not registered yet, but will be: B would exceed the cap.
+    let req = net.register_request(b, &["ep=meter-cap-b"], METER_LINKS);
+    assert_eq!(
+        net.response(b, req).map(|r| r.code),
+        Some(Code::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(
+        refused(&net.take_events()),
+        [(Code::SERVICE_UNAVAILABLE, RefusalReason::TooManyRegistrations)]
+    );
+    // A's reboot (from a new port: its first Register is still unanswered) is not a new
+    // registration.
+    let a2 = net.device(PeerAuth::NoSec);
+    let (_, again, _) = accept_staged(&mut net, a2, "meter-cap-a");
+    net.server.commit_succeeded(net.now, commit).expect("a");
+    net.server.commit_succeeded(net.now, again).expect("a again");
+    assert_eq!(net.server.stats().registrations, 1);
+}
