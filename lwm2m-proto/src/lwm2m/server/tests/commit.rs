@@ -422,13 +422,18 @@ fn staged_registers_count_against_the_registration_cap() {
     );
     assert_eq!(
         refused(&net.take_events()),
-        [(Code::SERVICE_UNAVAILABLE, RefusalReason::TooManyRegistrations)]
+        [(
+            Code::SERVICE_UNAVAILABLE,
+            RefusalReason::TooManyRegistrations
+        )]
     );
     // A's reboot (from a new port: its first Register is still unanswered) is not a new
     // registration.
     let a2 = net.device(PeerAuth::NoSec);
     let (_, again, _) = accept_staged(&mut net, a2, "meter-cap-a");
     net.server.commit_succeeded(net.now, commit).expect("a");
-    net.server.commit_succeeded(net.now, again).expect("a again");
+    net.server
+        .commit_succeeded(net.now, again)
+        .expect("a again");
     assert_eq!(net.server.stats().registrations, 1);
 }
