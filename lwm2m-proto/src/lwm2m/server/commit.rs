@@ -98,6 +98,21 @@ pub(super) struct PendingCommit {
     change: Change,
 }
 
+/// What is staged for one endpoint. The store applies writes in the order they were staged, so
+/// the changes of one endpoint may queue up as long as applying them in that order gives the
+/// same result in the store (an upsert by endpoint, a delete by registration ID) and in memory:
+/// Updates stack (each computed from the one before) and a De-register may follow them; an
+/// Update or De-register behind a staged Register (a reboot) or De-register could resurrect or
+/// overwrite a row, and is refused 5.03 until those are committed.
+#[derive(Debug, Default)]
+pub(super) struct Staged {
+    count: u32,
+    register: bool,
+    deregister: bool,
+    /// The result of the latest staged Update: the base of the next one.
+    latest: Option<Registration>,
+}
+
 impl Lwm2mServer {
     /// Whether changes wait for the application's commit before they apply and are answered.
     pub(super) fn defers_answers(&self) -> Option<Duration> {
@@ -109,6 +124,16 @@ impl Lwm2mServer {
         self.commit_endpoints.contains_key(endpoint)
     }
 
+    /// For an Update or De-register of `endpoint`: `Err(())` if it must wait (see [`Staged`]),
+    /// else the registration as it will be once the staged Updates are committed, if any.
+    pub(super) fn staged_base(&self, endpoint: &str) -> Result<Option<&Registration>, ()> {
+        match self.commit_endpoints.get(endpoint) {
+            None => Ok(None),
+            Some(s) if s.register || s.deregister => Err(()),
+            Some(s) => Ok(s.latest.as_ref()),
+        }
+    }
+
     /// Applies `change` now, or stages it until the application's commit.
     pub(super) fn stage_or_apply(&mut self, now: Instant, responder: Responder, change: Change) {
         let Some(timeout) = self.defers_answers() else {
@@ -117,10 +142,16 @@ impl Lwm2mServer {
         };
         let ticket = CommitTicket(self.next_commit);
         self.next_commit += 1;
-        *self
+        let staged = self
             .commit_endpoints
             .entry(change.endpoint().to_owned())
-            .or_insert(0) += 1;
+            .or_default();
+        staged.count += 1;
+        match &change {
+            Change::Register { .. } => staged.register = true,
+            Change::Deregister { .. } => staged.deregister = true,
+            Change::Update { registration, .. } => staged.latest = Some(registration.clone()),
+        }
         self.timers
             .set(TimerKey::Commit(ticket), deadline(now, timeout));
         self.commits.insert(
@@ -167,20 +198,34 @@ impl Lwm2mServer {
     }
 
     /// The commit timer of `ticket` fired: the client gets 5.03, the application
-    /// [`ServerEvent::CommitTimedOut`].
+    /// [`ServerEvent::CommitTimedOut`]. The endpoint's other staged changes are given up with
+    /// it: later ones may build on it, and the application's undo must come after all of them.
     pub(super) fn on_commit_timeout(&mut self, now: Instant, ticket: CommitTicket) {
-        let Ok(pending) = self.take_commit(ticket) else {
+        let Some(endpoint) = self
+            .commits
+            .get(&ticket)
+            .map(|p| p.change.endpoint().to_owned())
+        else {
             return;
         };
-        self.answer(
-            now,
-            pending.responder,
-            Response::new(Code::SERVICE_UNAVAILABLE),
-        );
-        self.events.push_back(ServerEvent::CommitTimedOut {
-            ticket,
-            change: pending.change,
-        });
+        let mut tickets: Vec<CommitTicket> = self
+            .commits
+            .iter()
+            .filter(|(_, p)| p.change.endpoint() == endpoint)
+            .map(|(t, _)| *t)
+            .collect();
+        tickets.sort_unstable();
+        for ticket in tickets {
+            let Ok(pending) = self.take_commit(ticket) else {
+                continue;
+            };
+            let unavailable = Response::new(Code::SERVICE_UNAVAILABLE);
+            self.answer(now, pending.responder, unavailable);
+            self.events.push_back(ServerEvent::CommitTimedOut {
+                ticket,
+                change: pending.change,
+            });
+        }
     }
 
     fn take_commit(&mut self, ticket: CommitTicket) -> Result<PendingCommit, CommitError> {
@@ -190,9 +235,9 @@ impl Lwm2mServer {
             .ok_or(CommitError::UnknownTicket)?;
         self.timers.cancel(TimerKey::Commit(ticket));
         let endpoint = pending.change.endpoint();
-        if let Some(count) = self.commit_endpoints.get_mut(endpoint) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+        if let Some(staged) = self.commit_endpoints.get_mut(endpoint) {
+            staged.count = staged.count.saturating_sub(1);
+            if staged.count == 0 {
                 self.commit_endpoints.remove(endpoint);
             }
         }

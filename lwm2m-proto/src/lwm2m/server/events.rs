@@ -69,8 +69,9 @@ pub enum RefusalReason {
     },
     /// A request on `/rd` with the wrong method (4.05).
     MethodNotAllowed,
-    /// An Update or De-register while an earlier change of the same registration is still being
-    /// persisted (5.03: the client tries again; the store must see changes one at a time).
+    /// An Update or De-register while a Register (reboot) or De-register of the same endpoint
+    /// is still being persisted (5.03: the client tries again; applied in order, it could
+    /// overwrite or resurrect the stored registration).
     ChangePending,
 }
 

@@ -290,8 +290,8 @@ pub struct Lwm2mServer {
     next_observation: u64,
     /// Changes waiting for the application's commit (`commit.rs`).
     commits: HashMap<CommitTicket, commit::PendingCommit>,
-    /// Endpoints with changes in `commits`, and how many.
-    commit_endpoints: HashMap<String, u32>,
+    /// Endpoints with changes in `commits`, and what they are.
+    commit_endpoints: HashMap<String, commit::Staged>,
     next_commit: u64,
 }
 

@@ -304,8 +304,8 @@ impl Lwm2mServer {
             );
             return None;
         }
-        if self.commit_pending_for(&state.reg.endpoint) {
-            // The store must see this registration's changes one at a time, in order.
+        if self.staged_base(&state.reg.endpoint).is_err() {
+            // A reboot or De-register is being persisted (see `commit::Staged`).
             let endpoint = Some(state.reg.endpoint.clone());
             let (code, reason) = (Code::SERVICE_UNAVAILABLE, RefusalReason::ChangePending);
             self.refuse(now, responder, peer, auth, endpoint, code, reason);
@@ -353,7 +353,11 @@ impl Lwm2mServer {
         let Some(state) = self.registrations.get(&id) else {
             return;
         };
-        let previous = state.reg.clone();
+        // Stacked on the Updates still being persisted, if any.
+        let previous = match self.staged_base(&state.reg.endpoint) {
+            Ok(Some(latest)) => latest.clone(),
+            _ => state.reg.clone(),
+        };
         let mut registration = previous.clone();
         if let Some(lifetime) = params.lifetime {
             registration.lifetime = lifetime;

@@ -254,7 +254,7 @@ fn a_commit_that_never_comes_is_answered_5_03_and_reported() {
 }
 
 #[test]
-fn updates_apply_after_their_commit_one_at_a_time() {
+fn updates_apply_after_their_commit_and_stack_in_order() {
     let mut net = durable_net();
     let dev = net.device(PeerAuth::NoSec);
     let registered = register_durably(&mut net, dev, "meter-u");
@@ -283,35 +283,128 @@ fn updates_apply_after_their_commit_one_at_a_time() {
         Some(300)
     );
     // A second Update meanwhile (a new message; from another port, since the device's own CoAP
-    // endpoint keeps to NSTART 1) would race the first one in the store: 5.03.
+    // endpoint keeps to NSTART 1) is staged on top of the first one.
     let other = net.device(PeerAuth::NoSec);
     net.devices[other].location = net.devices[dev].location.clone();
-    let second = net.update(other, &["lt=1200"], "");
+    let second = net.update(other, &["b=UQ"], "");
+    let changes = staged(&net.take_events());
+    let [
+        (
+            commit_2,
+            Change::Update {
+                registration: stacked,
+                previous: base,
+            },
+        ),
+    ] = changes.as_slice()
+    else {
+        panic!("expected a second staged Update, got {changes:?}");
+    };
+    assert_eq!(base, registration, "built on the first Update");
+    assert_eq!((stacked.lifetime, stacked.binding.queue), (900, true));
+
+    net.server
+        .commit_succeeded(net.now, *commit)
+        .expect("staged");
+    net.server
+        .commit_succeeded(net.now, *commit_2)
+        .expect("staged");
+    net.flush();
+    assert_eq!(net.response(dev, req).map(|r| r.code), Some(Code::CHANGED));
     assert_eq!(
         net.response(other, second).map(|r| r.code),
+        Some(Code::CHANGED)
+    );
+    let updated = net
+        .take_events()
+        .iter()
+        .filter(|e| matches!(e, ServerEvent::Updated { .. }))
+        .count();
+    assert_eq!(updated, 2);
+    let now = net.server.registration("meter-u").expect("registered");
+    assert_eq!((now.lifetime, now.binding.queue), (900, true));
+    // The lifetime runs from the commit: still registered 900 s later minus a little.
+    net.advance(Duration::from_secs(890));
+    assert!(net.server.registration("meter-u").is_some());
+}
+
+#[test]
+fn a_deregister_may_follow_a_staged_update_but_nothing_may_follow_a_staged_deregister() {
+    // Wakaama sends its De-register ("quit") while its Update may still be unanswered.
+    let mut net = durable_net();
+    let dev = net.device(PeerAuth::NoSec);
+    register_durably(&mut net, dev, "meter-q");
+    let update = net.update(dev, &["lt=900"], "");
+    let location = net.devices[dev].location.clone().expect("registered");
+    let other = net.device(PeerAuth::NoSec);
+    let delete = net.send(
+        other,
+        Request::delete().with_path(["rd", location.as_str()]),
+    );
+    let changes = staged(&net.take_events());
+    assert!(
+        matches!(
+            changes.as_slice(),
+            [(_, Change::Update { .. }), (_, Change::Deregister { .. })]
+        ),
+        "{changes:?}"
+    );
+    // Behind a staged De-register, an Update could bring the deleted row back: 5.03.
+    let third = net.device(PeerAuth::NoSec);
+    net.devices[third].location = Some(location.clone());
+    let late = net.update(third, &[], "");
+    assert_eq!(
+        net.response(third, late).map(|r| r.code),
         Some(Code::SERVICE_UNAVAILABLE)
     );
     assert_eq!(
         refused(&net.take_events()),
         [(Code::SERVICE_UNAVAILABLE, RefusalReason::ChangePending)]
     );
-
-    net.server
-        .commit_succeeded(net.now, *commit)
-        .expect("staged");
+    for (ticket, _) in changes {
+        net.server
+            .commit_succeeded(net.now, ticket)
+            .expect("staged");
+    }
     net.flush();
-    assert_eq!(net.response(dev, req).map(|r| r.code), Some(Code::CHANGED));
-    assert!(matches!(
-        net.take_events().as_slice(),
-        [ServerEvent::Updated { .. }]
-    ));
     assert_eq!(
-        net.server.registration("meter-u").map(|r| r.lifetime),
-        Some(900)
+        net.response(dev, update).map(|r| r.code),
+        Some(Code::CHANGED)
     );
-    // The lifetime runs from the commit: still registered 900 s later minus a little.
-    net.advance(Duration::from_secs(890));
-    assert!(net.server.registration("meter-u").is_some());
+    assert_eq!(
+        net.response(other, delete).map(|r| r.code),
+        Some(Code::DELETED)
+    );
+    assert!(net.server.registration("meter-q").is_none());
+}
+
+#[test]
+fn a_commit_timeout_gives_up_the_endpoints_later_changes_too() {
+    let mut net = durable_net();
+    let dev = net.device(PeerAuth::NoSec);
+    let registered = register_durably(&mut net, dev, "meter-z");
+    let first = net.update(dev, &["lt=900"], "");
+    let other = net.device(PeerAuth::NoSec);
+    net.devices[other].location = net.devices[dev].location.clone();
+    net.advance(Duration::from_secs(10));
+    let second = net.update(other, &["lt=1200"], "");
+    assert_eq!(staged(&net.take_events()).len(), 2);
+    // The first one's commit never comes: both are answered 5.03 when it times out.
+    net.advance(COMMIT_TIMEOUT - Duration::from_secs(9));
+    for (d, req) in [(dev, first), (other, second)] {
+        assert_eq!(
+            net.response(d, req).map(|r| r.code),
+            Some(Code::SERVICE_UNAVAILABLE)
+        );
+    }
+    let timed_out = net
+        .take_events()
+        .iter()
+        .filter(|e| matches!(e, ServerEvent::CommitTimedOut { .. }))
+        .count();
+    assert_eq!(timed_out, 2);
+    assert_eq!(net.server.registration("meter-z"), Some(&registered));
+    assert_eq!(net.server.stats().pending_commits, 0);
 }
 
 #[test]
