@@ -7,6 +7,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod fleet;
 pub mod http;
+pub mod inventory;
 pub mod logging;
 pub mod lwm2m;
 pub mod metrics;

@@ -450,6 +450,31 @@ mod tests {
         }
     }
 
+    /// Fuzzing found (fuzz/artifacts/lwm2m_cbor/crash-2a8fc750…): indefinite maps whose
+    /// resource instances come out of order re-encode in path order; a map has no order, so the
+    /// round trip holds for the records sorted by path.
+    #[test]
+    fn unordered_indefinite_maps_round_trip_in_path_order() {
+        let bytes = hex("bf 02 b8 01 00 bf 02 bf 08 00 00 00 ff 00 00 ff ff");
+        let mut records = decode(&bytes, model()).unwrap();
+        assert_eq!(records.len(), 3);
+        let again = decode(&encode(&records).unwrap(), model()).unwrap();
+        records.sort_by_key(|r| r.path.ids());
+        assert_eq!(again, records);
+    }
+
+    /// Fuzzing found (crash-fba23af8…): a resource instance sorts before a resource of a higher
+    /// ID on the wire (IDs order), not in `Path`'s variant order.
+    #[test]
+    fn paths_are_written_in_id_order() {
+        let records = vec![
+            Record::new(Path::Resource(2, 2, 15), Value::Integer(0)),
+            Record::new(Path::ResourceInstance(2, 2, 8, 0), Value::Integer(0)),
+        ];
+        let again = decode(&encode(&records).unwrap(), model()).unwrap();
+        assert_eq!(again, [records[1].clone(), records[0].clone()]);
+    }
+
     #[test]
     fn objlnk_values_are_written_as_text() {
         let bytes = encode(&[Record::new(
