@@ -80,10 +80,25 @@ pub(crate) type JobSender = mpsc::UnboundedSender<Job>;
 /// e.g. the HTTP API, wait for it) and the work redone when a batch has to be retried.
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// How long a partial batch waits for more jobs before it is written (group commit). Devices
+/// now wait for the commit before they are answered (a closed loop): without the wait, the first
+/// Register of a wave is committed alone, the rest queue behind it, and a storm degenerates into
+/// many small transactions.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Applies jobs until every sender is gone.
 pub(crate) async fn run(store: Store, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if batch.len() < MAX_BATCH {
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
         apply_batch(&store, batch.drain(..)).await;
     }
 }
