@@ -148,6 +148,18 @@ async fn state_of(server: &TestServer, endpoint: &str) -> LifecycleState {
         .state
 }
 
+/// `device` asks to bootstrap and its handshake with the bootstrap server fails.
+async fn expect_bootstrap_handshake_refused(device: &mut TestDevice) {
+    device.bootstrap();
+    device
+        .expect("handshake failure", |e| match e {
+            DevEvent::DtlsClosed(_) => Some(()),
+            DevEvent::Bootstrap(BootstrapOutcome::Finished { .. }) => panic!("bootstrapped"),
+            _ => None,
+        })
+        .await;
+}
+
 /// A device with `credentials` does not get registered: its handshake fails or its Register is
 /// refused.
 async fn expect_refused_by_dm_server(
@@ -314,14 +326,7 @@ async fn wrong_bootstrap_key_and_unknown_identity_fail_the_handshake() {
             bs_addr(&server),
         )
         .await;
-        device.bootstrap();
-        device
-            .expect("handshake failure", |e| match e {
-                DevEvent::DtlsClosed(_) => Some(()),
-                DevEvent::Bootstrap(BootstrapOutcome::Finished { .. }) => panic!("bootstrapped"),
-                _ => None,
-            })
-            .await;
+        expect_bootstrap_handshake_refused(&mut device).await;
     }
     assert_eq!(
         state_of(&server, "meter-bs-2").await,
@@ -356,16 +361,7 @@ async fn replaced_bootstrap_credentials_stop_working() {
         bs_addr(&server),
     )
     .await;
-    device.bootstrap();
-    device
-        .expect("handshake failure", |e| match e {
-            DevEvent::DtlsClosed(_) => Some(()),
-            DevEvent::Bootstrap(BootstrapOutcome::Finished { .. }) => {
-                panic!("bootstrapped with replaced credentials")
-            }
-            _ => None,
-        })
-        .await;
+    expect_bootstrap_handshake_refused(&mut device).await;
     let mut device =
         TestDevice::start(factory_spec("meter-bs-r", &new, bs_uri), bs_addr(&server)).await;
     bootstrap_and_register(&server, &mut device).await;

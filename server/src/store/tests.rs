@@ -14,7 +14,7 @@ use chrono::{Duration, TimeZone, Utc};
 use super::scratch::{self, ScratchPostgres};
 use super::{Store, StoreError};
 use crate::fleet::lifecycle::{Actor, LifecycleState, SystemComponent};
-use crate::fleet::onboarding::{ImportOutcome, ImportRejection};
+use crate::fleet::onboarding::{ImportOutcome, ImportRejection, ImportReport};
 use crate::fleet::registry::{
     AuditPageRequest, Connectivity, DeviceFilter, NewDevice, PageRequest, RegistrationRefusal,
     SecurityMode, Tags, ValidationError,
@@ -1022,6 +1022,24 @@ async fn case_registration_connectivity_and_firmware(store: Store) {
     ));
 }
 
+/// The outcome of the import row on `line` of the file.
+fn outcome_at(report: &ImportReport, line: u64) -> ImportOutcome {
+    report
+        .rows
+        .iter()
+        .find(|r| r.line == line)
+        .map(|r| r.outcome.clone())
+        .unwrap()
+}
+
+/// Why the import row on `line` was rejected (panics when it was not).
+fn rejection_at(report: &ImportReport, line: u64) -> ImportRejection {
+    match outcome_at(report, line) {
+        ImportOutcome::Rejected(reason) => reason,
+        other => panic!("line {line}: {other:?}"),
+    }
+}
+
 /// The bootstrap columns: stored sealed in the same transaction as the device, audited, given
 /// back by identity; both-or-neither per row; one identity namespace with device identities, in
 /// the file and against the registry (device identities and bootstrap identities).
@@ -1053,18 +1071,8 @@ async fn case_import_with_bootstrap_credentials(store: Store) {
     );
     let report = store.import_csv(csv.as_bytes(), &alice()).await.unwrap();
     assert!(report.aborted.is_none());
-    let outcome = |line: u64| {
-        report
-            .rows
-            .iter()
-            .find(|r| r.line == line)
-            .map(|r| r.outcome.clone())
-            .unwrap()
-    };
-    let rejected = |line: u64| match outcome(line) {
-        ImportOutcome::Rejected(reason) => reason,
-        other => panic!("line {line}: {other:?}"),
-    };
+    let outcome = |line: u64| outcome_at(&report, line);
+    let rejected = |line: u64| rejection_at(&report, line);
     for line in [2, 3, 10] {
         assert!(
             matches!(outcome(line), ImportOutcome::Accepted { .. }),
@@ -1100,27 +1108,21 @@ async fn case_import_with_bootstrap_credentials(store: Store) {
     let stored = store.bootstrap_credentials("bs-1").await.unwrap().unwrap();
     assert_eq!(stored.endpoint, "meter-1");
     assert_eq!(stored.key.to_hex(), KEY_A);
-    assert_eq!(
-        store
-            .bootstrap_credentials("bs-9")
-            .await
-            .unwrap()
-            .unwrap()
-            .endpoint,
-        "meter-9"
-    );
+    let owner = |identity: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .bootstrap_credentials(identity)
+                .await
+                .unwrap()
+                .map(|c| c.endpoint)
+        }
+    };
+    assert_eq!(owner("bs-9").await.as_deref(), Some("meter-9"));
     // Rejected rows stored nothing; the registry's bootstrap identity still belongs to meter-db.
-    assert!(store.bootstrap_credentials("bs-8").await.unwrap().is_none());
+    assert_eq!(owner("bs-8").await, None);
     assert!(store.get_device("meter-6").await.unwrap().is_none());
-    assert_eq!(
-        store
-            .bootstrap_credentials("bs-db")
-            .await
-            .unwrap()
-            .unwrap()
-            .endpoint,
-        "meter-db"
-    );
+    assert_eq!(owner("bs-db").await.as_deref(), Some("meter-db"));
     // meter-2 has no bootstrap credentials, meter-1's are audited.
     assert!(store.bootstrap_status("meter-2").await.unwrap().is_none());
     assert_eq!(
@@ -1173,18 +1175,8 @@ async fn case_import_report_covers_every_reason(store: Store) {
     let report = store.import_csv(csv.as_bytes(), &alice()).await.unwrap();
     assert!(report.aborted.is_none());
     assert_eq!((report.accepted(), report.rejected()), (2, 10));
-    let outcome = |line: u64| {
-        report
-            .rows
-            .iter()
-            .find(|r| r.line == line)
-            .map(|r| r.outcome.clone())
-            .unwrap()
-    };
-    let rejected = |line: u64| match outcome(line) {
-        ImportOutcome::Rejected(reason) => reason,
-        other => panic!("line {line}: {other:?}"),
-    };
+    let outcome = |line: u64| outcome_at(&report, line);
+    let rejected = |line: u64| rejection_at(&report, line);
     match outcome(2) {
         ImportOutcome::Accepted {
             psk_identity,
