@@ -119,7 +119,7 @@ pub async fn start_with(
     };
 
     // The firmware version of every device that registers (/3/0/3), for the registry.
-    crate::inventory::start(store.clone(), lwm2m.clone());
+    crate::inventory::start(lwm2m.clone());
 
     // Diagnoses in flight when the server stopped: single runs fail, sweeps resume.
     crate::diagnostics::background::start(

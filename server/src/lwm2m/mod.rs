@@ -651,6 +651,20 @@ impl Lwm2mService {
         answer.await.map_err(|_| ServiceError::Unavailable)
     }
 
+    /// Records the firmware version `endpoint` reported (`inventory`) through the persistence
+    /// worker: written with the next batch of registration writes, not in a transaction of its
+    /// own, and only when it differs from the registry's. False when the service is stopping.
+    pub fn record_firmware_version(&self, endpoint: &str, version: &str) -> bool {
+        self.inner
+            .shared
+            .persist
+            .send(Job::Firmware {
+                endpoint: endpoint.to_owned(),
+                version: version.to_owned(),
+            })
+            .is_ok()
+    }
+
     /// Waits until every store write asked for so far is done.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();

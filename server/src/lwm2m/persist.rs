@@ -62,6 +62,8 @@ pub(crate) enum Job {
         at: DateTime<Utc>,
         result_json: String,
     },
+    /// The firmware version a device reported (`inventory`), written only when it changed.
+    Firmware { endpoint: String, version: String },
     /// Answers once every job before it is done (shutdown, tests).
     Barrier(oneshot::Sender<()>),
     /// `job` (a registration change the engine staged, `Registered`, `Updated` or `Ended`), and
@@ -247,6 +249,7 @@ impl Job {
                 at,
                 result_json,
             },
+            Job::Firmware { endpoint, version } => Lwm2mWrite::Firmware { endpoint, version },
             Job::Barrier(done) => return (None, Some(Signal::Barrier(done))),
             Job::Commit { job, ticket, reply } => {
                 let (write, _) = job.into_write();
@@ -266,6 +269,7 @@ fn log_failure(write: &Lwm2mWrite, result: Result<(), StoreError>) {
             Lwm2mWrite::Connectivity { .. } => "update connectivity",
             Lwm2mWrite::Queue { .. } => "persist a queued request",
             Lwm2mWrite::Finish { .. } => "record the result of a queued request",
+            Lwm2mWrite::Firmware { .. } => "record the firmware version",
         };
         tracing::error!(subject = write.subject(), %error, "cannot {what}");
     }

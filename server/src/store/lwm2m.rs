@@ -10,13 +10,13 @@
 //! distinct endpoints as multi-row statements — measured, a registration storm was dominated by
 //! per-statement commits and the wake-ups of sqlx's SQLite worker thread.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::rows::{self, StateRow};
+use super::rows;
 use super::sql;
 use super::{Backend, BackendKind, StateChange, Store, StoreError};
 use crate::fleet::lifecycle::{self, Actor, LifecycleState, SystemComponent};
@@ -325,14 +325,74 @@ macro_rules! insert_event_head {
 const INSERT_EVENT_COLUMNS: usize = 5;
 const INSERT_EVENT: &str = concat!(insert_event_head!(), "($1, $2, $3, $4, $5)");
 
-/// A connectivity update that also answers whether the device exists and its lifecycle state
-/// (one statement instead of a read and a write; on PostgreSQL it also locks the row, so the
-/// activation that may follow cannot race an operator's change).
-const SET_ONLINE_RETURNING_STATE: &str = "UPDATE devices SET connectivity = $1, \
-    last_seen = COALESCE($2, last_seen), updated_at = $3 WHERE endpoint = $4 RETURNING id, state";
+/// Online for a run of registrations and updates, each last seen at the `last_update` of its
+/// registration row just upserted in the same transaction (so one statement serves the run
+/// whatever their times); `$1` connectivity, `$2` now, then the endpoints. It also answers which
+/// devices exist and their lifecycle states (one statement instead of a read and a write per
+/// device; on PostgreSQL it also locks the rows, so the activation that may follow cannot race an
+/// operator's change). The endpoint list and `)` follow.
+const SET_ONLINE_MANY_HEAD: &str = "UPDATE devices SET connectivity = $1, last_seen = COALESCE(\
+    (SELECT r.last_update FROM lwm2m_registrations r WHERE r.endpoint = devices.endpoint), \
+    last_seen), updated_at = $2 WHERE endpoint IN (";
+const SET_ONLINE_MANY_TAIL: &str = ") RETURNING id, endpoint, state";
+
+/// First registrations → active, guarded by the state the online update read (`$1` active, `$2`
+/// now, `$3` the state they were in, then the device IDs and `)`); the IDs it returns are the
+/// ones that changed.
+const ACTIVATE_MANY_HEAD: &str =
+    "UPDATE devices SET state = $1, updated_at = $2 WHERE state = $3 AND id IN (";
+const ACTIVATE_MANY_TAIL: &str = ") RETURNING id";
+
+/// A row of [`SET_ONLINE_MANY_HEAD`]'s answer.
+#[derive(Debug, sqlx::FromRow)]
+struct OnlineRow {
+    id: i64,
+    endpoint: String,
+    state: String,
+}
+
+/// Reboots of a run in the devices' audit trail (see [`INSERT_REBOOT_AUDIT`]): `$1` actor, `$2`
+/// reason, then `(endpoint, at)` rows; devices not in the registry are skipped.
+macro_rules! reboot_audit_many_head {
+    () => {
+        "WITH v (endpoint, at) AS (VALUES "
+    };
+}
+const REBOOT_AUDIT_MANY_TAIL: &str = ") INSERT INTO device_audit (device_id, endpoint, at, actor, \
+    action, from_state, to_state, reason) SELECT d.id, d.endpoint, v.at, $1, 'reboot', d.state, \
+    d.state, $2 FROM v JOIN devices d ON d.endpoint = v.endpoint";
+
+/// Firmware versions of a run, each written only when it differs from the registry's: `$1`
+/// now, then `(endpoint, version)` rows. Unknown endpoints match nothing.
+macro_rules! firmware_many_head {
+    () => {
+        "WITH v (endpoint, version) AS (VALUES "
+    };
+}
+const FIRMWARE_MANY_TAIL: &str = ") UPDATE devices SET firmware_version = v.version, \
+    updated_at = $1 FROM v WHERE devices.endpoint = v.endpoint \
+    AND (devices.firmware_version IS NULL OR devices.firmware_version <> v.version)";
+
+/// `$first, $first+1, …` (`count` of them), for an `IN (…)` list.
+fn placeholder_list(first: usize, count: usize) -> String {
+    let mut text = String::with_capacity(count * 5);
+    for n in first..first + count {
+        if n > first {
+            text.push_str(", ");
+        }
+        text.push('$');
+        text.push_str(&n.to_string());
+    }
+    text
+}
 
 /// `($1, …, $w), ($w+1, …), …` for `rows` rows of `width` values.
 fn values_rows(rows: usize, width: usize) -> String {
+    values_rows_from(1, rows, width)
+}
+
+/// [`values_rows`] numbered from `$first`.
+fn values_rows_from(first: usize, rows: usize, width: usize) -> String {
     let mut text = String::with_capacity(rows * width * 5);
     for row in 0..rows {
         if row > 0 {
@@ -344,7 +404,7 @@ fn values_rows(rows: usize, width: usize) -> String {
                 text.push_str(", ");
             }
             text.push('$');
-            text.push_str(&(row * width + column + 1).to_string());
+            text.push_str(&(first + row * width + column).to_string());
         }
         text.push(')');
     }
@@ -661,6 +721,9 @@ pub enum Lwm2mWrite {
         at: DateTime<Utc>,
         result_json: String,
     },
+    /// The firmware version the device reported (/3/0/3), written only when it differs from the
+    /// registry's; an endpoint no longer in the registry is ignored (deleted since its Register).
+    Firmware { endpoint: String, version: String },
 }
 
 impl Lwm2mWrite {
@@ -672,7 +735,8 @@ impl Lwm2mWrite {
             }
             Lwm2mWrite::Ended { endpoint, .. }
             | Lwm2mWrite::Connectivity { endpoint, .. }
-            | Lwm2mWrite::Queue { endpoint, .. } => endpoint,
+            | Lwm2mWrite::Queue { endpoint, .. }
+            | Lwm2mWrite::Firmware { endpoint, .. } => endpoint,
             Lwm2mWrite::Finish { id, .. } => id,
         }
     }
@@ -682,6 +746,9 @@ impl Lwm2mWrite {
         match self {
             Lwm2mWrite::Queue { operation_json, .. } => check_json_len("operation", operation_json),
             Lwm2mWrite::Finish { result_json, .. } => check_json_len("result", result_json),
+            Lwm2mWrite::Firmware { version, .. } => {
+                Ok(crate::fleet::registry::validate_firmware_version(version)?)
+            }
             _ => Ok(()),
         }
     }
@@ -722,67 +789,21 @@ macro_rules! tx_connectivity {
     };
 }
 
-/// What [`tx_online_activate!`] found.
-enum Activation {
-    NoDevice,
-    /// Not a first registration: the state is left as it is.
-    Unchanged,
-    Activated {
-        from: LifecycleState,
-    },
-}
+/// A first registration's device to activate: its ID, the state it is in, the transition.
+type Activation = (i64, LifecycleState, lifecycle::TransitionAction);
 
-/// Online (last seen at `$last_update`) and, on a first registration, active
-/// (fleet::lifecycle), audited as system:registration: inside the batch's transaction.
-macro_rules! tx_online_activate {
-    ($tx:expr, $endpoint:expr, $last_update:expr, $now:expr) => {
-        async {
-            let Some(row) = sqlx::query_as::<_, StateRow>(SET_ONLINE_RETURNING_STATE)
-                .bind(Connectivity::Online.as_str())
-                .bind(Some(micros($last_update)))
-                .bind($now)
-                .bind($endpoint)
-                .fetch_optional(&mut *$tx)
-                .await?
-            else {
-                return Ok::<Activation, StoreError>(Activation::NoDevice);
-            };
-            let from = rows::parse_state($endpoint, &row.state)?;
-            if !matches!(
-                from,
-                LifecycleState::Registered | LifecycleState::Provisioned
-            ) {
-                return Ok(Activation::Unchanged);
-            }
-            let action = lifecycle::validate_transition(from, LifecycleState::Active)?;
-            // Guarded like `Store::transition`; the row is ours since the UPDATE above (SQLite's
-            // `BEGIN IMMEDIATE` holds the write lock, PostgreSQL the row lock).
-            let changed = sqlx::query(sql::UPDATE_STATE)
-                .bind(LifecycleState::Active.as_str())
-                .bind($now)
-                .bind(row.id)
-                .bind(from.as_str())
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected();
-            if changed != 1 {
-                return Err(StoreError::Conflict($endpoint.to_owned()));
-            }
-            sqlx::query(sql::INSERT_AUDIT)
-                .bind(row.id)
-                .bind($endpoint)
-                .bind($now)
-                .bind(Actor::system(SystemComponent::Registration).to_string())
-                .bind(action.as_str())
-                .bind(from.as_str())
-                .bind(LifecycleState::Active.as_str())
-                .bind(None::<&str>)
-                .execute(&mut *$tx)
-                .await?;
-            Ok(Activation::Activated { from })
-        }
-        .await
-    };
+/// What a first registration found in the online update's answer: `Some` when the device is to
+/// become active, `None` when its state stays as it is.
+fn activation_of(endpoint: &str, row: &OnlineRow) -> Result<Option<Activation>, StoreError> {
+    let from = rows::parse_state(endpoint, &row.state)?;
+    if !matches!(
+        from,
+        LifecycleState::Registered | LifecycleState::Provisioned
+    ) {
+        return Ok(None);
+    }
+    let action = lifecycle::validate_transition(from, LifecycleState::Active)?;
+    Ok(Some((row.id, from, action)))
 }
 
 impl Store {
@@ -861,49 +882,174 @@ impl Store {
                         }
                         query.execute(&mut *tx).await?;
                     }
+                    let actor = Actor::system(SystemComponent::Registration).to_string();
+                    // Reboots in the audit trail (from = to = the state before this batch's
+                    // activation, as a write at a time recorded it).
+                    let reboots: Vec<_> = run
+                        .iter()
+                        .filter_map(|write| match write {
+                            Lwm2mWrite::Registered { registration, reboot: true } => Some(registration),
+                            _ => None,
+                        })
+                        .collect();
+                    if !reboots.is_empty() {
+                        let mut insert = String::from(reboot_audit_many_head!());
+                        insert.push_str(&values_rows_from(3, reboots.len(), 2));
+                        insert.push_str(REBOOT_AUDIT_MANY_TAIL);
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert))
+                            .persistent(false)
+                            .bind(&actor)
+                            .bind(REBOOT_REASON);
+                        for r in &reboots {
+                            query = query.bind(&r.endpoint).bind(micros(r.last_update));
+                        }
+                        query.execute(&mut *tx).await?;
+                    }
+                    // Online for the whole run; which devices exist, in which state.
+                    let mut online = String::from(SET_ONLINE_MANY_HEAD);
+                    online.push_str(&placeholder_list(3, run.len()));
+                    online.push_str(SET_ONLINE_MANY_TAIL);
+                    let mut query = sqlx::query_as::<_, OnlineRow>(sqlx::AssertSqlSafe(online))
+                        .persistent(false)
+                        .bind(Connectivity::Online.as_str())
+                        .bind(now);
                     for write in run {
-                        let missing = || Err(StoreError::NotFound(write.subject().to_owned()));
-                        let outcome = match write {
-                            Lwm2mWrite::Registered { registration: r, reboot } => {
-                                if *reboot {
-                                    sqlx::query(INSERT_REBOOT_AUDIT)
-                                        .bind(micros(r.last_update))
-                                        .bind(Actor::system(SystemComponent::Registration).to_string())
-                                        .bind(REBOOT_REASON)
-                                        .bind(&r.endpoint)
-                                        .execute(&mut *tx)
-                                        .await?;
-                                }
-                                match tx_online_activate!(tx, r.endpoint.as_str(), r.last_update, now) {
-                                    Err(StoreError::Database(error)) => return Err(error.into()),
-                                    Err(other) => Err(other),
-                                    Ok(Activation::NoDevice) => missing(),
-                                    Ok(Activation::Unchanged) => Ok(()),
-                                    Ok(Activation::Activated { from }) => {
-                                        changes.push(StateChange {
-                                            endpoint: r.endpoint.clone(),
-                                            from,
-                                            to: LifecycleState::Active,
-                                            actor: Actor::system(SystemComponent::Registration)
-                                                .to_string(),
-                                            reason: None,
-                                            at: now,
-                                        });
-                                        Ok(())
-                                    }
-                                }
+                        query = query.bind(write.subject());
+                    }
+                    let found: HashMap<String, OnlineRow> = query
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .map(|row| (row.endpoint.clone(), row))
+                        .collect();
+                    // Per write: its outcome so far, and for a first registration the device to
+                    // activate (fleet::lifecycle).
+                    let mut plan: Vec<Result<Option<Activation>, StoreError>> =
+                        Vec::with_capacity(run.len());
+                    for write in run {
+                        let Some(row) = found.get(write.subject()) else {
+                            plan.push(Err(StoreError::NotFound(write.subject().to_owned())));
+                            continue;
+                        };
+                        let Lwm2mWrite::Registered { .. } = write else {
+                            plan.push(Ok(None));
+                            continue;
+                        };
+                        plan.push(activation_of(write.subject(), row));
+                    }
+                    // Guarded like `Store::transition` (state = the one read, per from-state);
+                    // the rows are ours since the UPDATE above (SQLite's `BEGIN IMMEDIATE` holds
+                    // the write lock, PostgreSQL the row locks).
+                    let mut activated = HashSet::new();
+                    for from in [LifecycleState::Registered, LifecycleState::Provisioned] {
+                        let ids: Vec<i64> = plan
+                            .iter()
+                            .filter_map(|p| match p {
+                                Ok(Some((id, f, _))) if *f == from => Some(*id),
+                                _ => None,
+                            })
+                            .collect();
+                        if ids.is_empty() {
+                            continue;
+                        }
+                        let mut update = String::from(ACTIVATE_MANY_HEAD);
+                        update.push_str(&placeholder_list(4, ids.len()));
+                        update.push_str(ACTIVATE_MANY_TAIL);
+                        let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(update))
+                            .persistent(false)
+                            .bind(LifecycleState::Active.as_str())
+                            .bind(now)
+                            .bind(from.as_str());
+                        for id in &ids {
+                            query = query.bind(*id);
+                        }
+                        activated.extend(query.fetch_all(&mut *tx).await?);
+                    }
+                    let mut audits = Vec::new();
+                    for (write, planned) in run.iter().zip(plan) {
+                        let outcome = match planned {
+                            Err(error) => Err(error),
+                            Ok(None) => Ok(()),
+                            Ok(Some((id, from, action))) if activated.contains(&id) => {
+                                audits.push((id, write.subject(), from, action));
+                                changes.push(StateChange {
+                                    endpoint: write.subject().to_owned(),
+                                    from,
+                                    to: LifecycleState::Active,
+                                    actor: actor.clone(),
+                                    reason: None,
+                                    at: now,
+                                });
+                                Ok(())
                             }
-                            Lwm2mWrite::Updated { registration: r } => {
-                                if tx_connectivity!(tx, &r.endpoint, Connectivity::Online, Some(r.last_update), now)? {
-                                    Ok(())
-                                } else {
-                                    missing()
-                                }
-                            }
-                            // Not in a run (see above).
-                            _ => Ok(()),
+                            Ok(Some(_)) => Err(StoreError::Conflict(write.subject().to_owned())),
                         };
                         outcomes.push(outcome);
+                    }
+                    if !audits.is_empty() {
+                        let mut insert = String::from(sql::INSERT_AUDIT_HEAD);
+                        insert.push_str("VALUES ");
+                        insert.push_str(&values_rows(audits.len(), sql::INSERT_AUDIT_PARAMS));
+                        let mut query =
+                            sqlx::query(sqlx::AssertSqlSafe(insert)).persistent(false);
+                        for (id, endpoint, from, action) in &audits {
+                            query = query
+                                .bind(*id)
+                                .bind(*endpoint)
+                                .bind(now)
+                                .bind(&actor)
+                                .bind(action.as_str())
+                                .bind(from.as_str())
+                                .bind(LifecycleState::Active.as_str())
+                                .bind(None::<&str>);
+                        }
+                        query.execute(&mut *tx).await?;
+                    }
+                    continue;
+                }
+                // A run of firmware versions: one statement (the last version of an endpoint
+                // wins; PostgreSQL's UPDATE … FROM must meet each row once).
+                let mut end = next;
+                while let Some(Lwm2mWrite::Firmware { .. }) = writes.get(end) {
+                    end += 1;
+                }
+                let run = writes.get(next..end).unwrap_or_default();
+                if !run.is_empty() {
+                    next = end;
+                    let mut versions: Vec<(&str, &str)> = Vec::new();
+                    let mut seen: HashMap<&str, usize> = HashMap::new();
+                    for write in run {
+                        let Lwm2mWrite::Firmware { endpoint, version } = write else {
+                            continue;
+                        };
+                        if let Err(refused) = write.check() {
+                            outcomes.push(Err(refused));
+                            continue;
+                        }
+                        outcomes.push(Ok(()));
+                        match seen.get(endpoint.as_str()) {
+                            Some(&at) => {
+                                if let Some(slot) = versions.get_mut(at) {
+                                    slot.1 = version;
+                                }
+                            }
+                            None => {
+                                seen.insert(endpoint, versions.len());
+                                versions.push((endpoint, version));
+                            }
+                        }
+                    }
+                    if !versions.is_empty() {
+                        let mut update = String::from(firmware_many_head!());
+                        update.push_str(&values_rows_from(2, versions.len(), 2));
+                        update.push_str(FIRMWARE_MANY_TAIL);
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(update))
+                            .persistent(false)
+                            .bind(now);
+                        for (endpoint, version) in &versions {
+                            query = query.bind(*endpoint).bind(*version);
+                        }
+                        query.execute(&mut *tx).await?;
                     }
                     continue;
                 }
@@ -918,7 +1064,9 @@ impl Store {
                 let missing = || Err(StoreError::NotFound(write.subject().to_owned()));
                 let outcome = match write {
                     // Always in a run (see above).
-                    Lwm2mWrite::Registered { .. } | Lwm2mWrite::Updated { .. } => Ok(()),
+                    Lwm2mWrite::Registered { .. }
+                    | Lwm2mWrite::Updated { .. }
+                    | Lwm2mWrite::Firmware { .. } => Ok(()),
                     Lwm2mWrite::Ended { endpoint, registration_id, kind, at, mark_offline } => {
                         sqlx::query(DELETE_REGISTRATION)
                             .bind(endpoint)
@@ -1344,6 +1492,257 @@ mod tests {
                 ("boot-1", LifecycleState::Active, "system:registration")
             );
             assert!(changes.try_recv().is_err(), "one change only");
+        })
+        .await;
+    }
+
+    /// The set-based paths of a batch: first registrations from `registered` and from
+    /// `provisioned` (two guarded updates), the re-registration of an active device (reboot
+    /// audit, no activation), an Update, a suspended device's Register (no activation),
+    /// firmware versions (last one wins, unchanged ones not rewritten, a bad one refused, an
+    /// unknown endpoint ignored) and a missing device.
+    #[tokio::test]
+    async fn a_mixed_batch_activates_audits_and_records_firmware_set_wise() {
+        on_both(|store| async move {
+            let registration_actor = Actor::system(SystemComponent::Registration);
+            for endpoint in [
+                "mix-new", "mix-prov", "mix-boot", "mix-upd", "mix-susp", "mix-fw",
+            ] {
+                device(&store, endpoint).await;
+            }
+            store
+                .transition(
+                    "mix-prov",
+                    LifecycleState::Provisioned,
+                    &Actor::system(SystemComponent::Bootstrap),
+                    None,
+                )
+                .await
+                .unwrap();
+            // Active already (an earlier registration), and one suspended after it.
+            for endpoint in ["mix-boot", "mix-upd", "mix-susp"] {
+                store
+                    .transition(endpoint, LifecycleState::Active, &registration_actor, None)
+                    .await
+                    .unwrap();
+            }
+            store
+                .transition(
+                    "mix-susp",
+                    LifecycleState::Suspended,
+                    &Actor::system(SystemComponent::Firmware),
+                    Some("test"),
+                )
+                .await
+                .unwrap();
+            store.set_firmware_version("mix-fw", "1.0.0").await.unwrap();
+            let fw_before = store.get_device("mix-fw").await.unwrap().unwrap();
+            let mut changes = store.state_changes();
+
+            let at = |seconds| Utc::now().trunc_subsecs(6) - Duration::seconds(seconds);
+            let mut new = registration("mix-new", "aaaaaaa1");
+            new.last_update = at(10);
+            let mut prov = registration("mix-prov", "aaaaaaa2");
+            prov.last_update = at(20);
+            let mut boot = registration("mix-boot", "aaaaaaa3");
+            boot.last_update = at(30);
+            let mut upd = registration("mix-upd", "aaaaaaa4");
+            upd.last_update = at(40);
+            let mut susp = registration("mix-susp", "aaaaaaa5");
+            susp.last_update = at(50);
+            let firmware = |endpoint: &str, version: &str| Lwm2mWrite::Firmware {
+                endpoint: endpoint.into(),
+                version: version.into(),
+            };
+            let writes = vec![
+                Lwm2mWrite::Registered {
+                    registration: new.clone(),
+                    reboot: false,
+                },
+                firmware("mix-new", "0.9.0"),
+                firmware("mix-new", "1.2.3"),
+                firmware("mix-fw", "1.0.0"),
+                firmware("mix-prov", &"x".repeat(10_000)),
+                firmware("nobody", "1.0.0"),
+                Lwm2mWrite::Registered {
+                    registration: prov.clone(),
+                    reboot: false,
+                },
+                Lwm2mWrite::Registered {
+                    registration: boot.clone(),
+                    reboot: true,
+                },
+                Lwm2mWrite::Updated {
+                    registration: upd.clone(),
+                },
+                Lwm2mWrite::Registered {
+                    registration: susp.clone(),
+                    reboot: false,
+                },
+                Lwm2mWrite::Connectivity {
+                    endpoint: "nobody".into(),
+                    connectivity: Connectivity::Sleeping,
+                },
+                firmware("mix-prov", "3.0"),
+            ];
+            let outcomes = store.apply_lwm2m_writes(&writes).await.unwrap();
+            let failed: Vec<_> = outcomes
+                .iter()
+                .zip(&writes)
+                .filter(|(o, _)| o.is_err())
+                .map(|(o, w)| {
+                    (
+                        w.subject().to_owned(),
+                        o.as_ref().err().map(ToString::to_string),
+                    )
+                })
+                .collect();
+            assert_eq!(failed.len(), 2, "{failed:?}");
+            assert!(
+                matches!(outcomes[4], Err(StoreError::Invalid(_))),
+                "{:?}",
+                outcomes[4]
+            );
+            assert!(
+                matches!(outcomes[10], Err(StoreError::NotFound(_))),
+                "{:?}",
+                outcomes[10]
+            );
+
+            // Lifecycle: the two first registrations only, each from its own state.
+            let state = |endpoint: &'static str| {
+                let store = store.clone();
+                async move { store.get_device(endpoint).await.unwrap().unwrap() }
+            };
+            for (endpoint, expected, registration) in [
+                ("mix-new", LifecycleState::Active, &new),
+                ("mix-prov", LifecycleState::Active, &prov),
+                ("mix-boot", LifecycleState::Active, &boot),
+                ("mix-upd", LifecycleState::Active, &upd),
+                ("mix-susp", LifecycleState::Suspended, &susp),
+            ] {
+                let device = state(endpoint).await;
+                assert_eq!(device.state, expected, "{endpoint}");
+                assert_eq!(device.connectivity, Connectivity::Online, "{endpoint}");
+                // Each device last seen at its own registration's last update.
+                assert_eq!(
+                    device.last_seen,
+                    Some(registration.last_update),
+                    "{endpoint}"
+                );
+            }
+            let mut published = Vec::new();
+            while let Ok(change) = changes.try_recv() {
+                published.push((change.endpoint, change.from, change.to, change.actor));
+            }
+            assert_eq!(
+                published,
+                [
+                    (
+                        "mix-new".to_owned(),
+                        LifecycleState::Registered,
+                        LifecycleState::Active,
+                        "system:registration".to_owned()
+                    ),
+                    (
+                        "mix-prov".to_owned(),
+                        LifecycleState::Provisioned,
+                        LifecycleState::Active,
+                        "system:registration".to_owned()
+                    ),
+                ]
+            );
+
+            // The audit trail: an activation each for the first registrations, the reboot.
+            let trail = |endpoint: &'static str| {
+                let store = store.clone();
+                async move {
+                    store
+                        .device_audit(
+                            endpoint,
+                            crate::fleet::registry::AuditPageRequest::first(20),
+                        )
+                        .await
+                        .unwrap()
+                        .entries
+                        .into_iter()
+                        .filter(|e| e.actor == "system:registration" && e.action != "created")
+                        .map(|e| (e.action, e.from_state, e.to_state))
+                        .collect::<Vec<_>>()
+                }
+            };
+            let activation = |from| {
+                vec![(
+                    lifecycle::TransitionAction::FirstRegistration
+                        .as_str()
+                        .to_owned(),
+                    Some(from),
+                    Some(LifecycleState::Active),
+                )]
+            };
+            assert_eq!(
+                trail("mix-new").await,
+                activation(LifecycleState::Registered)
+            );
+            assert_eq!(
+                trail("mix-prov").await,
+                activation(LifecycleState::Provisioned)
+            );
+            let boot_trail = trail("mix-boot").await;
+            assert_eq!(
+                boot_trail
+                    .iter()
+                    .filter(|(a, f, t)| a == "reboot"
+                        && *f == Some(LifecycleState::Active)
+                        && *t == Some(LifecycleState::Active))
+                    .count(),
+                1,
+                "{boot_trail:?}"
+            );
+            // Besides its earlier activation: the reboot only.
+            assert_eq!(boot_trail.len(), 2, "{boot_trail:?}");
+            // Their earlier activation only: nothing new for an Update or a suspended device.
+            assert_eq!(
+                trail("mix-upd").await,
+                activation(LifecycleState::Registered)
+            );
+            assert_eq!(
+                trail("mix-susp").await,
+                activation(LifecycleState::Registered)
+            );
+
+            // History: Registered for the first ones, Reboot for the restart, none for an Update.
+            let kinds = |endpoint: &'static str| {
+                let store = store.clone();
+                async move {
+                    store
+                        .registration_events(endpoint, 5)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|e| e.kind)
+                        .collect::<Vec<_>>()
+                }
+            };
+            assert_eq!(kinds("mix-new").await, [RegistrationEventKind::Registered]);
+            assert_eq!(kinds("mix-boot").await, [RegistrationEventKind::Reboot]);
+            assert!(kinds("mix-upd").await.is_empty());
+
+            // Firmware: the last version of a batch wins; an unchanged one is not rewritten.
+            assert_eq!(
+                state("mix-new").await.firmware_version.as_deref(),
+                Some("1.2.3")
+            );
+            assert_eq!(
+                state("mix-prov").await.firmware_version.as_deref(),
+                Some("3.0")
+            );
+            let fw_after = state("mix-fw").await;
+            assert_eq!(fw_after.firmware_version.as_deref(), Some("1.0.0"));
+            assert_eq!(
+                fw_after.updated_at, fw_before.updated_at,
+                "unchanged: not written"
+            );
         })
         .await;
     }
