@@ -1,8 +1,10 @@
 //! One UDP socket and the sans-I/O engines it drives: a tokio task that owns the socket, its
-//! `Lwm2mServer` and, on the CoAPS socket, its `DtlsServer`. It loops over: a datagram received,
-//! a command from the service handle (requests, registration decisions, removals), or the
-//! engines' next deadline (`poll_timeout` + `sleep_until`); after each input it drains the
-//! engines' events and datagrams (the call order documented on `Lwm2mServer` and `DtlsServer`).
+//! `Lwm2mServer` and, on the CoAPS socket, its `DtlsServer`. It waits for a datagram, a command
+//! from the service handle (requests, registration decisions, removals), or the engines' next
+//! deadline (`poll_timeout`, one pinned `Sleep`); then it handles what else is already waiting
+//! (bounded, datagrams and commands alternating) and sends the outbox once. After each input it
+//! drains the engines' events and datagrams (the call order documented on `Lwm2mServer` and
+//! `DtlsServer`).
 //!
 //! The task never waits for the database: registration checks run in spawned tasks whose verdict
 //! comes back as a command, and store writes go to the ordered persistence worker.
@@ -39,6 +41,11 @@ use crate::store::lwm2m::{RegistrationEventKind, Transport};
 /// header and AEAD overhead) or a CoAP message of that size. Anything larger is dropped unread:
 /// block-wise transfer (RFC 7959) keeps real LwM2M traffic far below it.
 pub const MAX_DATAGRAM: usize = 16 * 1024 + 256;
+
+/// Rounds of the drain after each wake-up of a socket task (one datagram and one command per
+/// round): enough to amortise the wake-up under load, few enough that the timer and shutdown are
+/// looked at often (a round costs microseconds).
+const DRAIN_ROUNDS: usize = 64;
 
 /// What the rest of the service shares with the socket tasks.
 #[derive(Debug)]
@@ -96,6 +103,50 @@ pub(crate) struct Submit {
     pub reply: Option<oneshot::Sender<Result<SubmitAck, OpError>>>,
 }
 
+/// Many requests in one command (`Lwm2mService::request_many`): the socket submits them all
+/// in one go, answers with one message, and reports completions on one channel.
+#[derive(Debug)]
+pub(crate) struct SubmitBatch {
+    pub requests: Vec<BatchRequest>,
+    /// Completions as (index, outcome), in the order the devices answer. The receiver drains
+    /// them in bursts: one wake-up for all that arrived meanwhile, not one per request.
+    pub completions: mpsc::UnboundedSender<(usize, Result<OpOutcome, OpError>)>,
+    /// Whether each request was taken, as (index, ack), after all were submitted.
+    pub acks: oneshot::Sender<Vec<(usize, Result<SubmitAck, OpError>)>>,
+}
+
+/// One request of a [`SubmitBatch`].
+#[derive(Debug)]
+pub(crate) struct BatchRequest {
+    /// The caller's index, echoed in the ack and the completion.
+    pub index: usize,
+    pub id: OperationId,
+    pub endpoint: String,
+    pub operation: Operation,
+}
+
+/// Where a tracked request's outcome goes.
+#[derive(Debug)]
+pub(crate) enum Completion {
+    /// A caller waiting for this request alone.
+    One(oneshot::Sender<Result<OpOutcome, OpError>>),
+    /// One request of a [`SubmitBatch`].
+    Batch {
+        index: usize,
+        sink: mpsc::UnboundedSender<(usize, Result<OpOutcome, OpError>)>,
+    },
+}
+
+impl Completion {
+    /// Hands the outcome over; an error when the requester stopped waiting.
+    pub(crate) fn send(self, outcome: Result<OpOutcome, OpError>) -> Result<(), ()> {
+        match self {
+            Completion::One(sender) => sender.send(outcome).map_err(drop),
+            Completion::Batch { index, sink } => sink.send((index, outcome)).map_err(drop),
+        }
+    }
+}
+
 /// The engine took the request.
 #[derive(Debug)]
 pub(crate) struct SubmitAck {
@@ -109,6 +160,7 @@ pub(crate) struct SubmitAck {
 #[derive(Debug)]
 pub(crate) enum Command {
     Submit(Box<Submit>),
+    SubmitMany(Box<SubmitBatch>),
     /// The persistence worker's outcome for staged registration changes: stored or not, in
     /// the order they were staged.
     Committed(Vec<(CommitTicket, bool)>),
@@ -248,7 +300,7 @@ pub(crate) struct TrackedOp {
     pub operation: Option<Operation>,
     pub persisted: bool,
     pub created_at: DateTime<Utc>,
-    pub completion: Option<oneshot::Sender<Result<OpOutcome, OpError>>>,
+    pub completion: Option<Completion>,
 }
 
 #[derive(Debug, Default)]
@@ -321,22 +373,33 @@ pub(crate) fn wall(now: Instant, at: Instant) -> DateTime<Utc> {
 
 impl SocketTask {
     /// Runs until `shutdown` turns true (or its sender is gone) or every command sender is gone.
+    ///
+    /// Each wake-up (a datagram, a command or the timer) is followed by a bounded drain of what
+    /// is already waiting, without waiting: up to [`DRAIN_ROUNDS`] rounds of one datagram and
+    /// one command each (alternating, so neither source starves the other), every input pumped
+    /// through the engines as before; then the outbox is sent once. Under load this replaces a
+    /// `select!` (and its wake-up) per datagram with one per batch. The timer is one pinned
+    /// `Sleep`, reset only when the engines' deadline changes.
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         self.pump(Instant::now());
         self.send_outbox().await;
         tracing::info!(transport = %self.transport, addr = %self.local_addr, "LwM2M socket serving");
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        // The deadline the timer is set to; None: disarmed.
+        let mut armed: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let deadline = self.next_deadline();
-            let timer = async move {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => std::future::pending::<()>().await,
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(tokio::time::Instant::from_std(at));
                 }
-            };
+                armed = deadline;
+            }
             tokio::select! {
                 changed = shutdown.changed() => {
                     if changed.is_err() {
@@ -356,12 +419,47 @@ impl SocketTask {
                         tracing::debug!(transport = %self.transport, %error, "UDP receive failed");
                     }
                 },
-                () = timer => self.on_timeout(Instant::now()),
+                () = &mut timer, if armed.is_some() => {
+                    // Fired: re-armed next round even if the deadline stays the same.
+                    armed = None;
+                    self.on_timeout(Instant::now());
+                }
             }
             self.pump(Instant::now());
+            self.drain_ready(&mut buf);
             self.send_outbox().await;
         }
         tracing::info!(transport = %self.transport, "LwM2M socket stopped");
+    }
+
+    /// Handles the datagrams and commands that are already waiting, without waiting for more:
+    /// one of each per round, at most [`DRAIN_ROUNDS`] rounds, each input pumped through the
+    /// engines like a single one (the engines' call order: drain after any input).
+    fn drain_ready(&mut self, buf: &mut [u8]) {
+        for _ in 0..DRAIN_ROUNDS {
+            let mut progressed = false;
+            match self.socket.try_recv_from(buf) {
+                Ok((len, peer)) => {
+                    progressed = true;
+                    let bytes = buf.get(..len).unwrap_or_default();
+                    self.on_datagram(Instant::now(), peer, bytes);
+                    self.pump(Instant::now());
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => {
+                    tracing::debug!(transport = %self.transport, %error, "UDP receive failed");
+                }
+            }
+            // A closed channel is seen by the next `recv` in `run` (and ends the task there).
+            if let Ok(command) = self.commands.try_recv() {
+                progressed = true;
+                self.on_command(Instant::now(), command);
+                self.pump(Instant::now());
+            }
+            if !progressed {
+                break;
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -449,9 +547,21 @@ impl SocketTask {
         }
     }
 
+    /// Sends what the engines produced: `try_send_to` first (a UDP socket is nearly always
+    /// writable), awaiting writability only when the kernel's send buffer is full.
     async fn send_outbox(&mut self) {
-        for (peer, bytes) in std::mem::take(&mut self.outbox) {
-            match self.socket.send_to(&bytes, peer).await {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for (peer, bytes) in outbox.drain(..) {
+            let sent = match self.socket.try_send_to(&bytes, peer) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.socket.send_to(&bytes, peer).await
+                }
+                other => other,
+            };
+            match sent {
                 Ok(_) => self.counters.sent += 1,
                 Err(error) => {
                     self.counters.send_failures += 1;
@@ -459,6 +569,8 @@ impl SocketTask {
                 }
             }
         }
+        // Keep the allocation for the next batch.
+        self.outbox = outbox;
     }
 
     fn on_dtls_event(&mut self, now: Instant, event: DtlsEvent) {
@@ -514,6 +626,7 @@ impl SocketTask {
     pub(crate) fn on_command(&mut self, now: Instant, command: Command) {
         match command {
             Command::Submit(submit) => self.on_submit(now, *submit),
+            Command::SubmitMany(batch) => self.on_submit_many(now, *batch),
             Command::Committed(outcomes) => {
                 for (ticket, stored) in outcomes {
                     let answered = if stored {
@@ -617,14 +730,73 @@ impl SocketTask {
                 }
             },
         };
+        let acked = self.submit_operation(
+            now,
+            id,
+            &endpoint,
+            operation,
+            expiry,
+            persisted,
+            created_at,
+            completion.map(Completion::One),
+        );
+        if let Some(reply) = reply {
+            let _ = reply.send(acked);
+        }
+    }
+
+    /// Submits every request of a batch (each exactly as a single Submit would be), then
+    /// answers with all the acks in one message.
+    fn on_submit_many(&mut self, now: Instant, batch: SubmitBatch) {
+        let SubmitBatch {
+            requests,
+            completions,
+            acks,
+        } = batch;
+        let created_at = Utc::now();
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            let completion = Completion::Batch {
+                index: request.index,
+                sink: completions.clone(),
+            };
+            let acked = self.submit_operation(
+                now,
+                request.id,
+                &request.endpoint,
+                request.operation,
+                None,
+                false,
+                created_at,
+                Some(completion),
+            );
+            answers.push((request.index, acked));
+        }
+        let _ = acks.send(answers);
+    }
+
+    /// Hands one operation to the engine and tracks it; whether it was queued (and its
+    /// durability signal) comes from the events of the pump that follows.
+    #[allow(clippy::too_many_arguments)]
+    fn submit_operation(
+        &mut self,
+        now: Instant,
+        id: OperationId,
+        endpoint: &str,
+        operation: Operation,
+        expiry: Option<Duration>,
+        persisted: bool,
+        created_at: DateTime<Utc>,
+        completion: Option<Completion>,
+    ) -> Result<SubmitAck, OpError> {
         // Kept to persist it if it has to wait for the device.
         let kept = (!persisted && !matches!(operation, Operation::CancelObservation(_)))
             .then(|| operation.clone());
         let result = match expiry {
             Some(expiry) => self
                 .engine
-                .request_with_expiry(now, &endpoint, operation, expiry),
-            None => self.engine.request(now, &endpoint, operation),
+                .request_with_expiry(now, endpoint, operation, expiry),
+            None => self.engine.request(now, endpoint, operation),
         };
         match result {
             Ok(op) => {
@@ -644,9 +816,7 @@ impl SocketTask {
                     Some((_, queued, durable)) => (queued, durable),
                     None => (false, None),
                 };
-                if let Some(reply) = reply {
-                    let _ = reply.send(Ok(SubmitAck { queued, durable }));
-                }
+                Ok(SubmitAck { queued, durable })
             }
             Err(error) => {
                 if persisted {
@@ -661,9 +831,7 @@ impl SocketTask {
                         result_json: serde_json::to_string(&result).unwrap_or_default(),
                     });
                 }
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(error));
-                }
+                Err(error)
             }
         }
     }
