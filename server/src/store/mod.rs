@@ -29,6 +29,7 @@ pub mod bootstrap;
 mod bulk;
 pub mod diagnostics;
 pub mod export;
+mod fleet_read;
 pub mod lwm2m;
 mod postgres;
 mod rows;
