@@ -10,6 +10,8 @@ pub use fleet::{ConnectivityCounts, DeviceSummary, StateCounts};
 
 pub mod lwm2m;
 
+pub mod fleet_read;
+
 pub mod bootstrap;
 
 pub mod diagnostics;

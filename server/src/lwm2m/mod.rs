@@ -12,6 +12,7 @@
 //! `coaps_addr`. Each socket task owns its engines; nothing else touches them.
 
 mod bootstrap;
+mod bulk;
 mod directory;
 mod error;
 mod events;
@@ -49,7 +50,6 @@ use self::psk::PskCache;
 use self::restore::RestoreReport;
 use self::socket::{Command, Requested, Shared, SocketTask, Submit};
 use crate::config::Config;
-use crate::fleet::lifecycle::{self, LifecycleState};
 use crate::store::{Store, StoreError};
 
 /// Events kept for slow listeners before they start missing some (`broadcast` lag).
@@ -432,27 +432,8 @@ impl Lwm2mService {
             .shared
             .directory
             .get(endpoint)
-            .map(|info| info.transport)
-            .ok_or_else(|| ServiceError::NotRegistered(endpoint.to_owned()))?;
-        // A registered device whose first-registration transition (→ active) is still being
-        // written counts as active already: the transition is certain.
-        let state = match device.state {
-            LifecycleState::Registered | LifecycleState::Provisioned => LifecycleState::Active,
-            state => state,
-        };
-        let allowed = if writes {
-            lifecycle::allows_dm_write(state)
-        } else {
-            lifecycle::allows_dm_read(state)
-        };
-        if !allowed {
-            return Err(ServiceError::NotAllowed {
-                endpoint: endpoint.to_owned(),
-                operation: name,
-                state,
-            });
-        }
-        Ok(transport)
+            .map(|info| info.transport);
+        bulk::admit(endpoint, Some(device.state), transport, name, writes)
     }
 
     /// Sends `operation` to `endpoint` and waits up to `wait` for the answer.

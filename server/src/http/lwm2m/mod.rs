@@ -1,7 +1,8 @@
 //! The device-management routes (`/api/v1/devices/{endpoint}/read`, `/write`, `/execute`,
 //! `/create`, `/delete`, `/discover`, `/write-attributes`, `/observe`), the poll of a request
 //! queued for a sleeping device (`/api/v1/operations/{id}`) and the live registration of a device
-//! (`/api/v1/devices/{endpoint}/registration`, `/observations`), on top of [`Lwm2mService`].
+//! (`/api/v1/devices/{endpoint}/registration`, `/observations`), and the read of many devices
+//! at once (`/api/v1/fleet/read`, `fleet.rs`), on top of [`Lwm2mService`].
 //!
 //! Reads, Discover and Observe need `field-service`; everything that changes a device needs
 //! `fleet-manager`. Values come out with their resource name, type and unit from the object
@@ -12,6 +13,7 @@
 mod bodies;
 mod change;
 mod error;
+mod fleet;
 mod status;
 mod values;
 
@@ -47,6 +49,7 @@ pub fn routes() -> Vec<Routes> {
     vec![
         Routes::role(Role::FieldService)
             .routes(routes!(read))
+            .routes(routes!(fleet::fleet_read))
             .routes(routes!(discover))
             .routes(routes!(observe, cancel_observation))
             .routes(routes!(observations))
@@ -143,6 +146,17 @@ async fn run(
 ) -> Result<Done, OpRouteError> {
     let started = Instant::now();
     let result = request.await;
+    finish(endpoint, name, result, waited, started.elapsed())
+}
+
+/// What one request came to, for the caller, recorded in the metrics (`took`: its duration).
+fn finish(
+    endpoint: &str,
+    name: &str,
+    result: Result<OpResult, ServiceError>,
+    waited: Duration,
+    took: Duration,
+) -> Result<Done, OpRouteError> {
     let (label, done) = match result {
         Ok(OpResult::Done { operation, outcome }) => (
             outcome_code(&outcome),
@@ -186,7 +200,7 @@ async fn run(
             (label, Err(OpRouteError::Service(error)))
         }
     };
-    crate::metrics::global().record_request(name, label, started.elapsed());
+    crate::metrics::global().record_request(name, label, took);
     if let Err(error) = &done {
         tracing::debug!(%endpoint, operation = name, %error, "device request failed");
     }
@@ -254,16 +268,8 @@ async fn read(
         .map(|p| path_of(p))
         .collect::<Result<Vec<_>, _>>()?;
     if let [path] = paths.as_slice() {
-        return match request(service, &endpoint, Operation::Read(*path), body.wait_ms).await? {
-            Done::Queued(id) => Ok(Reply::Pending(pending(&[id]))),
-            Done::Answered(id, OpOutcome::Content(content)) => Ok(Reply::Done(ReadResponse {
-                operations: vec![id.to_string()],
-                method: "read".to_owned(),
-                values: content_values(&content, unix_seconds_now()),
-                errors: Vec::new(),
-            })),
-            Done::Answered(_, other) => Err(unexpected(&other)),
-        };
+        let result = request(service, &endpoint, Operation::Read(*path), body.wait_ms).await;
+        return single_answer("read", result);
     }
     let composite = service
         .registration(&endpoint)
@@ -312,6 +318,15 @@ async fn parallel_reads(
             .map(|path| request(service, endpoint, Operation::Read(*path), wait_ms)),
     )
     .await;
+    parallel_answer(paths, results)
+}
+
+/// The answer to parallel reads from each path's result: the values read, the paths that
+/// failed; 202 when any waits for a sleeping device; the first error when every path failed.
+fn parallel_answer(
+    paths: &[Path],
+    results: Vec<Result<Done, OpRouteError>>,
+) -> Result<Reply<ReadResponse>, OpRouteError> {
     let received = unix_seconds_now();
     let mut response = ReadResponse {
         operations: Vec::new(),
@@ -351,6 +366,23 @@ async fn parallel_reads(
         return Err(OpRouteError::Body(status, body));
     }
     Ok(Reply::Done(response))
+}
+
+/// The answer to one Read or Read-Composite (`method`).
+fn single_answer(
+    method: &str,
+    result: Result<Done, OpRouteError>,
+) -> Result<Reply<ReadResponse>, OpRouteError> {
+    match result? {
+        Done::Queued(id) => Ok(Reply::Pending(pending(&[id]))),
+        Done::Answered(id, OpOutcome::Content(content)) => Ok(Reply::Done(ReadResponse {
+            operations: vec![id.to_string()],
+            method: method.to_owned(),
+            values: content_values(&content, unix_seconds_now()),
+            errors: Vec::new(),
+        })),
+        Done::Answered(_, other) => Err(unexpected(&other)),
+    }
 }
 
 /// Discovers the attributes and resources below a path (TS Core 1.1 §6.3.2).
