@@ -375,6 +375,49 @@ fn a_lost_server_final_flight_is_retransmitted_when_the_client_repeats_its_own()
 }
 
 #[test]
+fn a_late_copy_of_the_client_final_flight_after_application_data_is_ignored() {
+    // Once the client has sent application data it has our final flight, so the server frees
+    // that flight and the handshake messages (vendored rtc-dtls `peer_confirmed`). A network
+    // copy of the client's final flight arriving later must neither be answered nor hurt.
+    let mut net = Net::new(DtlsServerConfig::default());
+    let sent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = std::rc::Rc::clone(&sent);
+    net.filter = Box::new(move |dir, _, bytes| {
+        if dir == Direction::ToServer {
+            log.borrow_mut().push(bytes.to_vec());
+        }
+        Fate::Deliver
+    });
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    assert!(net.connected(addr(1)));
+    // ClientHello, ClientHello with the cookie, then the final flight (CKE, CCS, Finished).
+    let final_flight = sent.borrow().get(2).cloned().expect("three client flights");
+    net.client_send(addr(1), b"ping");
+    let server_sent_before = net.server_sent.len();
+    net.server.handle_datagram(net.now, addr(1), &final_flight);
+    net.pump();
+    assert_eq!(
+        net.server_sent.len(),
+        server_sent_before,
+        "nothing is sent in answer to the late copy"
+    );
+    net.client_send(addr(1), b"still there");
+    net.server_send(addr(1), b"and back");
+    let data: Vec<_> = net
+        .take_server_events()
+        .into_iter()
+        .filter_map(|event| match event {
+            DtlsEvent::Data { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(data, vec![b"ping".to_vec(), b"still there".to_vec()]);
+    assert_eq!(net.client_data(addr(1)), vec![b"and back".to_vec()]);
+    assert_eq!(net.server.stats().handshakes_completed, 1);
+    assert_eq!(net.server.stats().sessions, 1);
+}
+
+#[test]
 fn the_client_retransmits_its_first_hello_when_the_hello_verify_request_is_lost() {
     let mut net = Net::new(DtlsServerConfig::default());
     let mut to_client = 0;

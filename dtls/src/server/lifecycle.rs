@@ -169,6 +169,9 @@ impl DtlsServer {
         };
         self.idle_deadlines.insert((deadline, peer));
         self.identities.insert(identity.clone(), peer);
+        // Its final flight was drained (`forward_transmits` ran before the events): free what
+        // only the handshake needed (vendored rtc-dtls, `Endpoint::compact`).
+        self.endpoint.compact(peer);
         self.stats.handshakes_completed += 1;
         self.stats.sessions += 1;
         debug!(%peer, %identity, ?suite, ?replaced, "DTLS session established");

@@ -43,7 +43,9 @@ pub struct Endpoint {
     local_addr: SocketAddr,
     transport_protocol: TransportProtocol,
     transmits: VecDeque<TransportMessage<BytesMut>>,
-    connections: HashMap<SocketAddr, DTLSConn>,
+    /// Boxed (Ferrite): a `DTLSConn` is 824 bytes, and a map at 10,000 sessions has ~16,384
+    /// buckets; inline, the empty ones cost more than a box per session.
+    connections: HashMap<SocketAddr, Box<DTLSConn>>,
     server_config: Option<Arc<HandshakeConfig>>,
 }
 
@@ -77,8 +79,17 @@ impl Endpoint {
     }
 
     /// Get keys of Connections
-    pub fn get_connections_keys(&self) -> Keys<'_, SocketAddr, DTLSConn> {
+    pub fn get_connections_keys(&self) -> Keys<'_, SocketAddr, Box<DTLSConn>> {
         self.connections.keys()
+    }
+
+    /// Releases what an established association no longer needs (Ferrite): the handshake
+    /// messages other than the Finished ones, spare buffer capacity, the pre-master secret. Call
+    /// after its handshake completed and its datagrams were drained; a no-op otherwise.
+    pub fn compact(&mut self, remote: SocketAddr) {
+        if let Some(conn) = self.connections.get_mut(&remote) {
+            conn.compact();
+        }
     }
 
     /// Get Connection State
@@ -119,7 +130,7 @@ impl Endpoint {
                 });
             }
 
-            e.insert(conn);
+            e.insert(Box::new(conn));
         }
 
         Ok(())
@@ -130,7 +141,7 @@ impl Endpoint {
     /// `now` stamps the close_notify this queues. Like [`Self::connect`], the instant is a
     /// parameter rather than something the endpoint samples: it owns no sockets and reads no
     /// clock.
-    pub fn stop(&mut self, now: Instant, remote: SocketAddr) -> Option<DTLSConn> {
+    pub fn stop(&mut self, now: Instant, remote: SocketAddr) -> Option<Box<DTLSConn>> {
         if let Some(conn) = self.connections.get_mut(&remote) {
             conn.close();
             while let Some(payload) = conn.outgoing_raw_packet() {
@@ -228,7 +239,7 @@ impl Endpoint {
             if let Some(server_config) = &self.server_config {
                 let handshake_config = server_config.clone();
                 let conn = DTLSConn::new(handshake_config, false, None);
-                e.insert(conn);
+                e.insert(Box::new(conn));
             } else {
                 return Err(Error::NoServerConfig);
             }
@@ -244,6 +255,12 @@ impl Endpoint {
             while let Some(message) = conn.incoming_application_data() {
                 messages.push(EndpointEvent::ApplicationData(message));
             }
+            if messages
+                .iter()
+                .any(|m| matches!(m, EndpointEvent::ApplicationData(_)))
+            {
+                conn.peer_confirmed();
+            }
             while let Some(payload) = conn.outgoing_raw_packet() {
                 self.transmits.push_back(TransportMessage {
                     now,
@@ -256,6 +273,7 @@ impl Endpoint {
                     message: payload,
                 });
             }
+            conn.release_idle_buffers();
             // A peer's close_notify ends the connection gracefully: report it rather than the
             // error the connection returns for it.
             if conn.closed_by_peer {
@@ -289,6 +307,7 @@ impl Endpoint {
                     message: payload,
                 });
             }
+            conn.release_idle_buffers();
             Ok(())
         } else {
             Err(Error::InvalidRemoteAddress(remote))

@@ -188,6 +188,51 @@ impl DTLSConn {
         }
     }
 
+    /// Ferrite: frees the buffers of the packet queues that are empty, once the handshake has
+    /// completed. An idle session then holds no queue memory (a `VecDeque<Packet>` keeps at
+    /// least 4 × 192 bytes once used); the next datagram allocates again.
+    pub(crate) fn release_idle_buffers(&mut self) {
+        fn release<T>(queue: &mut VecDeque<T>) {
+            if queue.is_empty() && queue.capacity() > 0 {
+                *queue = VecDeque::new();
+            }
+        }
+        if !self.is_handshake_completed() {
+            return;
+        }
+        release(&mut self.incoming_decrypted_packets);
+        release(&mut self.incoming_encrypted_packets);
+        release(&mut self.outgoing_packets);
+        release(&mut self.outgoing_queued_packets);
+        release(&mut self.outgoing_compacted_raw_packets);
+    }
+
+    /// Ferrite: releases what a completed association no longer needs. The handshake cache keeps
+    /// only the Finished messages (a repeated final client flight is still recognised, RFC 6347
+    /// §4.2.4); the fragment buffer's map, the cookie and the pre-master secret (wiped first) go.
+    /// A no-op before the handshake completed.
+    pub(crate) fn compact(&mut self) {
+        if !self.is_handshake_completed() {
+            return;
+        }
+        self.release_idle_buffers();
+        self.cache.retain_finished();
+        self.fragment_buffer.release();
+        self.state.pre_master_secret.fill(0);
+        self.state.pre_master_secret = Vec::new();
+        self.state.cookie = Vec::new();
+    }
+
+    /// Ferrite: the peer sent application data, so it has completed its handshake and received
+    /// our final flight: neither that flight nor any handshake message will be needed again.
+    /// (A late duplicate of its final flight then finds no Finished in the cache and is ignored.)
+    pub(crate) fn peer_confirmed(&mut self) {
+        if self.is_handshake_completed() && (self.flights.is_some() || !self.cache.is_empty()) {
+            self.flights = None;
+            self.cache = HandshakeCache::new();
+        }
+    }
+
     /// Takes the next datagram the caller should send.
     pub fn outgoing_raw_packet(&mut self) -> Option<BytesMut> {
         if let Err(err) = self.handle_outgoing_packets() {
@@ -910,3 +955,4 @@ fn split_bytes(bytes: &[u8], split_len: usize) -> Vec<Vec<u8>> {
 
     splits
 }
+

@@ -33,6 +33,13 @@ impl FragmentBuffer {
         }
     }
 
+    /// Ferrite: frees the map when it holds nothing (a completed association).
+    pub(crate) fn release(&mut self) {
+        if self.cache.is_empty() {
+            self.cache = HashMap::new();
+        }
+    }
+
     // Attempts to push a DTLS packet to the FragmentBuffer
     // when it returns true it means the FragmentBuffer has inserted and the buffer shouldn't be handled
     // when an error returns it is fatal, and the DTLS connection should be stopped

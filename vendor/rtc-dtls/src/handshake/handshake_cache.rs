@@ -34,6 +34,18 @@ impl HandshakeCache {
         HandshakeCache { cache: vec![] }
     }
 
+    /// Ferrite: keeps only the Finished messages, all a completed association still reads (to
+    /// recognise the peer's repeated final flight), and frees the rest.
+    pub(crate) fn retain_finished(&mut self) {
+        self.cache.retain(|item| item.typ == HandshakeType::Finished);
+        self.cache.shrink_to_fit();
+    }
+
+    /// Whether it holds no message.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
     pub(crate) fn push(
         &mut self,
         data: Vec<u8>,
