@@ -3,16 +3,21 @@
 //! anything, and a round trip per endpoint would cost more than the device requests themselves.
 //!
 //! One statement whatever the number of endpoints: SQLite gets them as one JSON array
-//! (`json_each`, no bound-parameter limit and one cached statement), PostgreSQL as one text array
-//! (`= ANY($1)`). Both use the `devices.endpoint` unique index.
+//! (`json_each`, no bound-parameter limit and one cached statement) and answers with one JSON
+//! array, PostgreSQL gets one text array (`= ANY($1)`). Both use the `devices.endpoint` unique
+//! index.
 
 use std::collections::HashMap;
 
 use super::{Backend, Store, StoreError};
 use crate::fleet::lifecycle::LifecycleState;
 
-const SQLITE_STATES: &str =
-    "SELECT endpoint, state FROM devices WHERE endpoint IN (SELECT value FROM json_each($1))";
+/// One row whatever the number of devices: sqlx hands each SQLite row from its worker thread
+/// to the caller through a channel (a wake-up per row), which cost more than the query itself
+/// (200 rows: 1.1–6 ms measured, against a few hundred µs for the statement). The endpoints are
+/// looked up by the `devices.endpoint` index, one per element of the JSON array.
+const SQLITE_STATES: &str = "SELECT json_group_array(json_array(d.endpoint, d.state)) \
+     FROM json_each($1) AS j JOIN devices AS d ON d.endpoint = j.value";
 const POSTGRES_STATES: &str = "SELECT endpoint, state FROM devices WHERE endpoint = ANY($1)";
 
 impl Store {
@@ -29,10 +34,12 @@ impl Store {
             Backend::Sqlite(backend) => {
                 let list = serde_json::to_string(endpoints)
                     .map_err(|e| StoreError::Corrupt(format!("endpoint list as JSON: {e}")))?;
-                sqlx::query_as(SQLITE_STATES)
+                let found: String = sqlx::query_scalar(SQLITE_STATES)
                     .bind(list)
-                    .fetch_all(&backend.pool)
-                    .await?
+                    .fetch_one(&backend.pool)
+                    .await?;
+                serde_json::from_str(&found)
+                    .map_err(|e| StoreError::Corrupt(format!("endpoint states as JSON: {e}")))?
             }
             Backend::Postgres(backend) => {
                 sqlx::query_as(POSTGRES_STATES)
