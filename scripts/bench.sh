@@ -8,7 +8,8 @@
 #
 # Settings (environment): BENCH_ROUNDS (2), BENCH_DEVICES (10000, registered for the RSS figure),
 # BENCH_READ_DEVICES (200), BENCH_READS (4000), BENCH_READS_K8 (1000, reads of 8 paths),
-# BENCH_HANDSHAKES (2000), BENCH_OPENSSL (2000),
+# BENCH_HANDSHAKES (2000), BENCH_OPENSSL (2000), BENCH_FLEET_READS (20000 CoAP reads through
+# POST /api/v1/fleet/read, BENCH_READ_DEVICES devices per request),
 # BENCH_SECONDS (8, Send and echo), BENCH_PORT_BASE (25600: uses +80 HTTP, +83 CoAP, +84 CoAPS,
 # +85 openssl, +86 echo), BENCH_JSON (results file, one JSON line per scenario run),
 # RUST_LOG (server log level, default warn: per-event info lines are not the engine's cost),
@@ -27,6 +28,7 @@ reads="${BENCH_READS:-4000}"
 handshakes="${BENCH_HANDSHAKES:-2000}"
 openssl_handshakes="${BENCH_OPENSSL:-2000}"
 reads_k8="${BENCH_READS_K8:-1000}"
+fleet_reads="${BENCH_FLEET_READS:-20000}"
 seconds="${BENCH_SECONDS:-8}"
 base="${BENCH_PORT_BASE:-25600}"
 json="${BENCH_JSON:-${TMPDIR:-/tmp}/ferrite-bench-$(date -u +%Y%m%dT%H%M%SZ).jsonl}"
@@ -107,6 +109,9 @@ for round in $(seq 1 "$rounds"); do
             --endpoint-prefix bn- --lwm2m 1.0 --paths "$k" --requests "$n" \
             --server-pid "$server_pid" --label "nosec k$k r$round" "${common[@]}"
     done
+    "$sim" bench fleet-reads --server "$coap" --http "$http" --devices "$read_devices" \
+        --endpoint-prefix bn- --lwm2m 1.0 --paths 1 --reads "$fleet_reads" \
+        --server-pid "$server_pid" --label "nosec fleet r$round" "${common[@]}"
     "$sim" bench reads --server "$coap" --http "$http" --devices 0 --requests "$reads" \
         --server-pid "$server_pid" --label "http-floor r$round" "${common[@]}"
     "$sim" bench send --server "$coap" --devices 100 --endpoint-prefix bn- \
@@ -124,6 +129,9 @@ for round in $(seq 1 "$rounds"); do
             --endpoint-prefix bd- --lwm2m 1.0 --paths "$k" --requests "$n" \
             --server-pid "$server_pid" --label "dtls k$k r$round" "${common[@]}"
     done
+    "$sim" bench fleet-reads --server "$coaps" --http "$http" --devices "$read_devices" \
+        --endpoint-prefix bd- --lwm2m 1.0 --paths 1 --reads "$fleet_reads" \
+        --server-pid "$server_pid" --label "dtls fleet r$round" "${common[@]}"
     stop_server
     # The floors, in the same round.
     "$sim" bench echo-server --bind "127.0.0.1:$((base + 86))" > "$work/echo.out" &
@@ -178,6 +186,7 @@ for rnd in sorted(by):
                        ("handshake ferrite", "handshake", "ferrite"), ("handshake openssl", "handshake", "openssl"),
                        ("read nosec k1", "reads", "nosec k1"), ("read nosec k8", "reads", "nosec k8"),
                        ("read dtls k1", "reads", "dtls k1"), ("read dtls k8", "reads", "dtls k8"),
+                       ("fleet read nosec", "fleet-reads", "nosec fleet"), ("fleet read dtls", "fleet-reads", "dtls fleet"),
                        ("http floor", "reads", "http-floor"), ("send nosec", "send", "nosec"), ("udp echo", "echo", "udp")]:
         r = get(s, l)
         if not r:
@@ -203,6 +212,9 @@ for rnd in sorted(by):
                 rr[f"{t} (read k1 - http floor) / echo (target {'3' if t == 'nosec' else '4'}x)"] = (cpu(k1) - floor) / echo
             if k1:
                 rr[f"{t} read incl. HTTP / echo"] = cpu(k1) / echo
+            fleet = out.get(f"fleet read {t}")
+            if fleet and cpu(fleet) is not None:
+                rr[f"{t} fleet read / echo (target {'3' if t == 'nosec' else '4'}x)"] = cpu(fleet) / echo
     if echo:
         rr["udp echo µs"] = echo
     if ossl:

@@ -5,12 +5,14 @@
 //!
 //! Scenarios: `register` (registration storm, NoSec or DTLS PSK with full handshakes),
 //! `handshake` (DTLS handshake storm, against Ferrite or `openssl s_server`), `reads`
-//! (server-initiated reads through the HTTP API, the simulated devices answering), `send`
+//! (server-initiated reads through the HTTP API, the simulated devices answering),
+//! `fleet-reads` (the same through `POST /api/v1/fleet/read`, many devices per request), `send`
 //! (LwM2M Send throughput), `echo` (a bare UDP echo loop as the floor, against the hidden
 //! `echo-server`), and `provision` (creates the benchmark's devices through the API).
 //! `scripts/bench.sh` runs them all twice and prints the ratios.
 
 pub mod driver;
+mod fleet_reads;
 pub mod http;
 pub mod procfs;
 pub mod report;
@@ -44,6 +46,8 @@ Examples (a server started with NoSec on, its pid in $PID, FERRITE_API_TOKEN exp
       --endpoint-prefix bd- --server-pid $PID
   ferrite-sim bench reads --server coap://127.0.0.1:5683 --http http://127.0.0.1:8080 \\
       --devices 200 --endpoint-prefix bn- --requests 5000 --server-pid $PID
+  ferrite-sim bench fleet-reads --server coap://127.0.0.1:5683 --http http://127.0.0.1:8080 \\
+      --devices 200 --endpoint-prefix bn- --reads 20000 --server-pid $PID
   ferrite-sim bench send --server coap://127.0.0.1:5683 --devices 100 --endpoint-prefix bn- \\
       --duration 10s --server-pid $PID
   ferrite-sim bench echo-server --bind 127.0.0.1:7000 &
@@ -76,6 +80,10 @@ pub enum Scenario {
     /// once, answered by simulated devices. With --devices 0 no device runs: the reads go to
     /// endpoints that are not registered, which measures the HTTP layer alone.
     Reads(ReadsArgs),
+    /// Server-initiated reads through the fleet API (POST /api/v1/fleet/read): each request
+    /// reads the same /3/0 paths on --batch devices at once. Counts CoAP reads; prints the
+    /// server's CPU per CoAP read.
+    FleetReads(fleet_reads::FleetReadsArgs),
     /// LwM2M Send throughput: each device sends the next Send as soon as the last is
     /// acknowledged, for --duration.
     Send(SendArgs),
@@ -309,6 +317,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Register(a) => register(&a),
         Scenario::Handshake(a) => handshake(&a),
         Scenario::Reads(a) => reads(&a),
+        Scenario::FleetReads(a) => fleet_reads::fleet_reads(&a),
         Scenario::Send(a) => send(&a),
         Scenario::Echo(a) => echo(&a),
         Scenario::Provision(a) => provision(&a),
