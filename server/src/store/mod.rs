@@ -29,6 +29,7 @@ pub mod bootstrap;
 mod bulk;
 pub mod diagnostics;
 pub mod export;
+mod facts;
 mod fleet_read;
 pub mod lwm2m;
 mod postgres;
@@ -165,6 +166,8 @@ pub struct Store {
     server_key: Arc<ServerKey>,
     /// Every committed lifecycle transition, for live listeners (the console's event stream).
     state_changes: broadcast::Sender<StateChange>,
+    /// Registration checks waiting for their facts, looked up together (`facts.rs`).
+    facts: Arc<facts::FactsBatcher>,
 }
 
 /// A lifecycle transition that was committed (and audited): published by [`Store::transition`]
@@ -305,6 +308,7 @@ impl Store {
             backend,
             server_key: Arc::new(server_key),
             state_changes: broadcast::channel(STATE_CHANGE_BACKLOG).0,
+            facts: Arc::default(),
         })
     }
 
@@ -484,7 +488,10 @@ impl Store {
         authenticated_identity: Option<&str>,
         nosec_enabled_on_server: bool,
     ) -> Result<Result<LifecycleState, RegistrationRefusal>, StoreError> {
-        let mut facts = on_backend!(self, b => b.registration_facts(endpoint).await)?
+        // Looked up with the other checks waiting at the same time (one query for a storm).
+        let mut facts = self
+            .registration_facts_batched(endpoint)
+            .await?
             .map(RegistrationFacts::try_from)
             .transpose()?;
         // The first Register with credentials delivered by bootstrap makes them the device's

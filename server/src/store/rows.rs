@@ -67,7 +67,7 @@ impl TryFrom<DeviceRow> for Device {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FactsRow {
     pub endpoint: String,
     pub state: String,
