@@ -409,7 +409,14 @@ pub(crate) async fn retire_replaced_identities(
 ) {
     loop {
         let endpoint = match events.recv().await {
-            Ok(DeviceEvent::Registered { registration, .. }) => registration.endpoint,
+            // Credentials are promoted only by a Register over DTLS with the delivered identity
+            // (`Store::may_register`): a NoSec Register has nothing to retire, and is not worth a
+            // query each in a registration storm.
+            Ok(DeviceEvent::Registered { registration, .. })
+                if registration.transport == Transport::Coaps =>
+            {
+                registration.endpoint
+            }
             Ok(_) => continue,
             // Missed events: the replaced key stays cached (refused at Register, since the
             // device's identity changed) until the next registration of that device or a restart.
