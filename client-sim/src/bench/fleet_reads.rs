@@ -268,3 +268,47 @@ fn post_all(
         Ok(all)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser;
+
+    use super::super::Scenario;
+    use crate::cli::{Cli, Command};
+
+    fn parse(extra: &[&str]) -> Result<super::FleetReadsArgs, clap::Error> {
+        let mut args = vec![
+            "ferrite-sim",
+            "bench",
+            "fleet-reads",
+            "--server",
+            "coap://127.0.0.1:5683",
+            "--token",
+            "t",
+        ];
+        args.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(args)?;
+        let Command::Bench(bench) = cli.command else {
+            panic!("bench expected");
+        };
+        let Scenario::FleetReads(fleet) = bench.scenario else {
+            panic!("fleet-reads expected");
+        };
+        Ok(fleet)
+    }
+
+    #[test]
+    fn fleet_reads_arguments_parse() {
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(
+            (defaults.reads, defaults.batch, defaults.paths),
+            (20_000, None, 1)
+        );
+        let given = parse(&["--reads", "500", "--batch", "50", "--paths", "8"]).unwrap();
+        assert_eq!((given.reads, given.batch, given.paths), (500, Some(50), 8));
+        assert!(parse(&["--paths", "9"]).is_err());
+        assert!(parse(&["--paths", "0"]).is_err());
+    }
+}
