@@ -117,7 +117,7 @@ impl Store {
                     .map(|row| row.into_iter().collect::<Vec<_>>())
             } else {
                 // The text depends on the batch size: not kept in the statement cache.
-                let text = select_many(batch.len());
+                let text = super::lwm2m::for_engine(self.backend_kind(), select_many(batch.len()));
                 on_pool!(self, pool => {
                     let mut query = sqlx::query_as::<_, FactsRow>(sqlx::AssertSqlSafe(text))
                         .persistent(false);
