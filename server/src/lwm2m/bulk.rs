@@ -74,16 +74,20 @@ impl Lwm2mService {
 
         let mut results: Vec<Option<Result<OpResult, ServiceError>>> =
             (0..requests.len()).map(|_| None).collect();
-        let mut ids = Vec::with_capacity(requests.len());
+        let ids = OperationId::random_many(requests.len());
+        let transports = self
+            .inner
+            .shared
+            .directory
+            .transports(requests.iter().map(|(e, _)| e.as_str()));
         let mut batches: HashMap<Transport, Vec<BatchRequest>> = HashMap::new();
-        let directory = &self.inner.shared.directory;
-        for (index, (endpoint, operation)) in requests.into_iter().enumerate() {
-            let id = OperationId::random();
-            ids.push(id);
+        for (((index, (endpoint, operation)), &id), transport) in
+            requests.into_iter().enumerate().zip(&ids).zip(transports)
+        {
             let admitted = admit(
                 &endpoint,
                 states.get(&endpoint).copied(),
-                directory.get(&endpoint).map(|info| info.transport),
+                transport,
                 operation.name(),
                 is_dm_write(&operation),
             );
@@ -232,6 +236,14 @@ impl Lwm2mService {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_for_a_batch_are_distinct() {
+        let ids = OperationId::random_many(1000);
+        assert_eq!(ids.len(), 1000);
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1000);
+        assert!(OperationId::random_many(0).is_empty());
+    }
 
     #[test]
     fn admission_follows_the_single_request_rules() {

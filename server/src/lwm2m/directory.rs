@@ -133,6 +133,19 @@ impl Directory {
             .cloned()
     }
 
+    /// The socket each of `endpoints` is registered on, under one read lock and without
+    /// copying the registrations (requests to many devices).
+    pub(crate) fn transports<'a>(
+        &self,
+        endpoints: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Option<Transport>> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        endpoints
+            .into_iter()
+            .map(|endpoint| entries.get(endpoint).map(|info| info.transport))
+            .collect()
+    }
+
     pub(crate) fn all(&self) -> Vec<RegistrationInfo> {
         let mut all: Vec<RegistrationInfo> = self
             .entries

@@ -32,6 +32,23 @@ impl OperationId {
         OperationId(u64::from_be_bytes(bytes))
     }
 
+    /// `n` fresh random IDs from one read of the OS random source (a system call each would
+    /// show in the profile of a fleet read).
+    pub(crate) fn random_many(n: usize) -> Vec<OperationId> {
+        let mut bytes = vec![0u8; n * 8];
+        if crate::fleet::secrets::random_bytes(&mut bytes).is_err() {
+            return (0..n).map(|_| OperationId::random()).collect();
+        }
+        bytes
+            .chunks_exact(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                OperationId(u64::from_be_bytes(word))
+            })
+            .collect()
+    }
+
     pub fn as_u64(self) -> u64 {
         self.0
     }
