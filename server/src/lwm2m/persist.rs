@@ -367,6 +367,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn firmware_versions_are_written_in_the_batch_transaction() {
+        on_both(|store| async move {
+            for endpoint in ["fw-1", "fw-2"] {
+                device(&store, endpoint).await;
+            }
+            let firmware = |endpoint: &str, version: &str| Job::Firmware {
+                endpoint: endpoint.into(),
+                version: version.into(),
+            };
+            let jobs = vec![
+                Job::Registered {
+                    info: info("fw-1"),
+                    reboot: false,
+                },
+                firmware("fw-1", "1.0.0"),
+                firmware("fw-2", "2.0.0"),
+                // Refused by validation: only this one is lost.
+                firmware("fw-2", ""),
+                // Not in the registry: ignored.
+                firmware("fw-gone", "1.0.0"),
+            ];
+            assert_eq!(apply_batch(&store, jobs).await, 1, "one transaction");
+            for (endpoint, version) in [("fw-1", "1.0.0"), ("fw-2", "2.0.0")] {
+                let device = store.get_device(endpoint).await.unwrap().unwrap();
+                assert_eq!(device.firmware_version.as_deref(), Some(version));
+            }
+            let active = store.get_device("fw-1").await.unwrap().unwrap();
+            assert_eq!(active.state, LifecycleState::Active);
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn staged_changes_are_reported_to_their_socket_after_the_commit_in_one_command() {
         on_both(|store| async move {
             device(&store, "commit-1").await;
