@@ -24,7 +24,6 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use futures_util::future::join_all;
 use lwm2m_objects::Path;
 use lwm2m_proto::lwm2m::server::{OpError, OpOutcome, Operation};
 use serde::Serialize;
@@ -312,12 +311,19 @@ async fn parallel_reads(
     paths: &[Path],
     wait_ms: Option<u64>,
 ) -> Result<Reply<ReadResponse>, OpRouteError> {
-    let results = join_all(
-        paths
-            .iter()
-            .map(|path| request(service, endpoint, Operation::Read(*path), wait_ms)),
-    )
-    .await;
+    // One lifecycle query and one command for all the paths (`request_many`), not one each.
+    let waited = wait(wait_ms);
+    let started = Instant::now();
+    let requests = paths
+        .iter()
+        .map(|path| (endpoint.to_owned(), Operation::Read(*path)))
+        .collect();
+    let results = service.request_many(requests, waited).await?;
+    let took = started.elapsed();
+    let results = results
+        .into_iter()
+        .map(|result| finish(endpoint, "Read", result, waited, took))
+        .collect();
     parallel_answer(paths, results)
 }
 
