@@ -191,6 +191,17 @@ impl Net {
         std::mem::take(&mut self.server_events)
     }
 
+    /// The application data among the server's events (which are all taken).
+    fn take_server_data(&mut self) -> Vec<Vec<u8>> {
+        self.take_server_events()
+            .into_iter()
+            .filter_map(|event| match event {
+                DtlsEvent::Data { bytes, .. } => Some(bytes),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn client_data(&self, at: SocketAddr) -> Vec<Vec<u8>> {
         self.client_events
             .get(&at)
@@ -331,14 +342,7 @@ fn handshake_survives_lost_and_duplicated_datagrams() {
             // Application data itself is not retransmitted by DTLS (CoAP does that); duplicate it.
             net.filter = Box::new(|_, _, _| Fate::Duplicate);
             net.client_send(addr(1), b"ping");
-            let data: Vec<_> = net
-                .take_server_events()
-                .into_iter()
-                .filter_map(|event| match event {
-                    DtlsEvent::Data { bytes, .. } => Some(bytes),
-                    _ => None,
-                })
-                .collect();
+            let data = net.take_server_data();
             // Duplicated records are caught by the replay window: delivered once.
             assert_eq!(data, vec![b"ping".to_vec()], "lost #{lost} {direction:?}");
             assert_eq!(net.server.stats().handshakes_completed, 1);
@@ -403,14 +407,7 @@ fn a_late_copy_of_the_client_final_flight_after_application_data_is_ignored() {
     );
     net.client_send(addr(1), b"still there");
     net.server_send(addr(1), b"and back");
-    let data: Vec<_> = net
-        .take_server_events()
-        .into_iter()
-        .filter_map(|event| match event {
-            DtlsEvent::Data { bytes, .. } => Some(bytes),
-            _ => None,
-        })
-        .collect();
+    let data = net.take_server_data();
     assert_eq!(data, vec![b"ping".to_vec(), b"still there".to_vec()]);
     assert_eq!(net.client_data(addr(1)), vec![b"and back".to_vec()]);
     assert_eq!(net.server.stats().handshakes_completed, 1);
@@ -936,14 +933,7 @@ fn a_replayed_record_is_dropped_and_delivered_once() {
         net.server.handle_datagram(net.now, addr(1), &record);
     }
     net.pump();
-    let data: Vec<Vec<u8>> = net
-        .take_server_events()
-        .into_iter()
-        .filter_map(|event| match event {
-            DtlsEvent::Data { bytes, .. } => Some(bytes),
-            _ => None,
-        })
-        .collect();
+    let data = net.take_server_data();
     assert_eq!(data, vec![b"reading 1".to_vec()], "delivered exactly once");
     assert_eq!(net.server.stats().sessions, 1);
     // A replay from another address is no record of any session there.

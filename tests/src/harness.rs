@@ -135,6 +135,24 @@ impl TestServer {
         self.running = Some(running);
     }
 
+    /// Creates a NoSec device in the registry and starts a test meter for it, registered: TLV
+    /// for LwM2M 1.0, SenML JSON for 1.1 and later.
+    pub async fn registered_nosec_meter(
+        &self,
+        endpoint: &str,
+        version: lwm2m_proto::lwm2m::registration::Lwm2mVersion,
+    ) -> crate::device::TestDevice {
+        use crate::device::{DeviceSpec, Security, TestDevice};
+        self.create_nosec_device(endpoint).await;
+        let mut spec = DeviceSpec::new(endpoint, version, Security::NoSec);
+        if version != lwm2m_proto::lwm2m::registration::Lwm2mVersion::V1_0 {
+            spec.format = Some(lwm2m_objects::ContentFormat::SenmlJson);
+        }
+        let mut device = TestDevice::start(spec, self.coap_addr()).await;
+        device.register_and_wait().await;
+        device
+    }
+
     /// Creates a NoSec device in the registry.
     pub async fn create_nosec_device(&self, endpoint: &str) {
         let device = NewDevice {

@@ -28,14 +28,7 @@ async fn call(server: &TestServer, method: &str, uri: &str, body: Option<Json>) 
 }
 
 async fn meter(server: &TestServer, endpoint: &str, version: Lwm2mVersion) -> TestDevice {
-    server.create_nosec_device(endpoint).await;
-    let mut spec = DeviceSpec::new(endpoint, version, Security::NoSec);
-    if version != Lwm2mVersion::V1_0 {
-        spec.format = Some(ContentFormat::SenmlJson);
-    }
-    let mut device = TestDevice::start(spec, server.coap_addr()).await;
-    device.register_and_wait().await;
-    device
+    server.registered_nosec_meter(endpoint, version).await
 }
 
 fn path(text: &str) -> Path {

@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use lwm2m_objects::{ContentFormat, Path, Value};
+use lwm2m_objects::{Path, Value};
 use lwm2m_proto::lwm2m::registration::Lwm2mVersion;
 use serde_json::{Value as Json, json};
 use server::fleet::lifecycle::Actor;
-use tests::device::{DeviceSpec, Security, TestDevice};
+use tests::device::TestDevice;
 use tests::harness::TestServer;
 
 const TOKEN: &str = "e2e-token-0123456789";
@@ -35,13 +35,7 @@ async fn meter(
     version: Lwm2mVersion,
     rssi: i64,
 ) -> TestDevice {
-    server.create_nosec_device(endpoint).await;
-    let mut spec = DeviceSpec::new(endpoint, version, Security::NoSec);
-    if version != Lwm2mVersion::V1_0 {
-        spec.format = Some(ContentFormat::SenmlJson);
-    }
-    let mut device = TestDevice::start(spec, server.coap_addr()).await;
-    device.register_and_wait().await;
+    let device = server.registered_nosec_meter(endpoint, version).await;
     device.set(Path::Resource(4, 0, 2), Value::Integer(rssi));
     device
 }

@@ -47,14 +47,7 @@ async fn post(server: &TestServer, uri: &str, body: Json) -> (u16, Json) {
 }
 
 async fn device(server: &TestServer, endpoint: &str, version: Lwm2mVersion) -> TestDevice {
-    server.create_nosec_device(endpoint).await;
-    let mut spec = DeviceSpec::new(endpoint, version, Security::NoSec);
-    if version != Lwm2mVersion::V1_0 {
-        spec.format = Some(ContentFormat::SenmlJson);
-    }
-    let mut device = TestDevice::start(spec, server.coap_addr()).await;
-    device.register_and_wait().await;
-    device
+    server.registered_nosec_meter(endpoint, version).await
 }
 
 fn value_of<'a>(body: &'a Json, path: &str) -> &'a Json {
