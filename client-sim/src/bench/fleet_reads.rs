@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -237,21 +237,8 @@ fn post_all(
                 tally
             }));
         }
-        let mut progress = Progress::new(progress, requests, "fleet reads");
-        let watcher = {
-            let done = Arc::clone(&done);
-            tokio::spawn(async move {
-                loop {
-                    let d = done.load(Ordering::Relaxed);
-                    progress.set(d, requests);
-                    if d >= requests {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                progress.finish();
-            })
-        };
+        let watcher =
+            Progress::new(progress, requests, "fleet reads").watch(Arc::clone(&done), requests);
         let mut all = Tally::default();
         for task in tasks {
             if let Ok(t) = task.await {

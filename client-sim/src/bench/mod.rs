@@ -374,6 +374,22 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+
+    /// A task showing `done` (of `total`) every 100 ms until it reaches `total`; abort it when
+    /// the work ends early.
+    fn watch(mut self, done: Arc<AtomicU64>, total: u64) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let d = done.load(Ordering::Relaxed);
+                self.set(d, total);
+                if d >= total {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            self.finish();
+        })
+    }
 }
 
 fn watched(common: &CommonArgs) -> Option<Watched> {
@@ -817,21 +833,8 @@ impl HttpLoad {
                 }));
             }
             let total = this.total;
-            let mut progress = Progress::new(this.progress, total, "reads");
-            let watcher = {
-                let done = Arc::clone(&done);
-                tokio::spawn(async move {
-                    loop {
-                        let d = done.load(Ordering::Relaxed);
-                        progress.set(d, total);
-                        if d >= total {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    progress.finish();
-                })
-            };
+            let watcher =
+                Progress::new(this.progress, total, "reads").watch(Arc::clone(&done), total);
             let mut outcome = HttpOutcome {
                 statuses: std::collections::BTreeMap::new(),
                 answered: 0,
