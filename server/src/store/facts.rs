@@ -51,19 +51,11 @@ impl FactsBatcher {
 
 /// `SELECT … WHERE endpoint IN ($1, …, $count)`.
 fn select_many(count: usize) -> String {
-    let mut text = String::from(
+    format!(
         "SELECT endpoint, state, security_mode, psk_identity, credentials_revoked FROM devices \
-         WHERE endpoint IN (",
-    );
-    for n in 1..=count {
-        if n > 1 {
-            text.push_str(", ");
-        }
-        text.push('$');
-        text.push_str(&n.to_string());
-    }
-    text.push(')');
-    text
+         WHERE endpoint IN ({})",
+        super::lwm2m::placeholder_list(1, count)
+    )
 }
 
 impl Store {

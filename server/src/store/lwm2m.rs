@@ -424,7 +424,7 @@ pub(crate) fn for_engine(engine: BackendKind, text: String) -> String {
 }
 
 /// `$first, $first+1, …` (`count` of them), for an `IN (…)` list.
-fn placeholder_list(first: usize, count: usize) -> String {
+pub(crate) fn placeholder_list(first: usize, count: usize) -> String {
     let mut text = String::with_capacity(count * 5);
     for n in first..first + count {
         if n > first {
