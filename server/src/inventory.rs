@@ -32,7 +32,7 @@ pub const MAX_WAITING: usize = 10_000;
 
 /// Starts the listener; it ends when the service stops.
 pub fn start(service: Lwm2mService) {
-    let events = service.events();
+    let events = service.registration_events();
     tokio::spawn(listen(service, events));
 }
 

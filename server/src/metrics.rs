@@ -24,7 +24,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::lwm2m::{DeviceEvent, Lwm2mService, OperationResult, ServiceStats, Transport};
+use crate::lwm2m::{DeviceEvent, Lwm2mService, ServiceStats, Transport};
 
 /// The content type of the OpenMetrics text format (what [`Metrics::encode`] writes).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -334,7 +334,9 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// Counts a service event.
+    /// Counts a registration-interface event. Notifications, Send requests and completed or
+    /// queued requests are counted by the sockets and read from their stats
+    /// ([`observe_stats`](Self::observe_stats)): they are too frequent to wake a listener for.
     pub fn record_event(&self, event: &DeviceEvent) {
         let kind = match event {
             DeviceEvent::Registered { reboot: false, .. } => "registered",
@@ -344,31 +346,12 @@ impl Metrics {
             DeviceEvent::Expired { .. } => "expired",
             DeviceEvent::Removed { .. } => "removed",
             DeviceEvent::RegistrationRefused { .. } => "refused",
-            DeviceEvent::Notification { .. } => {
-                self.notifications.inc();
-                return;
-            }
-            DeviceEvent::Send { .. } => {
-                self.sends.inc();
-                return;
-            }
-            DeviceEvent::OperationQueued { .. } => {
-                self.operations_queued.inc();
-                return;
-            }
-            DeviceEvent::OperationCompleted { result, .. } => {
-                let status = match result {
-                    OperationResult::Succeeded { .. } => "succeeded",
-                    OperationResult::Failed { .. } => "failed",
-                };
-                self.operations_completed
-                    .get_or_create(&StatusLabel {
-                        status: status.to_owned(),
-                    })
-                    .inc();
-                return;
-            }
-            DeviceEvent::ObservationEnded { .. } | DeviceEvent::StateChanged { .. } => return,
+            DeviceEvent::Notification { .. }
+            | DeviceEvent::Send { .. }
+            | DeviceEvent::OperationQueued { .. }
+            | DeviceEvent::OperationCompleted { .. }
+            | DeviceEvent::ObservationEnded { .. }
+            | DeviceEvent::StateChanged { .. } => return,
         };
         self.registration_events
             .get_or_create(&KindLabel {
@@ -395,7 +378,14 @@ impl Metrics {
             c.inner().store(v, Ordering::Relaxed);
         };
         let (mut ok, mut failed) = (0, 0);
+        let (mut notifications, mut sends, mut queued, mut succeeded, mut op_failed) =
+            (0, 0, 0, 0, 0);
         for socket in &stats.sockets {
+            notifications += socket.notifications_received;
+            sends += socket.sends_received;
+            queued += socket.operations_queued;
+            succeeded += socket.operations_succeeded;
+            op_failed += socket.operations_failed;
             let transport = TransportLabel {
                 transport: match socket.transport {
                     Some(Transport::Coap) => "coap",
@@ -430,6 +420,22 @@ impl Metrics {
         let handshakes = |result: &str| HandshakeLabel {
             result: result.to_owned(),
         };
+        set(&self.notifications, notifications);
+        set(&self.sends, sends);
+        set(&self.operations_queued, queued);
+        let status = |status: &str| StatusLabel {
+            status: status.to_owned(),
+        };
+        set(
+            &self
+                .operations_completed
+                .get_or_create(&status("succeeded")),
+            succeeded,
+        );
+        set(
+            &self.operations_completed.get_or_create(&status("failed")),
+            op_failed,
+        );
         set(&self.dtls_handshakes.get_or_create(&handshakes("ok")), ok);
         set(
             &self.dtls_handshakes.get_or_create(&handshakes("failed")),
@@ -546,7 +552,7 @@ pub fn watch_events(service: &Lwm2mService) -> Option<tokio::task::JoinHandle<()
     {
         return None;
     }
-    let mut events = service.events();
+    let mut events = service.registration_events();
     Some(runtime.spawn(async move {
         let metrics = global();
         loop {
@@ -620,6 +626,11 @@ mod tests {
                 transport: Some(Transport::Coaps),
                 datagrams_received: 40,
                 coap_retransmissions: 2,
+                notifications_received: 5,
+                sends_received: 6,
+                operations_queued: 1,
+                operations_succeeded: 8,
+                operations_failed: 2,
                 dtls_handshakes_completed: Some(7),
                 dtls_handshakes_failed: Some(1),
                 dtls: Some(DtlsCounters {
@@ -654,6 +665,11 @@ mod tests {
             "ferrite_dtls_handshakes_in_progress 2",
             "ferrite_lwm2m_datagrams_received_total{transport=\"coaps\"} 40",
             "ferrite_coap_retransmissions_total{transport=\"coaps\"} 2",
+            "ferrite_lwm2m_notifications_total 5",
+            "ferrite_lwm2m_send_total 6",
+            "ferrite_lwm2m_operations_queued_total 1",
+            "ferrite_lwm2m_operations_completed_total{status=\"succeeded\"} 8",
+            "ferrite_lwm2m_operations_completed_total{status=\"failed\"} 2",
             "ferrite_lwm2m_request_duration_seconds_count{operation=\"Read\"} 2",
             "ferrite_http_requests_total{method=\"GET\",route=\"/api/v1/devices\",status=\"200\"} 1",
         ] {
@@ -671,12 +687,13 @@ mod tests {
             registration_id: "r".into(),
             at,
         });
+        // Counted from the sockets' stats, not from events.
         metrics.record_event(&DeviceEvent::Send {
             endpoint: "m".into(),
             records: Vec::new(),
             at,
         });
-        assert_eq!(value(&metrics.sends), 1);
+        assert_eq!(value(&metrics.sends), 0);
         let text = metrics.encode();
         assert!(
             text.contains("ferrite_lwm2m_registration_events_total{kind=\"expired\"} 1"),

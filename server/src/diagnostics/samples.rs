@@ -124,7 +124,7 @@ pub fn start(diagnostics: Diagnostics, service: Lwm2mService) {
     if diagnostics.thresholds.boot_sample_after_reboots == 0 {
         return;
     }
-    let events = service.events();
+    let events = service.registration_events();
     tokio::spawn(listen(diagnostics, service, events));
 }
 

@@ -66,7 +66,7 @@ impl ApiError {
 
     /// Logs a failure the caller cannot fix and hides its details (they may name tables,
     /// hosts or paths).
-    fn internal(error: &dyn std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(error: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%error, "request failed");
         ApiError::Internal
     }

@@ -294,15 +294,11 @@ pub(crate) async fn start(
 ) -> Result<(BootstrapHandle, Vec<tokio::task::JoinHandle<()>>), super::StartError> {
     let mut sockets = Vec::new();
     if let Some(addr) = settings.coap_addr {
-        sockets.push((
-            Transport::Coap,
-            super::bind(Transport::Coap, addr).await?,
-            addr,
-        ));
+        sockets.push((Transport::Coap, super::bind(Transport::Coap, addr)?, addr));
     }
     sockets.push((
         Transport::Coaps,
-        super::bind(Transport::Coaps, settings.coaps_addr).await?,
+        super::bind(Transport::Coaps, settings.coaps_addr)?,
         settings.coaps_addr,
     ));
     let (cache, mut misses) = BsKeyCache::new();

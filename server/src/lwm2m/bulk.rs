@@ -5,23 +5,106 @@
 //!
 //! So: the lifecycle of every endpoint is checked with ONE store query
 //! (`Store::lifecycle_states`), the requests go to each socket task as ONE command
-//! (`Command::SubmitMany`, one ack message back), and the completions come back on one channel
-//! that the caller drains in bursts. Each request is otherwise exactly what
-//! [`Lwm2mService::request`] sends: same engine call, same tracking, same events.
+//! (`Command::SubmitMany`, one ack message back), and the outcomes collect in ONE
+//! [`BatchSink`] that wakes the caller once, when the last is in (or the caller's wait ends).
+//! Each request is otherwise exactly what [`Lwm2mService::request`] sends: same engine call,
+//! same tracking, same events.
+//!
+//! Why a sink and not a channel: a channel wakes its receiver for every burst of answers, and
+//! the receiver runs on another thread than the socket task; each wake-up made an idle worker
+//! thread run, then park again. Filling a slot wakes nobody.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use lwm2m_proto::lwm2m::server::Operation;
-use tokio::sync::{mpsc, oneshot};
+use lwm2m_proto::lwm2m::server::{OpError, OpOutcome, Operation};
+use tokio::sync::{Notify, oneshot};
 
 use super::socket::{BatchRequest, Command, SubmitBatch};
 use super::{Lwm2mService, OpResult, OperationId, ServiceError, Transport, is_dm_write};
 use crate::fleet::lifecycle::{self, LifecycleState};
 
-/// Completions taken from the channel per wake-up of the caller.
-const COMPLETIONS_PER_WAKE: usize = 256;
+/// What became of one request of a batch: its outcome, or None when its slot was dropped
+/// unfilled (the engine refused it, or the socket task stopped).
+type Filled = (usize, Option<Result<OpOutcome, OpError>>);
+
+/// Where the outcomes of one `request_many` call collect.
+#[derive(Debug)]
+pub(crate) struct BatchSink {
+    filled: Mutex<Vec<Filled>>,
+    /// Slots not yet filled or dropped.
+    open: AtomicUsize,
+    /// Told once, when `open` reaches zero.
+    all_in: Notify,
+}
+
+impl BatchSink {
+    /// A sink and its `n` slots (indexes 0..n, as the caller numbers its requests).
+    fn new(indexes: impl ExactSizeIterator<Item = usize>) -> (Arc<BatchSink>, Vec<BatchSlot>) {
+        let sink = Arc::new(BatchSink {
+            filled: Mutex::new(Vec::with_capacity(indexes.len())),
+            open: AtomicUsize::new(indexes.len()),
+            all_in: Notify::new(),
+        });
+        let slots = indexes
+            .map(|index| BatchSlot {
+                index,
+                sink: Some(Arc::clone(&sink)),
+            })
+            .collect();
+        (sink, slots)
+    }
+
+    fn put(&self, index: usize, outcome: Option<Result<OpOutcome, OpError>>) {
+        self.filled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((index, outcome));
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A stored permit: the caller may not be waiting yet.
+            self.all_in.notify_one();
+        }
+    }
+
+    /// Waits until every slot is filled or dropped, or until `deadline`.
+    async fn wait(&self, deadline: tokio::time::Instant) {
+        if self.open.load(Ordering::Acquire) > 0 {
+            let _ = tokio::time::timeout_at(deadline, self.all_in.notified()).await;
+        }
+    }
+
+    /// What has come in so far.
+    fn take(&self) -> Vec<Filled> {
+        std::mem::take(&mut *self.filled.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The place of one request's outcome in its [`BatchSink`]: filled once by the socket task, or
+/// reported as unanswered when dropped unfilled.
+#[derive(Debug)]
+pub(crate) struct BatchSlot {
+    index: usize,
+    sink: Option<Arc<BatchSink>>,
+}
+
+impl BatchSlot {
+    pub(crate) fn fill(mut self, outcome: Result<OpOutcome, OpError>) {
+        if let Some(sink) = self.sink.take() {
+            sink.put(self.index, Some(outcome));
+        }
+    }
+}
+
+impl Drop for BatchSlot {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.put(self.index, None);
+        }
+    }
+}
 
 /// Whether `operation` may go to a device in `state` (None: not in the registry) registered on
 /// `transport` (None: not registered): the checks of `Lwm2mService::request`.
@@ -80,9 +163,14 @@ impl Lwm2mService {
             .shared
             .directory
             .transports(requests.iter().map(|(e, _)| e.as_str()));
+        let (sink, slots) = BatchSink::new(0..requests.len());
         let mut batches: HashMap<Transport, Vec<BatchRequest>> = HashMap::new();
-        for (((index, (endpoint, operation)), &id), transport) in
-            requests.into_iter().enumerate().zip(&ids).zip(transports)
+        for ((((index, (endpoint, operation)), &id), transport), slot) in requests
+            .into_iter()
+            .enumerate()
+            .zip(&ids)
+            .zip(transports)
+            .zip(slots)
         {
             let admitted = admit(
                 &endpoint,
@@ -97,6 +185,7 @@ impl Lwm2mService {
                     id,
                     endpoint,
                     operation,
+                    slot,
                 }),
                 Err(error) => {
                     if let Some(slot) = results.get_mut(index) {
@@ -106,9 +195,7 @@ impl Lwm2mService {
             }
         }
 
-        let (completions, mut completed) = mpsc::unbounded_channel();
         let mut acks = Vec::new();
-        let mut outstanding = 0;
         for (transport, requests) in batches {
             let indexes: Vec<usize> = requests.iter().map(|r| r.index).collect();
             let (ack, acked) = oneshot::channel();
@@ -116,16 +203,12 @@ impl Lwm2mService {
                 sender
                     .send(Command::SubmitMany(Box::new(SubmitBatch {
                         requests,
-                        completions: completions.clone(),
                         acks: ack,
                     })))
                     .map_err(|_| ServiceError::Unavailable)
             });
             match sent {
-                Ok(()) => {
-                    outstanding += indexes.len();
-                    acks.push((indexes, acked));
-                }
+                Ok(()) => acks.push((indexes, acked)),
                 Err(_) => {
                     for index in indexes {
                         if let Some(slot) = results.get_mut(index) {
@@ -135,9 +218,6 @@ impl Lwm2mService {
                 }
             }
         }
-        // Only the tracked requests hold senders now: the channel closes when all are done.
-        drop(completions);
-
         let mut queued = vec![false; results.len()];
         let mut durable = Vec::new();
         for (indexes, acked) in acks {
@@ -152,7 +232,6 @@ impl Lwm2mService {
                                 durable.extend(ack.durable.map(|d| (index, d)));
                             }
                             Err(error) => {
-                                outstanding -= 1;
                                 if let Some(slot) = results.get_mut(index) {
                                     *slot = Some(Err(error.into()));
                                 }
@@ -163,7 +242,6 @@ impl Lwm2mService {
                 Err(_) => {
                     // The socket stopped before answering.
                     for index in indexes {
-                        outstanding -= 1;
                         if let Some(slot) = results.get_mut(index) {
                             *slot = Some(Err(ServiceError::Unavailable));
                         }
@@ -187,46 +265,29 @@ impl Lwm2mService {
             }
         }
 
-        let deadline = tokio::time::Instant::from_std(started + wait);
-        let mut burst = Vec::with_capacity(COMPLETIONS_PER_WAKE);
-        while outstanding > 0 {
-            let received = tokio::time::timeout_at(
-                deadline,
-                completed.recv_many(&mut burst, COMPLETIONS_PER_WAKE),
-            )
+        sink.wait(tokio::time::Instant::from_std(started + wait))
             .await;
-            match received {
-                // Closed: the socket task stopped; what is left stays unanswered.
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    for (index, outcome) in burst.drain(..) {
-                        let (Some(slot), Some(&operation)) =
-                            (results.get_mut(index), ids.get(index))
-                        else {
-                            continue;
-                        };
-                        if slot.is_none() {
-                            outstanding -= 1;
-                        }
-                        *slot = Some(match outcome {
-                            Ok(outcome) => Ok(OpResult::Done { operation, outcome }),
-                            Err(error) => Err(error.into()),
-                        });
-                    }
-                }
+        for (index, filled) in sink.take() {
+            let (Some(slot), Some(&operation)) = (results.get_mut(index), ids.get(index)) else {
+                continue;
+            };
+            if slot.is_some() {
+                // Refused (its ack said why) or not sent: the slot was dropped unfilled.
+                continue;
             }
+            *slot = Some(match filled {
+                Some(Ok(outcome)) => Ok(OpResult::Done { operation, outcome }),
+                Some(Err(error)) => Err(error.into()),
+                // Taken, then dropped unanswered: the socket task stopped.
+                None => Err(ServiceError::Unavailable),
+            });
         }
-        let stopped = completed.is_closed() && completed.is_empty();
         Ok(results
             .into_iter()
             .zip(ids)
             .zip(queued)
             .map(|((result, operation), queued)| {
-                result.unwrap_or(if stopped && !queued {
-                    Err(ServiceError::Unavailable)
-                } else {
-                    Ok(OpResult::Pending { operation, queued })
-                })
+                result.unwrap_or(Ok(OpResult::Pending { operation, queued }))
             })
             .collect())
     }

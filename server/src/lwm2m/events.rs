@@ -230,6 +230,21 @@ impl From<crate::store::StateChange> for DeviceEvent {
 }
 
 impl DeviceEvent {
+    /// A registration-interface event (Registered, Updated, Deregistered, Expired, Removed,
+    /// RegistrationRefused): these also go to [`Lwm2mService::registration_events`]
+    /// (crate::lwm2m::Lwm2mService::registration_events).
+    pub fn is_registration(&self) -> bool {
+        matches!(
+            self,
+            DeviceEvent::Registered { .. }
+                | DeviceEvent::Updated { .. }
+                | DeviceEvent::Deregistered { .. }
+                | DeviceEvent::Expired { .. }
+                | DeviceEvent::Removed { .. }
+                | DeviceEvent::RegistrationRefused { .. }
+        )
+    }
+
     /// The endpoint the event is about, if known.
     pub fn endpoint(&self) -> Option<&str> {
         match self {

@@ -98,6 +98,10 @@ impl SocketTask {
                 content,
                 seq: _,
             } => {
+                self.counters.notifications += 1;
+                if !self.shared.listened() {
+                    return;
+                }
                 let at = Utc::now();
                 let (values, error) = match &content {
                     Ok(content) => (content_records(content, unix_seconds(at)), None),
@@ -128,6 +132,10 @@ impl SocketTask {
                 records,
             } => {
                 // Readings go to listeners only for now; the metering pipeline will consume them.
+                self.counters.sends += 1;
+                if !self.shared.listened() {
+                    return;
+                }
                 let at = Utc::now();
                 self.shared.publish(DeviceEvent::Send {
                     endpoint,
@@ -163,7 +171,9 @@ impl SocketTask {
             return;
         };
         let shared = Arc::clone(&self.shared);
-        tokio::spawn(decide(shared, reply, ticket, peer, auth, endpoint));
+        self.shared
+            .runtime
+            .spawn(decide(shared, reply, ticket, peer, auth, endpoint));
     }
 
     fn registration_info(&self, now: Instant, registration: &Registration) -> RegistrationInfo {
@@ -402,6 +412,7 @@ impl SocketTask {
             }
         }
         tracing::debug!(%endpoint, operation = %id, "request queued for a sleeping device");
+        self.counters.ops_queued += 1;
         self.shared.publish(DeviceEvent::OperationQueued {
             endpoint,
             operation: id,
@@ -413,16 +424,25 @@ impl SocketTask {
         let Some(tracked) = self.ops.remove(&op) else {
             return;
         };
+        match &outcome {
+            Ok(_) => self.counters.ops_succeeded += 1,
+            Err(_) => self.counters.ops_failed += 1,
+        }
+        // The event and the stored result are views of the outcome: built only when someone
+        // listens or the request is persisted, not for every read of a fleet read.
+        let listened = self.shared.listened();
         let at = Utc::now();
-        let result = match &outcome {
+        let result = (listened || tracked.persisted).then(|| match &outcome {
             Ok(outcome) => OperationResult::Succeeded {
                 outcome: OutcomeView::new(outcome, unix_seconds(at)),
             },
             Err(error) => OperationResult::Failed {
                 error: ServiceError::from(error.clone()).to_view(),
             },
-        };
-        if tracked.persisted {
+        });
+        if tracked.persisted
+            && let Some(result) = &result
+        {
             let status = match &outcome {
                 Ok(_) => RequestStatus::Completed,
                 Err(OpError::Expired) => RequestStatus::Expired,
@@ -432,16 +452,17 @@ impl SocketTask {
                 id: tracked.id.to_string(),
                 status,
                 at,
-                result_json: serde_json::to_string(&result).unwrap_or_default(),
+                result_json: serde_json::to_string(result).unwrap_or_default(),
             });
         }
         // The Observe's answer is the observation's first value: a reading like the ones after
         // it, and the only copy of one when the device's confirmable notification arrived
         // before its piggybacked answer and stood as the response.
-        if let Ok(OpOutcome::Observing {
-            observation,
-            content,
-        }) = &outcome
+        if listened
+            && let Ok(OpOutcome::Observing {
+                observation,
+                content,
+            }) = &outcome
         {
             let paths = match &tracked.operation {
                 Some(lwm2m_proto::lwm2m::server::Operation::Observe(path)) => {
@@ -463,15 +484,16 @@ impl SocketTask {
             });
         }
         if let Some(completion) = tracked.completion {
-            // The requester may have stopped waiting.
-            let _ = completion.send(outcome);
+            completion.send(outcome);
         }
-        self.shared.publish(DeviceEvent::OperationCompleted {
-            endpoint,
-            operation: tracked.id,
-            result,
-            at,
-        });
+        if listened && let Some(result) = result {
+            self.shared.publish(DeviceEvent::OperationCompleted {
+                endpoint,
+                operation: tracked.id,
+                result,
+                at,
+            });
+        }
     }
 }
 

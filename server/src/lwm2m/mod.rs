@@ -17,6 +17,7 @@ mod directory;
 mod error;
 mod events;
 mod handlers;
+mod io_thread;
 mod persist;
 mod psk;
 mod restore;
@@ -45,6 +46,7 @@ pub use self::view::{LinkView, OutcomeView, RecordView, ValueView, ValueViewErro
 pub use crate::store::lwm2m::{QueuedRequest, RequestStatus, Transport};
 
 use self::directory::Directory;
+use self::io_thread::IoThread;
 use self::persist::Job;
 use self::psk::PskCache;
 use self::restore::RestoreReport;
@@ -112,6 +114,8 @@ pub enum StartError {
     Dtls(#[from] ferrite_dtls::ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot start the LwM2M socket thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// What a request through the service came to.
@@ -150,6 +154,8 @@ struct Inner {
     /// Socket tasks first, then the helpers.
     tasks: Mutex<Vec<JoinHandle<()>>>,
     helpers: Mutex<Vec<JoinHandle<()>>>,
+    /// The thread that runs the LwM2M socket tasks (not the bootstrap server's).
+    io: Mutex<Option<IoThread>>,
 }
 
 /// The handle to the running LwM2M service: cheap to clone, safe to share between tasks.
@@ -207,7 +213,9 @@ fn is_dm_write(operation: &Operation) -> bool {
 /// datagrams in the simulator's 1,000-meter runs.
 const RECV_BUFFER_BYTES: usize = 4 << 20;
 
-async fn bind(transport: Transport, addr: SocketAddr) -> Result<UdpSocket, StartError> {
+/// Opens a UDP socket registered with the current runtime's reactor (call it inside the
+/// runtime that will serve the socket).
+fn bind(transport: Transport, addr: SocketAddr) -> Result<UdpSocket, StartError> {
     let failed = |source| StartError::Bind {
         transport,
         addr,
@@ -236,14 +244,16 @@ impl Lwm2mService {
         store: Store,
         settings: ServiceSettings,
     ) -> Result<Lwm2mService, StartError> {
+        let io = IoThread::start("ferrite-lwm2m").map_err(StartError::Thread)?;
         let mut sockets = Vec::new();
         if let Some(addr) = settings.coap_addr {
-            sockets.push((Transport::Coap, bind(Transport::Coap, addr).await?));
+            sockets.push((Transport::Coap, addr));
         }
-        sockets.push((
-            Transport::Coaps,
-            bind(Transport::Coaps, settings.coaps_addr).await?,
-        ));
+        sockets.push((Transport::Coaps, settings.coaps_addr));
+        let sockets = sockets
+            .into_iter()
+            .map(|(transport, addr)| Ok((transport, io.enter(|| bind(transport, addr))?)))
+            .collect::<Result<Vec<_>, StartError>>()?;
 
         let (psk, misses) = PskCache::new();
         let loaded = psk.load_all(&store).await?;
@@ -255,6 +265,7 @@ impl Lwm2mService {
 
         let (persist_tx, persist_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (registrations, _) = broadcast::channel(EVENT_CAPACITY);
         let mut channels = Vec::new();
         let mut senders = Vec::new();
         for (transport, _) in &sockets {
@@ -266,9 +277,11 @@ impl Lwm2mService {
             store: store.clone(),
             directory: Directory::default(),
             events,
+            registrations,
             persist: persist_tx,
             nosec: settings.coap_addr.is_some(),
             sockets: senders,
+            runtime: tokio::runtime::Handle::current(),
         });
 
         let mut tasks = Vec::new();
@@ -332,7 +345,7 @@ impl Lwm2mService {
             .map_or(settings.coaps_addr, |(_, a)| *a);
         let mut socket_tasks: Vec<JoinHandle<()>> = tasks
             .into_iter()
-            .map(|task| tokio::spawn(task.run(shutdown_rx.clone())))
+            .map(|task| io.spawn(task.run(shutdown_rx.clone())))
             .collect();
         let bootstrap = match &settings.bootstrap {
             Some(bs) => {
@@ -358,7 +371,7 @@ impl Lwm2mService {
                 store.clone(),
                 psk.clone(),
                 shared.clone(),
-                shared.events.subscribe(),
+                shared.registrations.subscribe(),
             )),
         ];
         let prune_store = store.clone();
@@ -381,6 +394,7 @@ impl Lwm2mService {
                 bootstrap,
                 tasks: Mutex::new(socket_tasks),
                 helpers: Mutex::new(helpers),
+                io: Mutex::new(Some(io)),
             }),
         })
     }
@@ -533,8 +547,18 @@ impl Lwm2mService {
 
     /// Live events (registrations, notifications, Send data, completed requests). A receiver
     /// that falls more than 4096 events behind misses the oldest (`RecvError::Lagged`).
+    ///
+    /// Completed requests, notifications and Send data are only turned into events while
+    /// somebody holds a receiver: subscribe before making the request whose completion you
+    /// want to see.
     pub fn events(&self) -> broadcast::Receiver<DeviceEvent> {
         self.inner.shared.events.subscribe()
+    }
+
+    /// The registration-interface events alone ([`DeviceEvent::is_registration`]), for
+    /// listeners that need nothing else: they are not woken by each completed request.
+    pub fn registration_events(&self) -> broadcast::Receiver<DeviceEvent> {
+        self.inner.shared.registrations.subscribe()
     }
 
     /// Every current registration, in endpoint order.
@@ -668,6 +692,14 @@ impl Lwm2mService {
         for task in tasks {
             let _ = task.await;
         }
+        // Its tasks have ended: the thread ends at once (joined on drop, microseconds).
+        drop(
+            self.inner
+                .io
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         self.flush().await;
         let helpers: Vec<_> = std::mem::take(
             &mut *self

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::bulk::BatchSlot;
 use super::directory::Directory;
 use super::events::{DeviceEvent, OperationId};
 use super::persist::{Job, JobSender};
@@ -52,12 +53,20 @@ const DRAIN_ROUNDS: usize = 64;
 pub(crate) struct Shared {
     pub store: Store,
     pub directory: Directory,
+    /// Every event (SSE, diagnoses waiting for answers).
     pub events: broadcast::Sender<DeviceEvent>,
+    /// Registration-interface events only: for the listeners that need nothing else
+    /// (inventory, boot samples, retired identities, metrics), so that a completed request or a
+    /// notification does not wake them.
+    pub registrations: broadcast::Sender<DeviceEvent>,
     pub persist: JobSender,
     /// NoSec is enabled (the CoAP socket exists).
     pub nosec: bool,
     /// Every socket's command channel, to move a registration between sockets.
     pub sockets: Vec<(Transport, mpsc::UnboundedSender<Command>)>,
+    /// The server's main runtime: work a socket task starts (registration checks) runs there,
+    /// not on the socket tasks' own thread.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -70,7 +79,16 @@ impl Shared {
 
     pub(crate) fn publish(&self, event: DeviceEvent) {
         // No subscriber is not an error.
+        if event.is_registration() && self.registrations.receiver_count() > 0 {
+            let _ = self.registrations.send(event.clone());
+        }
         let _ = self.events.send(event);
+    }
+
+    /// Whether anyone listens to [`events`](Self::events): the high-rate events (completed
+    /// requests, notifications, Send data) are only built when someone does.
+    pub(crate) fn listened(&self) -> bool {
+        self.events.receiver_count() > 0
     }
 
     pub(crate) fn persist(&self, job: Job) {
@@ -104,13 +122,11 @@ pub(crate) struct Submit {
 }
 
 /// Many requests in one command (`Lwm2mService::request_many`): the socket submits them all
-/// in one go, answers with one message, and reports completions on one channel.
+/// in one go and answers with one message; each outcome goes into the request's
+/// [`BatchSlot`](super::bulk::BatchSlot).
 #[derive(Debug)]
 pub(crate) struct SubmitBatch {
     pub requests: Vec<BatchRequest>,
-    /// Completions as (index, outcome), in the order the devices answer. The receiver drains
-    /// them in bursts: one wake-up for all that arrived meanwhile, not one per request.
-    pub completions: mpsc::UnboundedSender<(usize, Result<OpOutcome, OpError>)>,
     /// Whether each request was taken, as (index, ack), after all were submitted.
     pub acks: oneshot::Sender<Vec<(usize, Result<SubmitAck, OpError>)>>,
 }
@@ -118,11 +134,14 @@ pub(crate) struct SubmitBatch {
 /// One request of a [`SubmitBatch`].
 #[derive(Debug)]
 pub(crate) struct BatchRequest {
-    /// The caller's index, echoed in the ack and the completion.
+    /// The caller's index, echoed in the ack.
     pub index: usize,
     pub id: OperationId,
     pub endpoint: String,
     pub operation: Operation,
+    /// Where its outcome goes; dropped unfilled (the request refused, the socket stopped), it
+    /// tells the caller so.
+    pub slot: BatchSlot,
 }
 
 /// Where a tracked request's outcome goes.
@@ -131,18 +150,18 @@ pub(crate) enum Completion {
     /// A caller waiting for this request alone.
     One(oneshot::Sender<Result<OpOutcome, OpError>>),
     /// One request of a [`SubmitBatch`].
-    Batch {
-        index: usize,
-        sink: mpsc::UnboundedSender<(usize, Result<OpOutcome, OpError>)>,
-    },
+    Batch(BatchSlot),
 }
 
 impl Completion {
-    /// Hands the outcome over; an error when the requester stopped waiting.
-    pub(crate) fn send(self, outcome: Result<OpOutcome, OpError>) -> Result<(), ()> {
+    /// Hands the outcome over.
+    pub(crate) fn send(self, outcome: Result<OpOutcome, OpError>) {
         match self {
-            Completion::One(sender) => sender.send(outcome).map_err(drop),
-            Completion::Batch { index, sink } => sink.send((index, outcome)).map_err(drop),
+            // The requester may have stopped waiting.
+            Completion::One(sender) => {
+                let _ = sender.send(outcome);
+            }
+            Completion::Batch(slot) => slot.fill(outcome),
         }
     }
 }
@@ -223,6 +242,20 @@ pub struct SocketStats {
     /// The DTLS layer's counters by reason (CoAPS socket only).
     #[serde(default)]
     pub dtls: Option<DtlsCounters>,
+    /// Observe notifications received (the initial answer of an Observe not counted).
+    #[serde(default)]
+    pub notifications_received: u64,
+    /// LwM2M Send requests accepted.
+    #[serde(default)]
+    pub sends_received: u64,
+    /// Requests that waited for a sleeping device.
+    #[serde(default)]
+    pub operations_queued: u64,
+    /// Requests through the service that completed, by outcome.
+    #[serde(default)]
+    pub operations_succeeded: u64,
+    #[serde(default)]
+    pub operations_failed: u64,
 }
 
 /// The DTLS layer's counters and gauges on the CoAPS socket, by reason, for metrics: what its
@@ -309,6 +342,11 @@ pub(crate) struct Counters {
     pub sent: u64,
     pub oversized: u64,
     pub send_failures: u64,
+    pub notifications: u64,
+    pub sends: u64,
+    pub ops_queued: u64,
+    pub ops_succeeded: u64,
+    pub ops_failed: u64,
 }
 
 /// When queue-mode devices are expected to fall asleep (connectivity `sleeping`).
@@ -748,18 +786,11 @@ impl SocketTask {
     /// Submits every request of a batch (each exactly as a single Submit would be), then
     /// answers with all the acks in one message.
     fn on_submit_many(&mut self, now: Instant, batch: SubmitBatch) {
-        let SubmitBatch {
-            requests,
-            completions,
-            acks,
-        } = batch;
+        let SubmitBatch { requests, acks } = batch;
         let created_at = Utc::now();
         let mut answers = Vec::with_capacity(requests.len());
         for request in requests {
-            let completion = Completion::Batch {
-                index: request.index,
-                sink: completions.clone(),
-            };
+            let completion = Completion::Batch(request.slot);
             let acked = self.submit_operation(
                 now,
                 request.id,
@@ -893,6 +924,11 @@ impl SocketTask {
             datagrams_sent: self.counters.sent,
             datagrams_oversized: self.counters.oversized,
             send_failures: self.counters.send_failures,
+            notifications_received: self.counters.notifications,
+            sends_received: self.counters.sends,
+            operations_queued: self.counters.ops_queued,
+            operations_succeeded: self.counters.ops_succeeded,
+            operations_failed: self.counters.ops_failed,
             dtls_sessions: dtls.map(|s| s.sessions),
             dtls_handshakes_completed: dtls.map(|s| s.handshakes_completed),
             dtls_handshakes_failed: dtls.map(|s| {

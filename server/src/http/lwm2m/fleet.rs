@@ -15,7 +15,6 @@ use api_types::fleet_read::{
     FleetReadRequest, FleetReadResponse, FleetReadResult, MAX_FLEET_READ_ENDPOINTS,
     MAX_FLEET_READ_PATHS,
 };
-use axum::Json;
 use axum::extract::State;
 use lwm2m_objects::Path;
 use lwm2m_proto::lwm2m::server::{OpError, Operation};
@@ -23,6 +22,7 @@ use lwm2m_proto::lwm2m::server::{OpError, Operation};
 use super::error::{DeviceErrorBody, OpRouteError};
 use super::{Done, ReadResponse, Reply, finish, parallel_answer, path_of, service, single_answer};
 use crate::http::AppState;
+use crate::http::extract::SizedJson;
 use crate::lwm2m::{OpResult, ServiceError};
 
 /// How a device is read.
@@ -44,7 +44,7 @@ enum Method {
 pub(super) async fn fleet_read(
     State(state): State<AppState>,
     super::JsonBody(body): super::JsonBody<FleetReadRequest>,
-) -> Result<Json<FleetReadResponse>, OpRouteError> {
+) -> Result<SizedJson<FleetReadResponse>, OpRouteError> {
     let service = service(&state)?;
     let count = body.endpoints.len();
     if !(1..=MAX_FLEET_READ_ENDPOINTS).contains(&count) {
@@ -167,7 +167,12 @@ pub(super) async fn fleet_read(
         };
         response.results.push(result);
     }
-    Ok(Json(response))
+    // About 220 bytes per device and path read.
+    let capacity = 64 + response.results.len() * (120 + 100 * paths.len());
+    Ok(SizedJson {
+        value: response,
+        capacity,
+    })
 }
 
 /// Whether a Read-Composite failed the way that makes the single read fall back to parallel
