@@ -341,6 +341,15 @@ async fn suspended_devices_refuse_writes_and_metrics_count_registrations() {
         "{text}"
     );
     assert!(text.contains("ferrite_http_requests_total{"), "{text}");
+    // Completed requests are counted by the socket (no event listener needed): at least the
+    // read above.
+    let succeeded = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ferrite_lwm2m_operations_completed_total{status=\"succeeded\"} ")
+        })
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(succeeded.is_some_and(|n| n >= 1), "{text}");
 
     // Also at Prometheus' default path, the same document.
     let (status, head, body) = http_raw(server.http_addr(), "GET", "/metrics", None).await;

@@ -298,6 +298,71 @@ impl Lwm2mService {
 mod tests {
     use super::*;
 
+    fn content() -> Result<OpOutcome, OpError> {
+        Ok(OpOutcome::Changed)
+    }
+
+    #[tokio::test]
+    async fn the_sink_wakes_its_caller_once_every_slot_is_filled_or_dropped() {
+        let (sink, slots) = BatchSink::new(0..3);
+        let mut slots = slots.into_iter();
+        let (a, b, c) = (
+            slots.next().unwrap(),
+            slots.next().unwrap(),
+            slots.next().unwrap(),
+        );
+        a.fill(content());
+        let filler = std::thread::spawn(move || {
+            b.fill(Err(OpError::Timeout));
+            drop(c);
+        });
+        let far = tokio::time::Instant::now() + Duration::from_secs(30);
+        tokio::time::timeout(Duration::from_secs(10), sink.wait(far))
+            .await
+            .expect("woken when the last slot resolved");
+        filler.join().unwrap();
+        let mut filled = sink.take();
+        filled.sort_by_key(|(index, _)| *index);
+        assert!(matches!(
+            filled.as_slice(),
+            [
+                (0, Some(Ok(OpOutcome::Changed))),
+                (1, Some(Err(OpError::Timeout))),
+                (2, None),
+            ]
+        ));
+        // Everything was taken.
+        assert!(sink.take().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_wait_ends_at_the_deadline_with_what_came_in() {
+        let (sink, slots) = BatchSink::new(0..2);
+        let mut slots = slots.into_iter();
+        slots.next().unwrap().fill(content());
+        let pending = slots.next().unwrap();
+        sink.wait(tokio::time::Instant::now() + Duration::from_millis(20))
+            .await;
+        let filled = sink.take();
+        assert_eq!(filled.len(), 1);
+        assert_eq!(filled.first().map(|(i, _)| *i), Some(0));
+        // A late answer still lands (and is dropped with the sink).
+        pending.fill(content());
+        assert_eq!(sink.take().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_does_not_wait() {
+        let (sink, slots) = BatchSink::new(0..0);
+        assert!(slots.is_empty());
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            sink.wait(tokio::time::Instant::now() + Duration::from_secs(60)),
+        )
+        .await
+        .expect("nothing to wait for");
+    }
+
     #[test]
     fn ids_for_a_batch_are_distinct() {
         let ids = OperationId::random_many(1000);

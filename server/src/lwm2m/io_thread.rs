@@ -1,5 +1,5 @@
-//! The LwM2M socket tasks' own thread: a current-thread tokio runtime that drives the CoAP and
-//! CoAPS socket tasks and nothing else.
+//! A LwM2M socket task's own thread: a current-thread tokio runtime that drives one socket task
+//! (CoAP or CoAPS) and nothing else.
 //!
 //! Why not the server's multi-thread runtime: a socket task hands every completed request to
 //! a waiting HTTP handler and every event to the listeners (SSE, metrics, inventory). On the
@@ -7,8 +7,9 @@
 //! task, and the socket task itself moved between workers with the epoll readiness: measured
 //! on 2 cores (`ferrite-sim bench fleet-reads`, 200 NoSec devices, 4 runs each), 36.6 µs of
 //! server CPU per read with the socket tasks on the shared runtime, 23.3 µs when nothing ran on
-//! a second worker. On their own thread the socket tasks keep their epoll, their caches and
-//! their timers, and the rest of the server keeps its worker threads for HTTP and the store.
+//! a second worker. On its own thread a socket task keeps its epoll, its caches and its timers,
+//! the two sockets still run in parallel, and the rest of the server keeps its worker threads
+//! for HTTP and the store.
 //!
 //! The thread runs until [`IoThread`] is dropped: the service stops the
 //! socket tasks first (its shutdown signal), awaits them, then lets the thread go.

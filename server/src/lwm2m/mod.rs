@@ -154,8 +154,8 @@ struct Inner {
     /// Socket tasks first, then the helpers.
     tasks: Mutex<Vec<JoinHandle<()>>>,
     helpers: Mutex<Vec<JoinHandle<()>>>,
-    /// The thread that runs the LwM2M socket tasks (not the bootstrap server's).
-    io: Mutex<Option<IoThread>>,
+    /// The threads that run the LwM2M socket tasks, one each (not the bootstrap server's).
+    threads: Mutex<Vec<IoThread>>,
 }
 
 /// The handle to the running LwM2M service: cheap to clone, safe to share between tasks.
@@ -244,15 +244,23 @@ impl Lwm2mService {
         store: Store,
         settings: ServiceSettings,
     ) -> Result<Lwm2mService, StartError> {
-        let io = IoThread::start("ferrite-lwm2m").map_err(StartError::Thread)?;
         let mut sockets = Vec::new();
         if let Some(addr) = settings.coap_addr {
             sockets.push((Transport::Coap, addr));
         }
         sockets.push((Transport::Coaps, settings.coaps_addr));
+        // Each socket task on its own thread (`io_thread.rs`), its socket on that thread's reactor;
+        // in socket order, like `tasks` below.
+        let mut threads = Vec::new();
         let sockets = sockets
             .into_iter()
-            .map(|(transport, addr)| Ok((transport, io.enter(|| bind(transport, addr))?)))
+            .map(|(transport, addr)| {
+                let io =
+                    IoThread::start(&format!("ferrite-{transport}")).map_err(StartError::Thread)?;
+                let socket = io.enter(|| bind(transport, addr))?;
+                threads.push(io);
+                Ok((transport, socket))
+            })
             .collect::<Result<Vec<_>, StartError>>()?;
 
         let (psk, misses) = PskCache::new();
@@ -345,7 +353,8 @@ impl Lwm2mService {
             .map_or(settings.coaps_addr, |(_, a)| *a);
         let mut socket_tasks: Vec<JoinHandle<()>> = tasks
             .into_iter()
-            .map(|task| io.spawn(task.run(shutdown_rx.clone())))
+            .zip(&threads)
+            .map(|(task, io)| io.spawn(task.run(shutdown_rx.clone())))
             .collect();
         let bootstrap = match &settings.bootstrap {
             Some(bs) => {
@@ -394,7 +403,7 @@ impl Lwm2mService {
                 bootstrap,
                 tasks: Mutex::new(socket_tasks),
                 helpers: Mutex::new(helpers),
-                io: Mutex::new(Some(io)),
+                threads: Mutex::new(threads),
             }),
         })
     }
@@ -692,14 +701,14 @@ impl Lwm2mService {
         for task in tasks {
             let _ = task.await;
         }
-        // Its tasks have ended: the thread ends at once (joined on drop, microseconds).
-        drop(
-            self.inner
-                .io
+        // Their tasks have ended: the threads end at once (joined on drop, microseconds).
+        drop(std::mem::take(
+            &mut *self
+                .inner
+                .threads
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+                .unwrap_or_else(PoisonError::into_inner),
+        ));
         self.flush().await;
         let helpers: Vec<_> = std::mem::take(
             &mut *self
