@@ -32,6 +32,16 @@ const SQLITE_CACHE_KIB: u32 = 1024;
 /// SQLite heap, and the pool's connections each prepare their own).
 const SQLITE_STATEMENT_CACHE: usize = 32;
 
+/// Whether `url` names an in-memory database. sqlx rewrites `sqlite::memory:` to a shared-cache
+/// file name (`file:sqlx-in-memory-N`), so the parsed options' file name alone does not say.
+fn is_in_memory(url: &str, connect: &SqliteConnectOptions) -> bool {
+    let name = connect.get_filename().to_string_lossy();
+    name == ":memory:"
+        || name.starts_with("file:sqlx-in-memory-")
+        || url.contains(":memory:")
+        || url.contains("mode=memory")
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteBackend {
     /// Visible to sibling store modules (e.g. the LwM2M persistence) that run their own SQL.
@@ -54,7 +64,7 @@ impl SqliteBackend {
             // the prepared statements kept per connection are what SQLite's heap grows with.
             .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
             .statement_cache_capacity(SQLITE_STATEMENT_CACHE);
-        let in_memory = connect.get_filename().as_os_str() == ":memory:";
+        let in_memory = is_in_memory(url, &connect);
         if !in_memory {
             // "Created on first start" includes the directory the file lives in.
             if let Some(parent) = connect
@@ -75,7 +85,10 @@ impl SqliteBackend {
             .max_connections(options.max_connections.max(1))
             .test_before_acquire(false);
         if in_memory {
-            // Each connection to :memory: is its own database: keep exactly one, forever.
+            // One in-memory database, kept by exactly one connection, forever: sqlx opens
+            // `sqlite::memory:` as a shared-cache database, where a second connection meets
+            // table locks (SQLITE_LOCKED, "database table is locked") that no busy timeout
+            // waits out.
             pool = pool
                 .max_connections(1)
                 .min_connections(1)
@@ -518,4 +531,28 @@ async fn insert_audit(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod in_memory_tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_urls_are_recognised_after_sqlx_rewrites_them() {
+        let check = |url: &str| is_in_memory(url, &SqliteConnectOptions::from_str(url).unwrap());
+        assert!(check("sqlite::memory:"));
+        assert!(check("sqlite://:memory:"));
+        assert!(check("sqlite:file:ferrite?mode=memory&cache=shared"));
+        assert!(!check("sqlite://ferrite.db"));
+        assert!(!check("sqlite:///var/lib/ferrite/ferrite.db?mode=rwc"));
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_store_keeps_one_connection() {
+        let backend = SqliteBackend::connect("sqlite::memory:", &StoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(backend.pool.options().get_max_connections(), 1);
+    }
 }
