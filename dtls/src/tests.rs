@@ -379,6 +379,54 @@ fn a_lost_server_final_flight_is_retransmitted_when_the_client_repeats_its_own()
 }
 
 #[test]
+fn the_server_repeats_its_flight_when_only_part_of_the_client_final_flight_arrives() {
+    // The client's final flight (ClientKeyExchange, ChangeCipherSpec, Finished) is lost except
+    // for its first record. The server has an incomplete flight and must keep its retransmit
+    // timer (RFC 6347 §4.2.4), so that the client learns it has to send its flight again.
+    let mut net = Net::new(DtlsServerConfig::default());
+    let sent = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = std::rc::Rc::clone(&sent);
+    let mut to_server = 0;
+    net.filter = Box::new(move |dir, _, bytes| {
+        if dir == Direction::ToServer {
+            to_server += 1;
+            if to_server > 2 {
+                // Every copy of the final flight: recorded, not delivered.
+                log.borrow_mut().push(bytes.to_vec());
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    assert!(!net.connected(addr(1)));
+    let flight = sent
+        .borrow()
+        .first()
+        .cloned()
+        .expect("the final flight was sent");
+    // Its first record alone: 13-byte header, then the length in bytes 11 and 12.
+    let first_len = 13 + usize::from(u16::from_be_bytes([flight[11], flight[12]]));
+    assert!(first_len < flight.len(), "the flight holds several records");
+    let server_hellos = |net: &Net| {
+        net.server_sent
+            .iter()
+            .filter(|(_, bytes)| crate::wire::starts_with_server_hello(bytes))
+            .count()
+    };
+    assert_eq!(server_hellos(&net), 1);
+    net.server
+        .handle_datagram(net.now, addr(1), &flight[..first_len]);
+    net.pump();
+    // Past the retransmit interval (1 s), well before the handshake timeout.
+    net.advance(Duration::from_millis(1500));
+    assert!(
+        server_hellos(&net) >= 2,
+        "the server repeated its ServerHello flight after the partial client flight"
+    );
+}
+
+#[test]
 fn a_late_copy_of_the_client_final_flight_after_application_data_is_ignored() {
     // Once the client has sent application data it has our final flight, so the server frees
     // that flight and the handshake messages (vendored rtc-dtls `peer_confirmed`). A network

@@ -192,7 +192,10 @@ impl DTLSConn {
                 srv_cli_str(self.state.is_client),
                 self.current_flight
             );
-            self.current_retransmit_timer = None;
+            // Ferrite: kept, and put back when the peer's flight is still incomplete (pion's
+            // `wait` keeps its retransmit timer running then too). Clearing it stranded the
+            // handshake when the rest of the peer's flight was lost: we never repeated our flight.
+            let armed = self.current_retransmit_timer.take();
             let result = self.current_flight.parse(
                 /*&mut self.handle_queue_tx,*/ &mut self.state,
                 &self.cache,
@@ -214,6 +217,8 @@ impl DTLSConn {
                     if let Some(err) = err {
                         return Err(err);
                     }
+                    // Not all of the peer's flight yet: keep waiting, and keep retransmitting.
+                    self.current_retransmit_timer = armed;
                 }
                 Ok(next_flight) => {
                     debug!(
