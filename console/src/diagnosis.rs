@@ -870,7 +870,7 @@ mod tests {
         counts.insert("low_battery".to_owned(), 4);
         counts.insert("memory_leak".to_owned(), 2);
         counts.insert("location".to_owned(), 0);
-        let b = bars(&counts, |k| rule_label(k));
+        let b = bars(&counts, rule_label);
         let keys: Vec<&str> = b.iter().map(|b| b.key.as_str()).collect();
         assert_eq!(keys, ["low_battery", "memory_leak", "weak_signal"]);
         assert_eq!(b[0].share, 1.0);

@@ -261,7 +261,7 @@ pub fn live_event(kind: &str, data: &str) -> LiveEvent {
             "{} events were missed (the console fell behind)",
             json.get("missed").and_then(Json::as_u64).unwrap_or(0)
         ),
-        other => format!("{other}"),
+        other => other.to_string(),
     };
     LiveEvent {
         kind: kind.to_owned(),

@@ -970,6 +970,7 @@ pub fn encode_discover(links: &[DiscoverLink]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::path::MAX_ID;

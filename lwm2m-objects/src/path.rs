@@ -262,6 +262,7 @@ impl<'de> serde::Deserialize<'de> for Path {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -153,6 +153,7 @@ fn drain(input: &Input<'_>) -> Option<(f64, f64)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::rules::test_support::{run, snap};

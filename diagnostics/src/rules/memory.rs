@@ -112,14 +112,14 @@ fn cut_at_restarts(input: &Input<'_>, mut points: Vec<(i64, i64)>) -> Vec<Vec<(i
     out
 }
 
+/// A fall of free memory: (KB lost per hour, first point, last point), each point being
+/// (seconds, free KB).
+type Fall = (f64, (i64, i64), (i64, i64));
+
 /// A leak in one segment: (KB lost per hour, first point, last point) when free memory fell
 /// across at least `memory_leak_min_snapshots` snapshots, mostly monotonically, by at least
 /// `memory_leak_min_drop_ratio` of the total.
-fn leak_in(
-    points: &[(i64, i64)],
-    total: i64,
-    t: &crate::Thresholds,
-) -> Option<(f64, (i64, i64), (i64, i64))> {
+fn leak_in(points: &[(i64, i64)], total: i64, t: &crate::Thresholds) -> Option<Fall> {
     leak_over(points, total, t, t.memory_leak_min_snapshots.max(2))
 }
 
@@ -129,7 +129,7 @@ fn leak_over(
     total: i64,
     t: &crate::Thresholds,
     min_points: usize,
-) -> Option<(f64, (i64, i64), (i64, i64))> {
+) -> Option<Fall> {
     if points.len() < min_points.max(2) {
         return None;
     }
@@ -209,7 +209,7 @@ pub fn memory_leak(input: &Input<'_>) -> Vec<Finding> {
     // A device that leaks fast restarts before a run shows a trend; but if free memory fell
     // (by the same margin) between two snapshots after each of several restarts, that is the
     // same leak seen again and again.
-    let falls: Vec<(f64, (i64, i64), (i64, i64))> = segments
+    let falls: Vec<Fall> = segments
         .iter()
         .filter_map(|segment| leak_over(segment, total, t, 2))
         .collect();

@@ -165,7 +165,8 @@ pub(crate) async fn apply_batch(store: &Store, jobs: impl IntoIterator<Item = Jo
     }
     // Commit outcomes go back to their socket task as one command per task and batch: one
     // wake-up for up to MAX_BATCH registrations.
-    let mut commits: Vec<(mpsc::UnboundedSender<Command>, Vec<(CommitTicket, bool)>)> = Vec::new();
+    type Outcomes = Vec<(CommitTicket, bool)>;
+    let mut commits: Vec<(mpsc::UnboundedSender<Command>, Outcomes)> = Vec::new();
     for (index, signal) in signals {
         let stored = index.and_then(|i| stored.get(i).copied()).unwrap_or(false);
         // The requester may have stopped waiting.
