@@ -17,10 +17,11 @@
 //!
 //! It also guards against an rtc-dtls client fault, fixed in Ferrite's vendored copy (the timer
 //! is now kept) but guarded here still, since the wrapper must not depend on it: any handshake
-//! record that does not complete the awaited flight — a second HelloVerifyRequest (the server's answer to a retransmitted
-//! ClientHello), or the server's retransmitted flight 4 while we wait for its Finished — clears
-//! the retransmission timer of the flight just sent (`Handshaker::wait` drops the timer before
-//! parsing and does not restore it when the parse finds nothing new). Should that flight have
+//! record that did not complete the awaited flight — a second HelloVerifyRequest (the server's
+//! answer to a retransmitted ClientHello), or the server's retransmitted flight 4 while we wait
+//! for its Finished — cleared the retransmission timer of the flight just sent
+//! (`Handshaker::wait` dropped the timer before parsing and did not restore it when the parse
+//! found nothing new). Should that flight have
 //! been lost (a full server socket buffer under load), the client would wait silently for the
 //! whole handshake timeout, and the server would give its half of the handshake up. When the
 //! client's own timer is gone while the handshake runs, this wrapper retransmits the last flight

@@ -231,8 +231,8 @@ impl From<crate::store::StateChange> for DeviceEvent {
 
 impl DeviceEvent {
     /// A registration-interface event (Registered, Updated, Deregistered, Expired, Removed,
-    /// RegistrationRefused): these also go to [`Lwm2mService::registration_events`]
-    /// (crate::lwm2m::Lwm2mService::registration_events).
+    /// RegistrationRefused): these also go to
+    /// [`Lwm2mService::registration_events`](crate::lwm2m::Lwm2mService::registration_events).
     pub fn is_registration(&self) -> bool {
         matches!(
             self,

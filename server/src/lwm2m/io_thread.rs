@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-/// The socket tasks' thread and its runtime's handle.
+/// A socket task's thread and its runtime's handle.
 #[derive(Debug)]
 pub(crate) struct IoThread {
     handle: Handle,

@@ -2,7 +2,8 @@
 //! `Lwm2mServer`, `ferrite_dtls`'s `DtlsServer`) on real UDP sockets and connects them to the
 //! store, and [`Lwm2mService`], the cloneable handle the HTTP API and jobs use to reach devices.
 //!
-//! Code map: `socket` (one tokio task per socket: datagrams, timers, commands), `handlers`
+//! Code map: `socket` (one tokio task per socket: datagrams, timers, commands), `io_thread`
+//! (the thread each socket task runs on), `bulk` (requests to many devices at once), `handlers`
 //! (engine events → registry decisions, directory, store writes, `DeviceEvent`s), `persist` (the
 //! ordered store-write worker), `psk` (the DTLS key cache), `restore` (start after a restart),
 //! `directory` (who is registered where), `stored` (queued operations as JSON), `view` and

@@ -32,14 +32,11 @@ const SQLITE_CACHE_KIB: u32 = 1024;
 /// SQLite heap, and the pool's connections each prepare their own).
 const SQLITE_STATEMENT_CACHE: usize = 32;
 
-/// Whether `url` names an in-memory database. sqlx rewrites `sqlite::memory:` to a shared-cache
-/// file name (`file:sqlx-in-memory-N`), so the parsed options' file name alone does not say.
-fn is_in_memory(url: &str, connect: &SqliteConnectOptions) -> bool {
-    let name = connect.get_filename().to_string_lossy();
-    name == ":memory:"
-        || name.starts_with("file:sqlx-in-memory-")
-        || url.contains(":memory:")
-        || url.contains("mode=memory")
+/// Whether `url` names an in-memory database (`:memory:`, or a URI with `mode=memory`). Told
+/// from the URL: sqlx rewrites `sqlite::memory:` to a shared-cache file name
+/// (`file:sqlx-in-memory-N`), so the parsed options' file name does not say.
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 #[derive(Debug, Clone)]
@@ -64,7 +61,7 @@ impl SqliteBackend {
             // the prepared statements kept per connection are what SQLite's heap grows with.
             .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
             .statement_cache_capacity(SQLITE_STATEMENT_CACHE);
-        let in_memory = is_in_memory(url, &connect);
+        let in_memory = is_in_memory(url);
         if !in_memory {
             // "Created on first start" includes the directory the file lives in.
             if let Some(parent) = connect
@@ -540,12 +537,25 @@ mod in_memory_tests {
 
     #[test]
     fn in_memory_urls_are_recognised_after_sqlx_rewrites_them() {
-        let check = |url: &str| is_in_memory(url, &SqliteConnectOptions::from_str(url).unwrap());
-        assert!(check("sqlite::memory:"));
-        assert!(check("sqlite://:memory:"));
-        assert!(check("sqlite:file:ferrite?mode=memory&cache=shared"));
-        assert!(!check("sqlite://ferrite.db"));
-        assert!(!check("sqlite:///var/lib/ferrite/ferrite.db?mode=rwc"));
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite:file:ferrite?mode=memory&cache=shared",
+        ] {
+            assert!(is_in_memory(url), "{url}");
+        }
+        // Why the URL decides: sqlx renames the in-memory database.
+        let parsed = SqliteConnectOptions::from_str("sqlite::memory:").unwrap();
+        assert!(
+            parsed
+                .get_filename()
+                .to_string_lossy()
+                .starts_with("file:sqlx-in-memory-")
+        );
+        assert!(!is_in_memory("sqlite://ferrite.db"));
+        assert!(!is_in_memory(
+            "sqlite:///var/lib/ferrite/ferrite.db?mode=rwc"
+        ));
     }
 
     #[tokio::test]
