@@ -2,22 +2,33 @@
 //! timer key, ordered by time, so `poll_timeout` is the first entry and cancelling is exact (no
 //! stale wake-ups pile up).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
-/// Deadlines keyed by `K`, one per key.
-#[derive(Debug)]
-pub(crate) struct Timers<K: Ord + Hash + Copy> {
+/// Deadlines keyed by `K`, one per key. `S` hashes the keys: the default, SipHash with a random
+/// key, wherever a key holds something from the network (a peer's address); a fast unkeyed
+/// hasher only where every key is a counter of our own.
+pub(crate) struct Timers<K: Ord + Hash + Copy, S = RandomState> {
     by_time: BTreeSet<(Instant, K)>,
-    by_key: HashMap<K, Instant>,
+    by_key: HashMap<K, Instant, S>,
 }
 
-impl<K: Ord + Hash + Copy> Timers<K> {
-    pub(crate) fn new() -> Timers<K> {
+impl<K: Ord + Hash + Copy, S> std::fmt::Debug for Timers<K, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timers")
+            .field("armed", &self.by_key.len())
+            .field("next", &self.by_time.first().map(|(at, _)| at))
+            .finish()
+    }
+}
+
+impl<K: Ord + Hash + Copy, S: BuildHasher + Default> Timers<K, S> {
+    pub(crate) fn new() -> Timers<K, S> {
         Timers {
             by_time: BTreeSet::new(),
-            by_key: HashMap::new(),
+            by_key: HashMap::default(),
         }
     }
 
@@ -70,7 +81,7 @@ mod tests {
     #[test]
     fn set_move_cancel_pop() {
         let t0 = Instant::now();
-        let mut t = Timers::new();
+        let mut t: Timers<u8> = Timers::new();
         t.set(1u8, t0 + Duration::from_secs(5));
         t.set(2u8, t0 + Duration::from_secs(3));
         t.set(1u8, t0 + Duration::from_secs(1)); // moved earlier

@@ -67,6 +67,9 @@ pub(super) struct ClientExchange {
     block2: Option<Block2Rx>,
     /// Last delivered notification's (sequence number, arrival time), RFC 7641 §3.4.
     last_notification: Option<(u32, Instant)>,
+    /// A `TimerKey::Deadline` is armed (so the common CON exchange, which has none, does not
+    /// look one up to cancel it).
+    deadline: bool,
 }
 
 /// How often a Block2 transfer restarts because the ETag changed before giving up.
@@ -102,6 +105,7 @@ impl CoapEndpoint {
                 block1,
                 block2: None,
                 last_notification: None,
+                deadline: false,
             },
         );
         self.schedule(now, id, false);
@@ -200,11 +204,22 @@ impl CoapEndpoint {
             return;
         };
         let peer = ex.peer;
-        if let Some(mid) = ex.current_mid.take() {
+        let mid = ex.current_mid.take();
+        if std::mem::take(&mut ex.deadline) {
+            self.timers.cancel(TimerKey::Deadline(id));
+        }
+        if let Some(mid) = mid {
             self.forget_sent(peer, mid);
         }
-        self.timers.cancel(TimerKey::Deadline(id));
         self.release_slot(id);
+    }
+
+    /// Arms (replaces) the deadline of exchange `id`.
+    fn set_deadline(&mut self, id: RequestId, at: Instant) {
+        if let Some(ex) = self.exchanges.get_mut(&id) {
+            ex.deadline = true;
+            self.timers.set(TimerKey::Deadline(id), at);
+        }
     }
 
     /// Builds and sends the next message of exchange `id` (which holds a slot).
@@ -228,8 +243,7 @@ impl CoapEndpoint {
         };
         ex.token = Some(token);
         if let Some(old) = ex.current_mid.replace(mid) {
-            self.sent.remove(&(peer, old));
-            self.timers.cancel(TimerKey::Sent(peer, old));
+            self.forget_sent(peer, old);
         }
         let Some(ex) = self.exchanges.get_mut(&id) else {
             return;
@@ -248,11 +262,13 @@ impl CoapEndpoint {
             bytes: bytes.clone(),
         });
         self.track_sent(now, peer, mid, SentOwner::Request(id), confirmable, bytes);
-        if confirmable {
-            self.timers.cancel(TimerKey::Deadline(id));
-        } else {
+        if !confirmable {
             let at = now + self.config.non_response_timeout;
-            self.timers.set(TimerKey::Deadline(id), at);
+            self.set_deadline(id, at);
+        } else if let Some(ex) = self.exchanges.get_mut(&id)
+            && std::mem::take(&mut ex.deadline)
+        {
+            self.timers.cancel(TimerKey::Deadline(id));
         }
     }
 
@@ -345,7 +361,7 @@ impl CoapEndpoint {
             }
             self.release_slot(id);
             let at = now + self.config.separate_response_timeout;
-            self.timers.set(TimerKey::Deadline(id), at);
+            self.set_deadline(id, at);
             self.pump(now, peer);
             return;
         }

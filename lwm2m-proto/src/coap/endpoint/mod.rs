@@ -6,10 +6,11 @@ mod config;
 mod dedup;
 mod server;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use thiserror::Error;
 
 use self::client::ClientExchange;
@@ -235,11 +236,10 @@ pub struct EndpointStats {
     pub retransmissions: u64,
 }
 
-/// A timer of the endpoint.
+/// A timer of the endpoint other than a sent message's (those are in
+/// [`CoapEndpoint::sent_due`]). Every key is a counter of ours, so they are hashed fast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum TimerKey {
-    /// Retransmit (CON) or forget (NON) a sent message.
-    Sent(SocketAddr, u16),
     /// Give up waiting for a response.
     Deadline(RequestId),
     /// Send an Empty ACK for a request the application has not answered yet.
@@ -265,6 +265,8 @@ struct SentMessage {
     bytes: Vec<u8>,
     retransmits: u32,
     timeout: Duration,
+    /// When to retransmit (CON) or forget (NON) it: its entry in [`CoapEndpoint::sent_due`].
+    due: Instant,
 }
 
 /// Per-peer message IDs and NSTART accounting.
@@ -346,7 +348,10 @@ struct PeerState {
 pub struct CoapEndpoint {
     config: CoapConfig,
     rng: Rng,
-    timers: Timers<TimerKey>,
+    timers: Timers<TimerKey, FxBuildHasher>,
+    /// The deadlines of `sent`, in time order. Each message keeps its own deadline, so arming
+    /// and cancelling need no second index (and no hash of the peer's address).
+    sent_due: BTreeSet<(Instant, SocketAddr, u16)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     dedup: DedupCache,
@@ -354,11 +359,12 @@ pub struct CoapEndpoint {
     sent: HashMap<(SocketAddr, u16), SentMessage>,
     // Client side.
     next_request_id: u64,
-    exchanges: HashMap<RequestId, ClientExchange>,
+    /// Keyed by our own counters, hashed fast (the maps keyed by peer keep SipHash).
+    exchanges: FxHashMap<RequestId, ClientExchange>,
     tokens: HashMap<(SocketAddr, Token), RequestId>,
     // Server side.
     next_responder_id: u64,
-    pending: HashMap<u64, PendingRequest>,
+    pending: FxHashMap<u64, PendingRequest>,
     block1: Block1Assemblies,
     block2: Block2Cache,
     /// Request keys of observations we serve, for block-wise notifications (RFC 7959 §2.6).
@@ -379,15 +385,16 @@ impl CoapEndpoint {
             config,
             rng,
             timers: Timers::new(),
+            sent_due: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             peers: HashMap::new(),
             sent: HashMap::new(),
             next_request_id: 0,
-            exchanges: HashMap::new(),
+            exchanges: FxHashMap::default(),
             tokens: HashMap::new(),
             next_responder_id: 0,
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             block1: Block1Assemblies::default(),
             block2: Block2Cache::default(),
             observations: HashMap::new(),
@@ -451,9 +458,21 @@ impl CoapEndpoint {
 
     /// Processes every timer due at `now`: retransmissions, response deadlines, Empty ACKs.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(key) = self.timers.pop_due(now) {
+        loop {
+            // The earlier of the two queues first, as one queue would order them.
+            let sent = self.sent_due.first().map(|&(at, _, _)| at);
+            if let Some(at) = sent
+                && at <= now
+                && self.timers.next().is_none_or(|other| at <= other)
+                && let Some((_, peer, mid)) = self.sent_due.pop_first()
+            {
+                self.on_sent_timer(now, peer, mid);
+                continue;
+            }
+            let Some(key) = self.timers.pop_due(now) else {
+                return;
+            };
             match key {
-                TimerKey::Sent(peer, mid) => self.on_sent_timer(now, peer, mid),
                 TimerKey::Deadline(id) => self.fail(now, id, FailureReason::Timeout),
                 TimerKey::EmptyAck(id) => self.on_empty_ack_timer(id),
                 TimerKey::PendingExpiry(id) => {
@@ -470,7 +489,11 @@ impl CoapEndpoint {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        let sent = self.sent_due.first().map(|&(at, _, _)| at);
+        match (sent, self.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next event for the application.
@@ -491,7 +514,7 @@ impl CoapEndpoint {
             block2_cache_bytes: self.block2.bytes(),
             peer_states: self.peers.len(),
             observations: self.observations.len(),
-            timers: self.timers.len(),
+            timers: self.timers.len() + self.sent_due.len(),
             queued_outputs: self.transmits.len() + self.events.len(),
             retransmissions: self.retransmissions,
         }
@@ -539,8 +562,8 @@ impl CoapEndpoint {
         } else {
             (self.config.non_lifetime, Vec::new())
         };
-        self.timers.set(TimerKey::Sent(peer, mid), now + timeout);
-        self.sent.insert(
+        let due = now + timeout;
+        let old = self.sent.insert(
             (peer, mid),
             SentMessage {
                 owner,
@@ -548,13 +571,20 @@ impl CoapEndpoint {
                 bytes,
                 retransmits: 0,
                 timeout,
+                due,
             },
         );
+        if let Some(old) = old {
+            self.sent_due.remove(&(old.due, peer, mid));
+        }
+        self.sent_due.insert((due, peer, mid));
     }
 
-    fn forget_sent(&mut self, peer: SocketAddr, mid: u16) {
-        self.sent.remove(&(peer, mid));
-        self.timers.cancel(TimerKey::Sent(peer, mid));
+    /// Forgets a sent message and its deadline; returns it.
+    fn forget_sent(&mut self, peer: SocketAddr, mid: u16) -> Option<SentMessage> {
+        let entry = self.sent.remove(&(peer, mid))?;
+        self.sent_due.remove(&(entry.due, peer, mid));
+        Some(entry)
     }
 
     fn on_sent_timer(&mut self, now: Instant, peer: SocketAddr, mid: u16) {
@@ -568,12 +598,14 @@ impl CoapEndpoint {
             self.retransmissions += 1;
             entry.timeout = entry.timeout.saturating_mul(2);
             let at = now + entry.timeout;
+            // Its previous deadline has just been popped from `sent_due`.
+            entry.due = at;
             let bytes = entry.bytes.clone();
             self.transmits.push_back(Transmit { peer, bytes });
-            self.timers.set(TimerKey::Sent(peer, mid), at);
+            self.sent_due.insert((at, peer, mid));
             return;
         }
-        let Some(entry) = self.sent.remove(&(peer, mid)) else {
+        let Some(entry) = self.forget_sent(peer, mid) else {
             return;
         };
         if !entry.confirmable {
@@ -614,10 +646,9 @@ impl CoapEndpoint {
     }
 
     fn on_reset(&mut self, now: Instant, peer: SocketAddr, mid: u16) {
-        let Some(entry) = self.sent.remove(&(peer, mid)) else {
+        let Some(entry) = self.forget_sent(peer, mid) else {
             return; // §4.2: a RST matching nothing is ignored
         };
-        self.timers.cancel(TimerKey::Sent(peer, mid));
         match entry.owner {
             SentOwner::Request(id) => {
                 if self.exchanges.get(&id).and_then(|ex| ex.current_mid) == Some(mid) {
@@ -639,21 +670,19 @@ impl CoapEndpoint {
 
     /// The state of `peer`, created (with a random first message ID) if there is room or `force`.
     fn peer_state(&mut self, peer: SocketAddr, force: bool) -> Option<&mut PeerState> {
-        if !self.peers.contains_key(&peer) {
-            if !force && !self.peer_state_room() {
-                return None;
-            }
-            let start = (self.rng.next_u64() & 0xFFFF) as u16;
-            self.peers.insert(
-                peer,
-                PeerState {
-                    next_mid: start,
-                    outstanding: 0,
-                    queue: VecDeque::new(),
-                },
-            );
+        if !force
+            && self.peers.len() >= self.config.max_peer_states
+            && !self.peers.contains_key(&peer)
+            && !self.peer_state_room()
+        {
+            return None;
         }
-        self.peers.get_mut(&peer)
+        let rng = &mut self.rng;
+        Some(self.peers.entry(peer).or_insert_with(|| PeerState {
+            next_mid: (rng.next_u64() & 0xFFFF) as u16,
+            outstanding: 0,
+            queue: VecDeque::new(),
+        }))
     }
 
     /// The next message ID for `peer` (§4.4: unique per peer within EXCHANGE_LIFETIME; sequential

@@ -343,15 +343,18 @@ impl Lwm2mServer {
                 }
             }
             // An Observe the client answered without Observe is a plain read (RFC 7641 §3.1).
-            _ => mapping::outcome(
-                &flight.expect,
-                flight.format,
-                &response,
-                self.registrations
-                    .get(&id)
-                    .map(|s| &s.reg.objects)
-                    .unwrap_or(&Default::default()),
-            ),
+            _ => match self.registrations.get(&id) {
+                Some(state) => {
+                    mapping::outcome(&flight.expect, flight.format, &response, &state.reg.objects)
+                }
+                // Not reached (take_in_flight found the registration); built only if it is.
+                None => mapping::outcome(
+                    &flight.expect,
+                    flight.format,
+                    &response,
+                    &Default::default(),
+                ),
+            },
         };
         self.events.push_back(ServerEvent::OpCompleted {
             op: flight.op,

@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lwm2m_objects::ContentFormat as Format;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use self::mapping::{Expect, ObserveTarget};
 use crate::coap::{CoapEndpoint, EndpointStats, Event, RequestId, Responder, Transmit};
@@ -276,20 +277,21 @@ pub struct Lwm2mServer {
     config: ServerConfig,
     coap: CoapEndpoint,
     rng: Rng,
-    timers: Timers<TimerKey>,
+    /// Keys are IDs of our own (registration IDs, tickets, operation IDs): hashed fast.
+    timers: Timers<TimerKey, FxBuildHasher>,
     events: VecDeque<ServerEvent>,
-    registrations: HashMap<RegistrationId, RegState>,
+    registrations: FxHashMap<RegistrationId, RegState>,
     by_endpoint: HashMap<String, RegistrationId>,
     by_peer: HashMap<SocketAddr, RegistrationId>,
-    tickets: HashMap<RegistrationTicket, PendingRegister>,
+    tickets: FxHashMap<RegistrationTicket, PendingRegister>,
     next_ticket: u64,
-    requests: HashMap<RequestId, InFlight>,
-    observations: HashMap<ObservationId, Observation>,
-    observation_by_request: HashMap<RequestId, ObservationId>,
+    requests: FxHashMap<RequestId, InFlight>,
+    observations: FxHashMap<ObservationId, Observation>,
+    observation_by_request: FxHashMap<RequestId, ObservationId>,
     next_op: u64,
     next_observation: u64,
     /// Changes waiting for the application's commit (`commit.rs`).
-    commits: HashMap<CommitTicket, commit::PendingCommit>,
+    commits: FxHashMap<CommitTicket, commit::PendingCommit>,
     /// Endpoints with changes in `commits`, and what they are.
     commit_endpoints: HashMap<String, commit::Staged>,
     next_commit: u64,
@@ -306,17 +308,17 @@ impl Lwm2mServer {
             rng,
             timers: Timers::new(),
             events: VecDeque::new(),
-            registrations: HashMap::new(),
+            registrations: FxHashMap::default(),
             by_endpoint: HashMap::new(),
             by_peer: HashMap::new(),
-            tickets: HashMap::new(),
+            tickets: FxHashMap::default(),
             next_ticket: 0,
-            requests: HashMap::new(),
-            observations: HashMap::new(),
-            observation_by_request: HashMap::new(),
+            requests: FxHashMap::default(),
+            observations: FxHashMap::default(),
+            observation_by_request: FxHashMap::default(),
             next_op: 0,
             next_observation: 0,
-            commits: HashMap::new(),
+            commits: FxHashMap::default(),
             commit_endpoints: HashMap::new(),
             next_commit: 0,
         }
@@ -420,7 +422,7 @@ impl Lwm2mServer {
     /// of each registration; the CoAP layer from its entry counts times per-entry estimates
     /// (its types are private). Events not yet polled are not counted.
     pub fn memory_estimate(&self) -> MemoryEstimate {
-        fn table<K, V>(map: &HashMap<K, V>) -> usize {
+        fn table<K, V, S>(map: &HashMap<K, V, S>) -> usize {
             map.capacity() * (std::mem::size_of::<(K, V)>() + 1)
         }
         let mut lwm2m = table(&self.registrations)
