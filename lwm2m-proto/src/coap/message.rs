@@ -402,7 +402,7 @@ impl Message {
         let mut options = Options::new();
         for (number, values) in packet.options() {
             for value in values {
-                options.push(*number, value.clone());
+                options.push(*number, value);
             }
         }
         Ok(Message {

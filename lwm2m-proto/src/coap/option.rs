@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use smallvec::SmallVec;
 use thiserror::Error;
 
 /// If-Match (RFC 7252 §5.10.8.1), critical, repeatable, 0–8 bytes.
@@ -74,8 +75,14 @@ const UNDERSTOOD_CRITICAL: &[(u16, usize, usize, bool)] = &[
 /// keep their order (RFC 7252 §5.4.5: the order of repeated options is significant).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Options {
-    entries: Vec<(u16, Vec<u8>)>,
+    /// Values up to 16 bytes (Uri-Path segments, Accept, Content-Format, Observe, Block, most
+    /// Uri-Query arguments) are stored inline: building, cloning and decoding a typical request
+    /// allocates once, for the list.
+    entries: Vec<(u16, OptionValue)>,
 }
+
+/// One option value, inline up to 16 bytes.
+type OptionValue = SmallVec<[u8; 16]>;
 
 impl Options {
     /// No options.
@@ -117,13 +124,14 @@ impl Options {
     }
 
     /// Appends a value of option `number` after any existing values of that number.
-    pub fn push(&mut self, number: u16, value: impl Into<Vec<u8>>) {
+    pub fn push(&mut self, number: u16, value: impl AsRef<[u8]>) {
         let at = self.entries.partition_point(|(n, _)| *n <= number);
-        self.entries.insert(at, (number, value.into()));
+        self.entries
+            .insert(at, (number, OptionValue::from_slice(value.as_ref())));
     }
 
     /// Replaces all values of option `number` with one value.
-    pub fn set(&mut self, number: u16, value: impl Into<Vec<u8>>) {
+    pub fn set(&mut self, number: u16, value: impl AsRef<[u8]>) {
         self.remove(number);
         self.push(number, value);
     }

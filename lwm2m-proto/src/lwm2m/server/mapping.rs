@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use lwm2m_objects::codec::{self, DecodeError, Record};
 use lwm2m_objects::link::parse_discover_under;
 use lwm2m_objects::{ContentFormat as Format, Node, ObjectModel, Path, ResourceValue, Value};
+use smallvec::SmallVec;
 
 use super::formats::{composite_format, single_format};
 use super::ops::{Content, OpError, OpOutcome, Operation, WriteMode};
@@ -70,12 +71,63 @@ fn invalid(operation: &Operation, reason: &'static str) -> OpError {
 }
 
 /// The Uri-Path of `path` under the client's root path.
-fn uri_path(objects: &RegisteredObjects, path: &Path) -> Vec<String> {
+fn uri_path<'a>(objects: &'a RegisteredObjects, path: &Path) -> SmallVec<[Segment<'a>; 8]> {
+    let ids = match *path {
+        Path::Root => [None; 4],
+        Path::Object(o) => [Some(o), None, None, None],
+        Path::Instance(o, i) => [Some(o), Some(i), None, None],
+        Path::Resource(o, i, r) => [Some(o), Some(i), Some(r), None],
+        Path::ResourceInstance(o, i, r, ri) => [Some(o), Some(i), Some(r), Some(ri)],
+    };
     objects
         .root_segments()
-        .map(str::to_owned)
-        .chain(path.segments())
+        .map(Segment::Root)
+        .chain(ids.into_iter().flatten().map(Segment::id))
         .collect()
+}
+
+/// One Uri-Path segment of a request: part of the client's alternate root path, or an ID in
+/// decimal, formatted without allocating (a Read is built for every device of a fleet read).
+#[derive(Clone, Copy)]
+enum Segment<'a> {
+    Root(&'a str),
+    Id { digits: [u8; 5], len: u8 },
+}
+
+impl<'a> Segment<'a> {
+    fn id(id: u16) -> Segment<'a> {
+        let mut reversed = [0u8; 5];
+        let mut len = 0;
+        let mut rest = id;
+        for slot in &mut reversed {
+            *slot = b'0' + (rest % 10) as u8;
+            len += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let mut digits = [0u8; 5];
+        for (dst, src) in digits.iter_mut().zip(reversed.iter().take(len).rev()) {
+            *dst = *src;
+        }
+        Segment::Id {
+            digits,
+            len: len as u8,
+        }
+    }
+}
+
+impl AsRef<str> for Segment<'_> {
+    fn as_ref(&self) -> &str {
+        match self {
+            Segment::Root(text) => text,
+            Segment::Id { digits, len } => digits
+                .get(..usize::from(*len))
+                .and_then(|d| std::str::from_utf8(d).ok())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// Whether `path` is a single-instance resource of a LwM2M 1.0 client: one value, which every 1.0
@@ -407,6 +459,27 @@ mod tests {
     use crate::coap::option::URI_QUERY;
     use lwm2m_objects::link::Attributes;
     use lwm2m_objects::{Resource, Value};
+
+    #[test]
+    fn uri_path_segments_are_decimal_ids_after_the_root_path() {
+        for id in [0u16, 7, 9, 10, 99, 100, 4095, 10_000, 65_535] {
+            assert_eq!(Segment::id(id).as_ref(), id.to_string());
+        }
+        let plain = objects("</3/0>");
+        let texts = |objects: &RegisteredObjects, path: &Path| {
+            uri_path(objects, path)
+                .iter()
+                .map(|s| s.as_ref().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(texts(&plain, &Path::Resource(3, 0, 13)), ["3", "0", "13"]);
+        assert!(texts(&plain, &Path::Root).is_empty());
+        let rooted = objects("</lwm2m>;rt=\"oma.lwm2m\",</lwm2m/3/0>");
+        assert_eq!(
+            texts(&rooted, &Path::ResourceInstance(3, 0, 7, 1)),
+            ["lwm2m", "3", "0", "7", "1"]
+        );
+    }
 
     fn objects(text: &str) -> RegisteredObjects {
         RegisteredObjects::parse(text).expect("links")
