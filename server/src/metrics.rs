@@ -321,17 +321,28 @@ impl Metrics {
     /// A device request made through the API: its operation (`Read`), result (`2.05`, `4.04`,
     /// `timeout`, `pending`, …) and how long the caller waited.
     pub fn record_request(&self, operation: &str, result: &str, latency: Duration) {
+        self.record_requests(operation, result, latency, 1);
+    }
+
+    /// Counts `count` device requests with the same operation, result and latency (the
+    /// devices of one fleet read): as many as `record_request` calls, one label lookup.
+    pub fn record_requests(&self, operation: &str, result: &str, latency: Duration, count: u64) {
+        if count == 0 {
+            return;
+        }
         self.requests
             .get_or_create(&RequestLabels {
                 operation: operation.to_owned(),
                 result: result.to_owned(),
             })
-            .inc();
-        self.request_duration
-            .get_or_create(&OperationLabel {
-                operation: operation.to_owned(),
-            })
-            .observe(latency.as_secs_f64());
+            .inc_by(count);
+        let histogram = self.request_duration.get_or_create(&OperationLabel {
+            operation: operation.to_owned(),
+        });
+        let seconds = latency.as_secs_f64();
+        for _ in 0..count {
+            histogram.observe(seconds);
+        }
     }
 
     /// Counts a registration-interface event. Notifications, Send requests and completed or
@@ -612,6 +623,22 @@ fn value(counter: &Counter) -> u64 {
 mod tests {
     use super::*;
     use crate::lwm2m::{DtlsCounters, SocketStats};
+
+    #[test]
+    fn a_tally_of_requests_counts_like_single_requests() {
+        let tallied = Metrics::new();
+        tallied.record_requests("Read", "2.05", Duration::from_millis(30), 3);
+        tallied.record_requests("Read", "4.04", Duration::from_millis(30), 0);
+        let single = Metrics::new();
+        for _ in 0..3 {
+            single.record_request("Read", "2.05", Duration::from_millis(30));
+        }
+        let text = tallied.encode();
+        assert!(text.contains("ferrite_lwm2m_requests_total{operation=\"Read\",result=\"2.05\"} 3"));
+        assert!(text.contains("ferrite_lwm2m_request_duration_seconds_count{operation=\"Read\"} 3"));
+        assert!(!text.contains("result=\"4.04\""), "a zero tally creates no series");
+        assert_eq!(text, single.encode());
+    }
 
     #[test]
     fn events_and_stats_become_metrics() {

@@ -20,7 +20,9 @@ use lwm2m_objects::Path;
 use lwm2m_proto::lwm2m::server::{OpError, Operation};
 
 use super::error::{DeviceErrorBody, OpRouteError};
-use super::{Done, ReadResponse, Reply, finish, parallel_answer, path_of, service, single_answer};
+use super::{
+    Done, ReadResponse, Reply, parallel_answer, path_of, service, settle, single_answer_at,
+};
 use crate::http::AppState;
 use crate::http::extract::SizedJson;
 use crate::lwm2m::{OpResult, ServiceError};
@@ -211,27 +213,44 @@ async fn round(
     }
     let mut results = service.request_many(requests, waited).await?.into_iter();
     let took = started.elapsed();
-    let outcome = |endpoint: &str, name: &str, result: Option<Result<OpResult, _>>| {
+    let received = super::unix_seconds_now();
+    // Each request counts in the metrics as a single one would; they are tallied by label
+    // first, so a round of 1,000 devices takes the metrics' label lookup once or twice, not
+    // 1,000 times.
+    let mut tally: Vec<(&'static str, &'static str, u64)> = Vec::new();
+    let mut outcome = |endpoint: &str, name: &'static str, result: Option<Result<OpResult, _>>| {
         let result = result.unwrap_or(Err(ServiceError::Unavailable));
-        finish(endpoint, name, result, waited, took)
+        let (label, done) = settle(endpoint, name, result, waited);
+        match tally.iter_mut().find(|(n, l, _)| *n == name && *l == label) {
+            Some((_, _, count)) => *count += 1,
+            None => tally.push((name, label, 1)),
+        }
+        done
     };
     let mut answers = Vec::with_capacity(endpoints.len());
     for (endpoint, method) in endpoints.iter().zip(methods) {
         let answer = match method {
-            Method::Read => single_answer("read", outcome(endpoint, "Read", results.next())),
-            Method::Composite => single_answer(
+            Method::Read => {
+                single_answer_at("read", outcome(endpoint, "Read", results.next()), received)
+            }
+            Method::Composite => single_answer_at(
                 "read-composite",
                 outcome(endpoint, "Read-Composite", results.next()),
+                received,
             ),
             Method::Parallel => {
                 let each: Vec<Result<Done, OpRouteError>> = paths
                     .iter()
                     .map(|_| outcome(endpoint, "Read", results.next()))
                     .collect();
-                parallel_answer(paths, each)
+                parallel_answer(paths, each, received)
             }
         };
         answers.push(answer);
+    }
+    let metrics = crate::metrics::global();
+    for (name, label, count) in tally {
+        metrics.record_requests(name, label, took, count);
     }
     Ok(answers)
 }

@@ -139,7 +139,7 @@ fn outcome_code(outcome: &OpOutcome) -> &'static str {
 /// Sends one request and waits, recording it in the metrics.
 async fn run(
     endpoint: &str,
-    name: &str,
+    name: &'static str,
     request: impl std::future::Future<Output = Result<OpResult, ServiceError>>,
     waited: Duration,
 ) -> Result<Done, OpRouteError> {
@@ -151,11 +151,24 @@ async fn run(
 /// What one request came to, for the caller, recorded in the metrics (`took`: its duration).
 fn finish(
     endpoint: &str,
-    name: &str,
+    name: &'static str,
     result: Result<OpResult, ServiceError>,
     waited: Duration,
     took: Duration,
 ) -> Result<Done, OpRouteError> {
+    let (label, done) = settle(endpoint, name, result, waited);
+    crate::metrics::global().record_request(name, label, took);
+    done
+}
+
+/// What one request came to, and its metrics label (the CoAP code, or what went wrong); the
+/// caller records it ([`finish`], or a fleet read once per label).
+fn settle(
+    endpoint: &str,
+    name: &'static str,
+    result: Result<OpResult, ServiceError>,
+    waited: Duration,
+) -> (&'static str, Result<Done, OpRouteError>) {
     let (label, done) = match result {
         Ok(OpResult::Done { operation, outcome }) => (
             outcome_code(&outcome),
@@ -199,11 +212,10 @@ fn finish(
             (label, Err(OpRouteError::Service(error)))
         }
     };
-    crate::metrics::global().record_request(name, label, took);
     if let Err(error) = &done {
         tracing::debug!(%endpoint, operation = name, %error, "device request failed");
     }
-    done
+    (label, done)
 }
 
 async fn request(
@@ -324,7 +336,7 @@ async fn parallel_reads(
         .into_iter()
         .map(|result| finish(endpoint, "Read", result, waited, took))
         .collect();
-    parallel_answer(paths, results)
+    parallel_answer(paths, results, unix_seconds_now())
 }
 
 /// The answer to parallel reads from each path's result: the values read, the paths that
@@ -332,8 +344,8 @@ async fn parallel_reads(
 fn parallel_answer(
     paths: &[Path],
     results: Vec<Result<Done, OpRouteError>>,
+    received: f64,
 ) -> Result<Reply<ReadResponse>, OpRouteError> {
-    let received = unix_seconds_now();
     let mut response = ReadResponse {
         operations: Vec::new(),
         method: "parallel-reads".to_owned(),
@@ -379,12 +391,22 @@ fn single_answer(
     method: &str,
     result: Result<Done, OpRouteError>,
 ) -> Result<Reply<ReadResponse>, OpRouteError> {
+    single_answer_at(method, result, unix_seconds_now())
+}
+
+/// [`single_answer`] for content received at `received` (Unix seconds: the base of relative
+/// SenML times).
+fn single_answer_at(
+    method: &str,
+    result: Result<Done, OpRouteError>,
+    received: f64,
+) -> Result<Reply<ReadResponse>, OpRouteError> {
     match result? {
         Done::Queued(id) => Ok(Reply::Pending(pending(&[id]))),
         Done::Answered(id, OpOutcome::Content(content)) => Ok(Reply::Done(ReadResponse {
             operations: vec![id.to_string()],
             method: method.to_owned(),
-            values: content_values(&content, unix_seconds_now()),
+            values: content_values(&content, received),
             errors: Vec::new(),
         })),
         Done::Answered(_, other) => Err(unexpected(&other)),
