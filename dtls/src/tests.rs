@@ -762,6 +762,30 @@ fn a_full_handshake_table_gives_way_to_new_clients_once_a_handshake_has_gone_qui
 }
 
 #[test]
+fn the_idle_deadline_moves_in_steps_not_on_every_record() {
+    let config = DtlsServerConfig {
+        idle_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let mut net = Net::new(config);
+    net.connect(addr(1), client(IDENTITY, &KEY));
+    net.take_server_events();
+    let first = net.server.poll_timeout().expect("an idle deadline");
+    // Within the step (1 s for a 600 s timeout) a record leaves the deadline where it was.
+    net.advance(Duration::from_millis(500));
+    net.client_send(addr(1), b"a");
+    assert_eq!(net.server.poll_timeout(), Some(first));
+    // A record a step or more later moves it to a full timeout after that record.
+    net.advance(Duration::from_millis(1500));
+    net.client_send(addr(1), b"b");
+    assert_eq!(
+        net.server.poll_timeout(),
+        Some(net.now + Duration::from_secs(600))
+    );
+    net.server.check_invariants().expect("consistent");
+}
+
+#[test]
 fn idle_sessions_expire_and_traffic_keeps_them_alive() {
     let config = DtlsServerConfig {
         idle_timeout: Duration::from_secs(600),

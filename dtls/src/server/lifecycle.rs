@@ -2,7 +2,7 @@
 //! failure, application data, timers, and closing sessions (with their events and counters).
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc_dtls::endpoint::EndpointEvent;
@@ -17,23 +17,20 @@ use crate::wire;
 impl DtlsServer {
     /// Feeds a datagram from a known peer to rtc-dtls and acts on the outcome.
     pub(super) fn on_records(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) {
-        let Some(established) = self
-            .peers
-            .get(&peer)
-            .map(|p| matches!(p.phase, Phase::Established { .. }))
-        else {
+        let Some(entry) = self.peers.get_mut(&peer) else {
             return;
         };
-        if let Some(Peer {
-            phase: Phase::Handshaking { heard, .. },
-            ..
-        }) = self.peers.get_mut(&peer)
-            && *heard != now
-        {
-            self.handshake_activity.remove(&(*heard, peer));
-            self.handshake_activity.insert((now, peer));
-            *heard = now;
-        }
+        let established = match &mut entry.phase {
+            Phase::Established { .. } => true,
+            Phase::Handshaking { heard, .. } => {
+                if *heard != now {
+                    self.handshake_activity.remove(&(*heard, peer));
+                    self.handshake_activity.insert((now, peer));
+                    *heard = now;
+                }
+                false
+            }
+        };
         self.lookups.take();
         let result = self
             .endpoint
@@ -84,7 +81,9 @@ impl DtlsServer {
                 self.fail_handshake(now, peer, reason);
             }
         }
-        self.reschedule_handshake(peer);
+        if !established {
+            self.reschedule_handshake(peer);
+        }
     }
 
     fn classify_failure(&self, peer: SocketAddr, datagram: &[u8]) -> HandshakeFailure {
@@ -190,9 +189,12 @@ impl DtlsServer {
             return;
         };
         // Only authenticated application data proves the client is alive; replayed or forged
-        // records never get this far.
-        let deadline = now + self.config.idle_timeout;
-        if deadline != entry.deadline {
+        // records never get this far. The deadline moves in steps of a sixteenth of the idle
+        // timeout (at most a second), not on every record: a busy session would otherwise cost
+        // two B-tree updates per datagram, and an idle one still goes within 1/16 of its time.
+        let idle = self.config.idle_timeout;
+        let deadline = now + idle;
+        if deadline >= entry.deadline + (idle / 16).min(Duration::from_secs(1)) {
             self.idle_deadlines.remove(&(entry.deadline, peer));
             self.idle_deadlines.insert((deadline, peer));
             entry.deadline = deadline;
