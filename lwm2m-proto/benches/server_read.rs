@@ -39,7 +39,7 @@ impl Fleet {
             let endpoint = format!("bench-{i:05}");
             let request = Request::post()
                 .with_path(["rd"])
-                .with_query(&format!("ep={endpoint}"))
+                .with_query(format!("ep={endpoint}"))
                 .with_query("lt=86400")
                 .with_query("lwm2m=1.0")
                 .with_query("b=U")

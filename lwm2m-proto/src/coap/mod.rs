@@ -1,6 +1,7 @@
 //! CoAP (RFC 7252) with Observe (RFC 7641) and block-wise transfer (RFC 7959), sans I/O.
 //!
-//! - [`message`]: the datagram codec (on top of coap-lite's `Packet`, with stricter checks);
+//! - [`message`]: the datagram codec (decoding through coap-lite's `Packet` with stricter checks,
+//!   encoding our own, held byte-identical to coap-lite's by a property test);
 //! - [`option`]: option numbers, the option list, Block1/Block2 and Content-Format;
 //! - [`request`]: the request and response values the application works with;
 //! - [`observe`]: RFC 7641 notification ordering;

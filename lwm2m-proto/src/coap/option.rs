@@ -149,7 +149,9 @@ impl Options {
 
     /// Sets option `number` to `value` in the shortest encoding (RFC 7252 §3.2).
     pub fn set_uint(&mut self, number: u16, value: u32) {
-        self.set(number, encode_uint(value));
+        let bytes = value.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        self.set(number, bytes.get(skip..).unwrap_or(&[]));
     }
 
     /// The Block1 option, if present (`Some(Err)` when its value is invalid).

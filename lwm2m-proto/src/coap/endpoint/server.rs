@@ -373,7 +373,7 @@ impl CoapEndpoint {
             // Lets the client notice if the representation changes between blocks (§2.4).
             let mut etag = [0u8; 4];
             self.rng.fill(&mut etag);
-            response.options.set(option::ETAG, etag.to_vec());
+            response.options.set(option::ETAG, etag);
         }
         let Some(block) = slice_block(&response, num, szx) else {
             // The requested block lies past the end of the representation.
