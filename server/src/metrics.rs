@@ -634,9 +634,16 @@ mod tests {
             single.record_request("Read", "2.05", Duration::from_millis(30));
         }
         let text = tallied.encode();
-        assert!(text.contains("ferrite_lwm2m_requests_total{operation=\"Read\",result=\"2.05\"} 3"));
-        assert!(text.contains("ferrite_lwm2m_request_duration_seconds_count{operation=\"Read\"} 3"));
-        assert!(!text.contains("result=\"4.04\""), "a zero tally creates no series");
+        assert!(
+            text.contains("ferrite_lwm2m_requests_total{operation=\"Read\",result=\"2.05\"} 3")
+        );
+        assert!(
+            text.contains("ferrite_lwm2m_request_duration_seconds_count{operation=\"Read\"} 3")
+        );
+        assert!(
+            !text.contains("result=\"4.04\""),
+            "a zero tally creates no series"
+        );
         assert_eq!(text, single.encode());
     }
 
