@@ -761,15 +761,21 @@ fn a_full_handshake_table_gives_way_to_new_clients_once_a_handshake_has_gone_qui
     net.server.check_invariants().expect("consistent");
 }
 
-#[test]
-fn the_idle_deadline_moves_in_steps_not_on_every_record() {
+/// A server with `idle_timeout` and one established session, from `addr(1)`, events taken.
+fn one_session_with_idle_timeout(idle_timeout: Duration) -> Net {
     let config = DtlsServerConfig {
-        idle_timeout: Duration::from_secs(600),
+        idle_timeout,
         ..Default::default()
     };
     let mut net = Net::new(config);
     net.connect(addr(1), client(IDENTITY, &KEY));
     net.take_server_events();
+    net
+}
+
+#[test]
+fn the_idle_deadline_moves_in_steps_not_on_every_record() {
+    let mut net = one_session_with_idle_timeout(Duration::from_secs(600));
     let first = net.server.poll_timeout().expect("an idle deadline");
     // Within the step (1 s for a 600 s timeout) a record leaves the deadline where it was.
     net.advance(Duration::from_millis(500));
@@ -787,13 +793,7 @@ fn the_idle_deadline_moves_in_steps_not_on_every_record() {
 
 #[test]
 fn idle_sessions_expire_and_traffic_keeps_them_alive() {
-    let config = DtlsServerConfig {
-        idle_timeout: Duration::from_secs(600),
-        ..Default::default()
-    };
-    let mut net = Net::new(config);
-    net.connect(addr(1), client(IDENTITY, &KEY));
-    net.take_server_events();
+    let mut net = one_session_with_idle_timeout(Duration::from_secs(600));
     net.advance(Duration::from_secs(500));
     net.client_send(addr(1), b"update");
     net.advance(Duration::from_secs(500));
