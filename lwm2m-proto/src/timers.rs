@@ -2,20 +2,22 @@
 //! timer key, ordered by time, so `poll_timeout` is the first entry and cancelling is exact (no
 //! stale wake-ups pile up).
 
-use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hash};
+use std::collections::BTreeSet;
+use std::hash::Hash;
 use std::time::Instant;
 
-/// Deadlines keyed by `K`, one per key. `S` hashes the keys: the default, SipHash with a random
-/// key, wherever a key holds something from the network (a peer's address); a fast unkeyed
-/// hasher only where every key is a counter of our own.
-pub(crate) struct Timers<K: Ord + Hash + Copy, S = RandomState> {
+use rustc_hash::FxHashMap;
+
+/// Deadlines keyed by `K`, one per key. Keys must be IDs of our own (registrations, requests,
+/// tickets), never something from the network: they are hashed with the fast, unkeyed Fx hash.
+/// (A sent message's retransmission deadline, keyed by the peer's address, is kept with the
+/// message instead: `CoapEndpoint::sent_due`.)
+pub(crate) struct Timers<K: Ord + Hash + Copy> {
     by_time: BTreeSet<(Instant, K)>,
-    by_key: HashMap<K, Instant, S>,
+    by_key: FxHashMap<K, Instant>,
 }
 
-impl<K: Ord + Hash + Copy, S> std::fmt::Debug for Timers<K, S> {
+impl<K: Ord + Hash + Copy> std::fmt::Debug for Timers<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Timers")
             .field("armed", &self.by_key.len())
@@ -24,11 +26,11 @@ impl<K: Ord + Hash + Copy, S> std::fmt::Debug for Timers<K, S> {
     }
 }
 
-impl<K: Ord + Hash + Copy, S: BuildHasher + Default> Timers<K, S> {
-    pub(crate) fn new() -> Timers<K, S> {
+impl<K: Ord + Hash + Copy> Timers<K> {
+    pub(crate) fn new() -> Timers<K> {
         Timers {
             by_time: BTreeSet::new(),
-            by_key: HashMap::default(),
+            by_key: FxHashMap::default(),
         }
     }
 

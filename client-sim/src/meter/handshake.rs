@@ -21,9 +21,9 @@
 //! answer to a retransmitted ClientHello), or the server's retransmitted flight 4 while we wait
 //! for its Finished — cleared the retransmission timer of the flight just sent
 //! (`Handshaker::wait` dropped the timer before parsing and did not restore it when the parse
-//! found nothing new). Should that flight have
-//! been lost (a full server socket buffer under load), the client would wait silently for the
-//! whole handshake timeout, and the server would give its half of the handshake up. When the
+//! found nothing new). Should that flight have been lost (a full server socket buffer under
+//! load), the client would wait silently for the whole handshake timeout, and the server would
+//! give its half of the handshake up. When the
 //! client's own timer is gone while the handshake runs, this wrapper retransmits the last flight
 //! itself (the same datagrams: the server's replay window drops them if the first copy did
 //! arrive, RFC 6347 §4.1.2.6) on the same backed-off schedule — what RFC 6347 §4.2.4 asks of an
@@ -327,7 +327,7 @@ mod tests {
     /// used to clear the client's retransmission timer. The lost hello goes out again within a
     /// second and the handshake completes within seconds, not at the handshake timeout.
     #[test]
-    fn a_cleared_retransmission_timer_is_made_up_for() {
+    fn a_lost_hello_goes_out_again_after_a_second_hello_verify_request() {
         let key = vec![9u8; 16];
         let mut store = InMemoryPskStore::new();
         store.insert("m", key.clone());

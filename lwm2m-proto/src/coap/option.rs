@@ -150,8 +150,7 @@ impl Options {
     /// Sets option `number` to `value` in the shortest encoding (RFC 7252 §3.2).
     pub fn set_uint(&mut self, number: u16, value: u32) {
         let bytes = value.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        self.set(number, bytes.get(skip..).unwrap_or(&[]));
+        self.set(number, shortest_uint(&bytes));
     }
 
     /// The Block1 option, if present (`Some(Err)` when its value is invalid).
@@ -320,9 +319,13 @@ pub fn decode_uint(raw: &[u8]) -> Option<u32> {
 
 /// Encodes a uint in the fewest bytes (RFC 7252 §3.2: 0 is the empty value).
 pub fn encode_uint(value: u32) -> Vec<u8> {
-    let bytes = value.to_be_bytes();
-    let skip = bytes.iter().take_while(|b| **b == 0).count();
-    bytes.get(skip..).unwrap_or(&[]).to_vec()
+    shortest_uint(&value.to_be_bytes()).to_vec()
+}
+
+/// A big-endian uint without its leading zero bytes (RFC 7252 §3.2: 0 is the empty value).
+fn shortest_uint(be: &[u8; 4]) -> &[u8] {
+    let skip = be.iter().take_while(|b| **b == 0).count();
+    be.get(skip..).unwrap_or(&[])
 }
 
 /// A Content-Format / Accept identifier (RFC 7252 §12.3 registry; LwM2M TS Core §5.4 and §7).

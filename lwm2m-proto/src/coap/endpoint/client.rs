@@ -204,13 +204,10 @@ impl CoapEndpoint {
             return;
         };
         let peer = ex.peer;
-        let mid = ex.current_mid.take();
-        if std::mem::take(&mut ex.deadline) {
-            self.timers.cancel(TimerKey::Deadline(id));
-        }
-        if let Some(mid) = mid {
+        if let Some(mid) = ex.current_mid.take() {
             self.forget_sent(peer, mid);
         }
+        self.cancel_deadline(id);
         self.release_slot(id);
     }
 
@@ -219,6 +216,15 @@ impl CoapEndpoint {
         if let Some(ex) = self.exchanges.get_mut(&id) {
             ex.deadline = true;
             self.timers.set(TimerKey::Deadline(id), at);
+        }
+    }
+
+    /// Disarms the deadline of exchange `id`, if one is armed.
+    fn cancel_deadline(&mut self, id: RequestId) {
+        if let Some(ex) = self.exchanges.get_mut(&id)
+            && std::mem::take(&mut ex.deadline)
+        {
+            self.timers.cancel(TimerKey::Deadline(id));
         }
     }
 
@@ -262,13 +268,11 @@ impl CoapEndpoint {
             bytes: bytes.clone(),
         });
         self.track_sent(now, peer, mid, SentOwner::Request(id), confirmable, bytes);
-        if !confirmable {
+        if confirmable {
+            self.cancel_deadline(id);
+        } else {
             let at = now + self.config.non_response_timeout;
             self.set_deadline(id, at);
-        } else if let Some(ex) = self.exchanges.get_mut(&id)
-            && std::mem::take(&mut ex.deadline)
-        {
-            self.timers.cancel(TimerKey::Deadline(id));
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxHashMap;
 use thiserror::Error;
 
 use self::client::ClientExchange;
@@ -348,7 +348,7 @@ struct PeerState {
 pub struct CoapEndpoint {
     config: CoapConfig,
     rng: Rng,
-    timers: Timers<TimerKey, FxBuildHasher>,
+    timers: Timers<TimerKey>,
     /// The deadlines of `sent`, in time order. Each message keeps its own deadline, so arming
     /// and cancelling need no second index (and no hash of the peer's address).
     sent_due: BTreeSet<(Instant, SocketAddr, u16)>,
@@ -490,10 +490,7 @@ impl CoapEndpoint {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let sent = self.sent_due.first().map(|&(at, _, _)| at);
-        match (sent, self.timers.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [sent, self.timers.next()].into_iter().flatten().min()
     }
 
     /// The next event for the application.

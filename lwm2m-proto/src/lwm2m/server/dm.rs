@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::events::{ObservationEndReason, ServerEvent};
 use super::mapping::{self, Built, ObserveTarget};
 use super::ops::{ObservationId, OpError, OpId, OpOutcome, Operation};
+use super::registrations::RegisteredObjects;
 use super::{InFlight, Lwm2mServer, Observation, QueuedOp, RegistrationId, TimerKey, deadline};
 use crate::coap::{CancelMode, FailureReason, RequestId, Response};
 
@@ -343,18 +344,18 @@ impl Lwm2mServer {
                 }
             }
             // An Observe the client answered without Observe is a plain read (RFC 7641 §3.1).
-            _ => match self.registrations.get(&id) {
-                Some(state) => {
-                    mapping::outcome(&flight.expect, flight.format, &response, &state.reg.objects)
-                }
-                // Not reached (take_in_flight found the registration); built only if it is.
-                None => mapping::outcome(
-                    &flight.expect,
-                    flight.format,
-                    &response,
-                    &Default::default(),
-                ),
-            },
+            _ => {
+                // take_in_flight found the registration, so the fallback is not built.
+                let none;
+                let objects = match self.registrations.get(&id) {
+                    Some(state) => &state.reg.objects,
+                    None => {
+                        none = RegisteredObjects::default();
+                        &none
+                    }
+                };
+                mapping::outcome(&flight.expect, flight.format, &response, objects)
+            }
         };
         self.events.push_back(ServerEvent::OpCompleted {
             op: flight.op,

@@ -72,13 +72,12 @@ fn invalid(operation: &Operation, reason: &'static str) -> OpError {
 
 /// The Uri-Path of `path` under the client's root path.
 fn uri_path<'a>(objects: &'a RegisteredObjects, path: &Path) -> SmallVec<[Segment<'a>; 8]> {
-    let ids = match *path {
-        Path::Root => [None; 4],
-        Path::Object(o) => [Some(o), None, None, None],
-        Path::Instance(o, i) => [Some(o), Some(i), None, None],
-        Path::Resource(o, i, r) => [Some(o), Some(i), Some(r), None],
-        Path::ResourceInstance(o, i, r, ri) => [Some(o), Some(i), Some(r), Some(ri)],
-    };
+    let ids = [
+        path.object_id(),
+        path.instance_id(),
+        path.resource_id(),
+        path.resource_instance_id(),
+    ];
     objects
         .root_segments()
         .map(Segment::Root)
@@ -96,21 +95,14 @@ enum Segment<'a> {
 
 impl<'a> Segment<'a> {
     fn id(id: u16) -> Segment<'a> {
-        let mut reversed = [0u8; 5];
-        let mut len = 0;
-        let mut rest = id;
-        for slot in &mut reversed {
-            *slot = b'0' + (rest % 10) as u8;
-            len += 1;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
+        use std::io::Write as _;
         let mut digits = [0u8; 5];
-        for (dst, src) in digits.iter_mut().zip(reversed.iter().take(len).rev()) {
-            *dst = *src;
-        }
+        let len = {
+            let mut rest = &mut digits[..];
+            // A u16 has at most 5 decimal digits, so this cannot run out of room.
+            let _ = write!(rest, "{id}");
+            5 - rest.len()
+        };
         Segment::Id {
             digits,
             len: len as u8,

@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lwm2m_objects::ContentFormat as Format;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxHashMap;
 
 use self::mapping::{Expect, ObserveTarget};
 use crate::coap::{CoapEndpoint, EndpointStats, Event, RequestId, Responder, Transmit};
@@ -277,8 +277,7 @@ pub struct Lwm2mServer {
     config: ServerConfig,
     coap: CoapEndpoint,
     rng: Rng,
-    /// Keys are IDs of our own (registration IDs, tickets, operation IDs): hashed fast.
-    timers: Timers<TimerKey, FxBuildHasher>,
+    timers: Timers<TimerKey>,
     events: VecDeque<ServerEvent>,
     registrations: FxHashMap<RegistrationId, RegState>,
     by_endpoint: HashMap<String, RegistrationId>,
@@ -368,10 +367,10 @@ impl Lwm2mServer {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.coap.poll_timeout(), self.timers.next()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.coap.poll_timeout(), self.timers.next()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next event for the application.
