@@ -312,6 +312,101 @@ async fn registrations_and_queued_requests_survive_a_restart() {
     .await;
 }
 
+/// Observes `path` on meter-obs; the observation's number.
+async fn observe(server: &TestServer, path: Path) -> u64 {
+    match server
+        .service()
+        .request("meter-obs", Operation::Observe(path), WAIT)
+        .await
+        .unwrap()
+    {
+        OpResult::Done {
+            outcome: OpOutcome::Observing { observation, .. },
+            ..
+        } => observation.as_u64(),
+        other => panic!("expected an observation, got {other:?}"),
+    }
+}
+
+/// An observation outlives a restart: the device keeps notifying (it never heard of the restart),
+/// and the restarted server delivers its notifications under the same number instead of
+/// answering them with RST; it can still be cancelled. One ended before the restart stays ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observations_survive_a_restart() {
+    let mut server = TestServer::start().await;
+    let device = start_device(
+        &server,
+        DeviceSpec::new("meter-obs", Lwm2mVersion::V1_1, Security::NoSec),
+    )
+    .await;
+    let battery = observe(&server, Path::Resource(3, 0, 9)).await;
+    let memory = observe(&server, Path::Resource(3, 0, 13)).await;
+    let cancelled = server
+        .service()
+        .cancel_observation("meter-obs", memory, WAIT)
+        .await
+        .unwrap();
+    assert!(matches!(
+        cancelled,
+        OpResult::Done {
+            outcome: OpOutcome::Cancelled { .. },
+            ..
+        }
+    ));
+
+    server.restart().await;
+    let mut events = server.events();
+    let observations = server.service().observations("meter-obs").await.unwrap();
+    assert_eq!(
+        observations
+            .iter()
+            .map(|o| (o.observation, o.paths.clone()))
+            .collect::<Vec<_>>(),
+        [(battery, vec!["/3/0/9".to_owned()])]
+    );
+
+    // The device notifies on its own (no Update since the restart): delivered, not rejected.
+    device.set(Path::Resource(3, 0, 9), Value::Integer(41));
+    let values = next_event(&mut events, |e| match e {
+        DeviceEvent::Notification {
+            endpoint,
+            observation,
+            values,
+            ..
+        } if endpoint == "meter-obs" && *observation == battery => Some(values.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(values[0].path, "/3/0/9");
+    assert_eq!(values[0].value, ValueView::Integer(41));
+
+    // A new observation does not take the restored one's number (numbers name the live
+    // observations of a device; an ended one's may be given again after a restart); the
+    // restored one can be cancelled.
+    let fresh = observe(&server, Path::Resource(3, 0, 3)).await;
+    assert!(fresh > battery, "{fresh}");
+    let cancelled = server
+        .service()
+        .cancel_observation("meter-obs", battery, WAIT)
+        .await
+        .unwrap();
+    assert!(matches!(
+        cancelled,
+        OpResult::Done {
+            outcome: OpOutcome::Cancelled { .. },
+            ..
+        }
+    ));
+    // Only the fresh one is left, in memory and in the store (a second restart brings back
+    // exactly that one).
+    server.restart().await;
+    let left = server.service().observations("meter-obs").await.unwrap();
+    assert_eq!(
+        left.iter().map(|o| o.observation).collect::<Vec<_>>(),
+        [fresh]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_that_ran_out_while_the_server_was_down_are_expired_at_start() {
     let mut server = TestServer::start().await;

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use lwm2m_proto::lwm2m::server::{
-    Change, CommitTicket, OpError, OpId, OpOutcome, PeerAuth, Registration, RegistrationTicket,
-    Rejection, ServerEvent,
+    Change, CommitTicket, ObservationId, OpError, OpId, OpOutcome, PeerAuth, Registration,
+    RegistrationTicket, Rejection, ServerEvent,
 };
 use tokio::sync::mpsc;
 
@@ -21,7 +21,7 @@ use super::persist::Job;
 use super::socket::{Command, Shared, SocketTask, wall};
 use super::stored::StoredOperation;
 use super::view::{OutcomeView, content_records, records_view, unix_seconds};
-use crate::store::lwm2m::{RegistrationEventKind, RequestStatus, Transport};
+use crate::store::lwm2m::{RegistrationEventKind, RequestStatus, StoredObservation, Transport};
 
 impl SocketTask {
     pub(crate) fn on_engine_event(&mut self, now: Instant, event: ServerEvent) {
@@ -121,11 +121,17 @@ impl SocketTask {
                 observation,
                 endpoint,
                 reason,
-            } => self.shared.publish(DeviceEvent::ObservationEnded {
-                endpoint,
-                observation: observation.as_u64(),
-                reason: format!("{reason:?}"),
-            }),
+            } => {
+                self.shared.persist(Job::ObservationEnded {
+                    endpoint: endpoint.clone(),
+                    observation: observation.as_u64(),
+                });
+                self.shared.publish(DeviceEvent::ObservationEnded {
+                    endpoint,
+                    observation: observation.as_u64(),
+                    reason: format!("{reason:?}"),
+                });
+            }
             ServerEvent::Send {
                 endpoint,
                 registration: _,
@@ -420,7 +426,26 @@ impl SocketTask {
         });
     }
 
+    /// Keeps established observation `observation` for a restart (see `restore`).
+    fn persist_observation(&mut self, observation: ObservationId) {
+        let Some(record) = self.engine.observation_record(observation) else {
+            return;
+        };
+        self.shared.persist(Job::Observed(StoredObservation {
+            endpoint: record.endpoint,
+            observation: observation.as_u64(),
+            registration_id: record.registration.to_string(),
+            token: hex::encode(record.token.as_bytes()),
+            paths: record.paths.iter().map(ToString::to_string).collect(),
+            composite: record.composite,
+            created_at: Utc::now(),
+        }));
+    }
+
     fn on_op_completed(&mut self, op: OpId, endpoint: String, outcome: Result<OpOutcome, OpError>) {
+        if let Ok(OpOutcome::Observing { observation, .. }) = &outcome {
+            self.persist_observation(*observation);
+        }
         let Some(tracked) = self.ops.remove(&op) else {
             return;
         };

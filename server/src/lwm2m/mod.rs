@@ -334,6 +334,8 @@ impl Lwm2mService {
             settings.engine.lifetime_grace,
             &mut report,
         );
+        let observations = store.lwm2m_observations().await?;
+        restore::restore_observations(&mut tasks, &observations, &mut report);
         let requests = store.pending_queued_requests().await?;
         restore::resubmit_requests(&mut tasks, requests, &mut report);
         if registrations.len() + report.requests_resubmitted + report.requests_failed > 0 {
@@ -341,6 +343,8 @@ impl Lwm2mService {
                 restored = report.restored,
                 expired = report.expired,
                 dropped = report.dropped,
+                observations_restored = report.observations_restored,
+                observations_dropped = report.observations_dropped,
                 requests_resubmitted = report.requests_resubmitted,
                 requests_failed = report.requests_failed,
                 "persisted LwM2M state restored"

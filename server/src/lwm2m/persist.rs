@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::directory::RegistrationInfo;
 use super::socket::Command;
 use crate::fleet::registry::Connectivity;
-use crate::store::lwm2m::{Lwm2mWrite, RegistrationEventKind, RequestStatus};
+use crate::store::lwm2m::{Lwm2mWrite, RegistrationEventKind, RequestStatus, StoredObservation};
 use crate::store::{Store, StoreError};
 
 /// One write.
@@ -64,6 +64,10 @@ pub(crate) enum Job {
     },
     /// The firmware version a device reported (`inventory`), written only when it changed.
     Firmware { endpoint: String, version: String },
+    /// An observation was established: keep it for a restart.
+    Observed(StoredObservation),
+    /// An observation ended.
+    ObservationEnded { endpoint: String, observation: u64 },
     /// Answers once every job before it is done (shutdown, tests).
     Barrier(oneshot::Sender<()>),
     /// `job` (a registration change the engine staged, `Registered`, `Updated` or `Ended`), and
@@ -251,6 +255,14 @@ impl Job {
                 result_json,
             },
             Job::Firmware { endpoint, version } => Lwm2mWrite::Firmware { endpoint, version },
+            Job::Observed(observation) => Lwm2mWrite::Observed { observation },
+            Job::ObservationEnded {
+                endpoint,
+                observation,
+            } => Lwm2mWrite::ObservationEnded {
+                endpoint,
+                observation,
+            },
             Job::Barrier(done) => return (None, Some(Signal::Barrier(done))),
             Job::Commit { job, ticket, reply } => {
                 let (write, _) = job.into_write();
@@ -271,6 +283,8 @@ fn log_failure(write: &Lwm2mWrite, result: Result<(), StoreError>) {
             Lwm2mWrite::Queue { .. } => "persist a queued request",
             Lwm2mWrite::Finish { .. } => "record the result of a queued request",
             Lwm2mWrite::Firmware { .. } => "record the firmware version",
+            Lwm2mWrite::Observed { .. } => "persist an observation",
+            Lwm2mWrite::ObservationEnded { .. } => "delete an ended observation",
         };
         tracing::error!(subject = write.subject(), %error, "cannot {what}");
     }

@@ -1,14 +1,17 @@
 //! Start-up after a restart: the persisted registrations go back into the engine of the socket
 //! they came through (their lifetime runs on from the stored wall-clock last update; those that
-//! ran out while the server was down are dropped with an `Expired` event), then the persisted
-//! queued requests are re-submitted with what is left of their expiry.
+//! ran out while the server was down are dropped with an `Expired` event), then their persisted
+//! observations (same numbers and tokens, so the devices' notifications keep arriving), then the
+//! persisted queued requests are re-submitted with what is left of their expiry.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use lwm2m_proto::coap::Token;
 use lwm2m_proto::lwm2m::registration::Binding;
 use lwm2m_proto::lwm2m::server::{
-    PeerAuth, RegisteredObjects, RegistrationId, RestoredRegistration,
+    ObservationId, ObservationRecord, PeerAuth, RegisteredObjects, RegistrationId,
+    RestoredRegistration,
 };
 
 use super::directory::{RegistrationInfo, parse_version};
@@ -17,7 +20,8 @@ use super::persist::Job;
 use super::socket::{Requested, SocketTask, Submit};
 use super::stored::StoredOperation;
 use crate::store::lwm2m::{
-    QueuedRequest, RegistrationEventKind, RequestStatus, StoredRegistration, Transport,
+    QueuedRequest, RegistrationEventKind, RequestStatus, StoredObservation, StoredRegistration,
+    Transport,
 };
 
 /// What became of the persisted registrations.
@@ -26,6 +30,8 @@ pub(crate) struct RestoreReport {
     pub restored: usize,
     pub expired: usize,
     pub dropped: usize,
+    pub observations_restored: usize,
+    pub observations_dropped: usize,
     pub requests_resubmitted: usize,
     pub requests_failed: usize,
 }
@@ -158,6 +164,68 @@ pub(crate) fn restore_registrations(
         } else {
             report.dropped += 1;
             shared.persist(end(RegistrationEventKind::Removed));
+        }
+    }
+}
+
+/// The engine's form of a persisted observation; Err names what does not parse.
+fn observation_record(stored: &StoredObservation) -> Result<ObservationRecord, String> {
+    let registration = RegistrationId::parse(&stored.registration_id)
+        .ok_or_else(|| format!("registration ID {:?}", stored.registration_id))?;
+    let token = hex::decode(&stored.token)
+        .ok()
+        .and_then(|bytes| Token::new(&bytes).ok())
+        .ok_or_else(|| format!("token {:?}", stored.token))?;
+    let paths = stored
+        .paths
+        .iter()
+        .map(|p| p.parse().map_err(|_| format!("path {p:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ObservationRecord {
+        observation: ObservationId::from_u64(stored.observation),
+        endpoint: stored.endpoint.clone(),
+        registration,
+        token,
+        paths,
+        composite: stored.composite,
+    })
+}
+
+/// Puts the persisted observations back into the engines holding their (restored)
+/// registrations; the ones that cannot be (their registration expired or was dropped, or the row
+/// does not parse) are deleted.
+pub(crate) fn restore_observations(
+    tasks: &mut [SocketTask],
+    stored: &[StoredObservation],
+    report: &mut RestoreReport,
+) {
+    let Some(shared) = tasks.first().map(|t| t.shared.clone()) else {
+        return;
+    };
+    for observation in stored {
+        let restored = observation_record(observation).and_then(|record| {
+            let task = tasks
+                .iter_mut()
+                .find(|t| t.engine.registration(&record.endpoint).is_some())
+                .ok_or_else(|| "the device is no longer registered".to_owned())?;
+            task.engine
+                .restore_observation(record)
+                .map_err(|e| e.to_string())
+        });
+        match restored {
+            Ok(()) => report.observations_restored += 1,
+            Err(why) => {
+                tracing::info!(
+                    endpoint = %observation.endpoint,
+                    observation = observation.observation,
+                    "persisted observation not restored: {why}"
+                );
+                report.observations_dropped += 1;
+                shared.persist(Job::ObservationEnded {
+                    endpoint: observation.endpoint.clone(),
+                    observation: observation.observation,
+                });
+            }
         }
     }
 }

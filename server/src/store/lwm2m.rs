@@ -20,7 +20,7 @@ use super::rows;
 use super::sql;
 use super::{Backend, BackendKind, StateChange, Store, StoreError};
 use crate::fleet::lifecycle::{self, Actor, LifecycleState, SystemComponent};
-use crate::fleet::registry::Connectivity;
+use crate::fleet::registry::{Connectivity, ValidationError};
 
 /// Longest operation JSON or result JSON kept (a queued Write carries its content).
 pub const MAX_REQUEST_JSON: usize = 1 << 20;
@@ -210,6 +210,68 @@ impl TryFrom<QueuedRequestRow> for QueuedRequest {
         })
     }
 }
+
+/// An established observation (migration 0008): what a restarted server needs to recognise the
+/// device's next notification and decode it under the same number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObservation {
+    pub endpoint: String,
+    /// The engine's observation number (the API's handle).
+    pub observation: u64,
+    /// The registration it was made in.
+    pub registration_id: String,
+    /// The CoAP token, lowercase hex.
+    pub token: String,
+    /// The observed paths in text form (`/3/0/9`).
+    pub paths: Vec<String>,
+    /// Observe-Composite rather than Observe.
+    pub composite: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ObservationRow {
+    endpoint: String,
+    observation: i64,
+    registration_id: String,
+    token: String,
+    paths: String,
+    composite: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ObservationRow> for StoredObservation {
+    type Error = StoreError;
+    fn try_from(row: ObservationRow) -> Result<StoredObservation, StoreError> {
+        let observation = u64::try_from(row.observation)
+            .map_err(|_| StoreError::Corrupt(format!("observation number {}", row.observation)))?;
+        Ok(StoredObservation {
+            endpoint: row.endpoint,
+            observation,
+            registration_id: row.registration_id,
+            token: row.token,
+            paths: row.paths.split_whitespace().map(str::to_owned).collect(),
+            composite: row.composite,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// Only while the registration it was made in is still the endpoint's: an Observe answered just
+/// before a De-register or a reboot is not kept (and the statement does not fail on it).
+const INSERT_OBSERVATION: &str = "INSERT INTO lwm2m_observations (endpoint, observation, \
+    registration_id, token, paths, composite, created_at) \
+    SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM lwm2m_registrations r \
+    WHERE r.endpoint = $1 AND r.registration_id = $3) \
+    ON CONFLICT (endpoint, observation) DO UPDATE SET registration_id = excluded.registration_id, \
+    token = excluded.token, paths = excluded.paths, composite = excluded.composite, \
+    created_at = excluded.created_at";
+
+const DELETE_OBSERVATION: &str =
+    "DELETE FROM lwm2m_observations WHERE endpoint = $1 AND observation = $2";
+
+const SELECT_OBSERVATIONS: &str = "SELECT endpoint, observation, registration_id, token, paths, \
+    composite, created_at FROM lwm2m_observations ORDER BY endpoint, observation";
 
 /// What happened to a registration, in the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -699,6 +761,14 @@ impl Store {
         row.map(QueuedRequest::try_from).transpose()
     }
 
+    /// Every persisted observation, by endpoint and number (read once at start).
+    pub async fn lwm2m_observations(&self) -> Result<Vec<StoredObservation>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, ObservationRow>(SELECT_OBSERVATIONS)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(StoredObservation::try_from).collect()
+    }
+
     /// The newest `limit` queued requests of `endpoint` (any status), newest first.
     pub async fn queued_requests_for(
         &self,
@@ -769,6 +839,11 @@ pub enum Lwm2mWrite {
     /// The firmware version the device reported (/3/0/3), written only when it differs from the
     /// registry's; an endpoint no longer in the registry is ignored (deleted since its Register).
     Firmware { endpoint: String, version: String },
+    /// An observation was established (replaces one with the same number; ignored when its
+    /// registration is no longer the endpoint's).
+    Observed { observation: StoredObservation },
+    /// An observation ended (cancelled, ended by the device, or with its registration).
+    ObservationEnded { endpoint: String, observation: u64 },
 }
 
 impl Lwm2mWrite {
@@ -781,7 +856,9 @@ impl Lwm2mWrite {
             Lwm2mWrite::Ended { endpoint, .. }
             | Lwm2mWrite::Connectivity { endpoint, .. }
             | Lwm2mWrite::Queue { endpoint, .. }
-            | Lwm2mWrite::Firmware { endpoint, .. } => endpoint,
+            | Lwm2mWrite::Firmware { endpoint, .. }
+            | Lwm2mWrite::ObservationEnded { endpoint, .. } => endpoint,
+            Lwm2mWrite::Observed { observation } => &observation.endpoint,
             Lwm2mWrite::Finish { id, .. } => id,
         }
     }
@@ -793,6 +870,22 @@ impl Lwm2mWrite {
             Lwm2mWrite::Finish { result_json, .. } => check_json_len("result", result_json),
             Lwm2mWrite::Firmware { version, .. } => {
                 Ok(crate::fleet::registry::validate_firmware_version(version)?)
+            }
+            Lwm2mWrite::Observed { observation: o } => {
+                if o.token.len() > 16 {
+                    return Err(ValidationError::TooLong {
+                        field: "observation token",
+                        max: 16,
+                    }
+                    .into());
+                }
+                if i64::try_from(o.observation).is_err() {
+                    return Err(StoreError::Corrupt(format!(
+                        "observation number {} of {:?} out of range",
+                        o.observation, o.endpoint
+                    )));
+                }
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -1145,6 +1238,27 @@ impl Store {
                             .await?;
                         Ok(())
                     }
+                    Lwm2mWrite::Observed { observation: o } => {
+                        sqlx::query(INSERT_OBSERVATION)
+                            .bind(&o.endpoint)
+                            .bind(o.observation as i64)
+                            .bind(&o.registration_id)
+                            .bind(&o.token)
+                            .bind(o.paths.join(" "))
+                            .bind(o.composite)
+                            .bind(micros(o.created_at))
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(())
+                    }
+                    Lwm2mWrite::ObservationEnded { endpoint, observation } => {
+                        sqlx::query(DELETE_OBSERVATION)
+                            .bind(endpoint)
+                            .bind(*observation as i64)
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(())
+                    }
                     Lwm2mWrite::Finish { id, status, at, result_json } => {
                         sqlx::query(FINISH_QUEUED)
                             .bind(status.as_str())
@@ -1241,6 +1355,77 @@ mod tests {
                     .unwrap()
             );
             assert!(store.lwm2m_registrations().await.unwrap().is_empty());
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn observations_are_kept_per_registration_and_go_with_it() {
+        on_both(|store| async move {
+            device(&store, "meter-o").await;
+            store
+                .save_lwm2m_registration(&registration("meter-o", "aaaaaaaa"))
+                .await
+                .unwrap();
+            let at = DateTime::parse_from_rfc3339("2026-03-01T12:05:00.5Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            let observed = |number: u64, registration_id: &str, paths: &[&str]| StoredObservation {
+                endpoint: "meter-o".into(),
+                observation: number,
+                registration_id: registration_id.into(),
+                token: format!("00ff{number:02x}"),
+                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                composite: paths.len() > 1,
+                created_at: at,
+            };
+            let single = observed(3, "aaaaaaaa", &["/10243/0/14"]);
+            let composite = observed(7, "aaaaaaaa", &["/3/0/9", "/10243/0/14"]);
+            // Made in a registration that is no longer the endpoint's: not kept, not an error.
+            let stale = observed(8, "zzzzzzzz", &["/3/0/9"]);
+            let outcomes = store
+                .apply_lwm2m_writes(&[
+                    Lwm2mWrite::Observed {
+                        observation: single.clone(),
+                    },
+                    Lwm2mWrite::Observed {
+                        observation: composite.clone(),
+                    },
+                    Lwm2mWrite::Observed { observation: stale },
+                ])
+                .await
+                .unwrap();
+            assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+            assert_eq!(
+                store.lwm2m_observations().await.unwrap(),
+                [single.clone(), composite.clone()]
+            );
+            // A token too long for CoAP is refused before the database.
+            let mut long = observed(9, "aaaaaaaa", &["/3/0/9"]);
+            long.token = "00".repeat(9);
+            let outcomes = store
+                .apply_lwm2m_writes(&[Lwm2mWrite::Observed { observation: long }])
+                .await
+                .unwrap();
+            assert!(matches!(outcomes.as_slice(), [Err(StoreError::Invalid(_))]));
+
+            store
+                .apply_lwm2m_writes(&[Lwm2mWrite::ObservationEnded {
+                    endpoint: "meter-o".into(),
+                    observation: 3,
+                }])
+                .await
+                .unwrap();
+            assert_eq!(
+                store.lwm2m_observations().await.unwrap(),
+                std::slice::from_ref(&composite)
+            );
+            // The registration's end takes its observations with it.
+            store
+                .delete_lwm2m_registration("meter-o", "aaaaaaaa")
+                .await
+                .unwrap();
+            assert!(store.lwm2m_observations().await.unwrap().is_empty());
         })
         .await;
     }

@@ -139,6 +139,49 @@ impl CoapEndpoint {
         true
     }
 
+    /// The token of exchange `id`, once its first message has gone out (e.g. to persist an
+    /// established observation).
+    pub fn token_of(&self, id: RequestId) -> Option<Token> {
+        self.exchanges.get(&id).and_then(|ex| ex.token)
+    }
+
+    /// Re-creates an observation established before a restart: `request` (the Observe
+    /// registration as it was sent, Observe = 0) to `peer` under `token`, already in the
+    /// observing phase. Nothing is sent; the peer's next notification with `token` is delivered
+    /// as [`Event::Notification`] (whatever its sequence number: the last one was not kept), and
+    /// [`cancel_observe`](Self::cancel_observe) works as for any observation. `None` when
+    /// another exchange with `peer` already uses `token`.
+    pub fn restore_observation(
+        &mut self,
+        peer: SocketAddr,
+        token: Token,
+        request: Request,
+    ) -> Option<RequestId> {
+        if self.tokens.contains_key(&(peer, token)) {
+            return None;
+        }
+        let id = RequestId(self.next_request_id);
+        self.next_request_id += 1;
+        self.exchanges.insert(
+            id,
+            ClientExchange {
+                peer,
+                token: Some(token),
+                request,
+                phase: Phase::Observing,
+                current_mid: None,
+                holds_slot: false,
+                queued: false,
+                block1: None,
+                block2: None,
+                last_notification: None,
+                deadline: false,
+            },
+        );
+        self.tokens.insert((peer, token), id);
+        Some(id)
+    }
+
     /// Puts `id` in its peer's queue for an NSTART slot and sends what can be sent.
     fn schedule(&mut self, now: Instant, id: RequestId, front: bool) {
         let Some(ex) = self.exchanges.get_mut(&id) else {

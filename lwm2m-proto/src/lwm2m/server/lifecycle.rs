@@ -6,10 +6,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use lwm2m_objects::Path;
+
 use super::events::{ObservationEndReason, ServerEvent};
-use super::ops::{ObservationId, OpError, OpOutcome};
+use super::mapping::{self, ObserveTarget};
+use super::ops::{ObservationId, OpError, OpOutcome, Operation};
 use super::registrations::{Registration, RegistrationId, RestoredRegistration};
-use super::{Lwm2mServer, QueuedOp, RegState, TimerKey, deadline};
+use super::{Lwm2mServer, Observation, QueuedOp, RegState, TimerKey, deadline};
+use crate::coap::Token;
 
 /// Why [`Lwm2mServer::restore_registration`] refused a registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +27,45 @@ pub enum RestoreError {
     /// [`super::ServerConfig::max_registrations`] reached.
     #[error("too many registrations")]
     TooManyRegistrations,
+}
+
+/// An established observation as the application persists it ([`Lwm2mServer::observation_record`])
+/// and puts back after a restart ([`Lwm2mServer::restore_observation`]): enough to recognise the
+/// client's next notification (its token, from the registration's address) and to decode it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservationRecord {
+    /// The observation's number, kept across the restart (the application's handle).
+    pub observation: ObservationId,
+    /// The client.
+    pub endpoint: String,
+    /// The registration it was made in; an observation does not outlive its registration.
+    pub registration: RegistrationId,
+    /// The CoAP token the notifications carry.
+    pub token: Token,
+    /// The observed path(s).
+    pub paths: Vec<Path>,
+    /// Observe-Composite (even with one path) rather than Observe.
+    pub composite: bool,
+}
+
+/// Why [`Lwm2mServer::restore_observation`] refused an observation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RestoreObservationError {
+    /// The endpoint is not registered, or under another registration (it registered again).
+    #[error("the registration it belonged to is gone")]
+    RegistrationGone,
+    /// Another observation has this number.
+    #[error("the observation number is already in use")]
+    DuplicateId,
+    /// Another exchange with the client uses the token.
+    #[error("the token is already in use")]
+    TokenInUse,
+    /// [`super::ServerConfig::max_observations`] observations already exist for this client.
+    #[error("too many observations for this client")]
+    TooManyObservations,
+    /// The observation cannot be made for this registration (e.g. a composite for a 1.0 client).
+    #[error("the observation cannot be made: {0}")]
+    Invalid(OpError),
 }
 
 /// Why a registration ends; decides the error its operations fail with.
@@ -102,6 +145,89 @@ impl Lwm2mServer {
             waiting: Default::default(),
             observations: Vec::new(),
         });
+        Ok(())
+    }
+
+    /// What the application persists of established observation `observation`; `None` when it
+    /// has ended.
+    pub fn observation_record(&self, observation: ObservationId) -> Option<ObservationRecord> {
+        let obs = self.observations.get(&observation)?;
+        let state = self.registrations.get(&obs.registration)?;
+        let token = self.coap.token_of(obs.request)?;
+        let (paths, composite) = match &obs.target {
+            ObserveTarget::Single(path) => (vec![*path], false),
+            ObserveTarget::Composite(paths) => (paths.clone(), true),
+        };
+        Some(ObservationRecord {
+            observation,
+            endpoint: state.reg.endpoint.clone(),
+            registration: obs.registration,
+            token,
+            paths,
+            composite,
+        })
+    }
+
+    /// Puts back an observation persisted before a restart, after its registration was restored
+    /// ([`restore_registration`](Self::restore_registration)). Nothing is sent: the client still
+    /// observes, and its next notification arrives as [`ServerEvent::Notification`] under the
+    /// same number. The request is built again from the registration (same paths, same content
+    /// format), so a proactive Cancel Observation repeats the original. No event.
+    pub fn restore_observation(
+        &mut self,
+        record: ObservationRecord,
+    ) -> Result<(), RestoreObservationError> {
+        let id = *self
+            .by_endpoint
+            .get(&record.endpoint)
+            .filter(|id| **id == record.registration)
+            .ok_or(RestoreObservationError::RegistrationGone)?;
+        if self.observations.contains_key(&record.observation) {
+            return Err(RestoreObservationError::DuplicateId);
+        }
+        let state = self
+            .registrations
+            .get(&id)
+            .ok_or(RestoreObservationError::RegistrationGone)?;
+        if state.observations.len() >= self.config.max_observations {
+            return Err(RestoreObservationError::TooManyObservations);
+        }
+        let (operation, target) = match (record.composite, record.paths.as_slice()) {
+            (false, [path]) => (Operation::Observe(*path), ObserveTarget::Single(*path)),
+            (true, paths) if !paths.is_empty() => (
+                Operation::ObserveComposite(paths.to_vec()),
+                ObserveTarget::Composite(paths.to_vec()),
+            ),
+            _ => {
+                return Err(RestoreObservationError::Invalid(OpError::Invalid {
+                    operation: "Observe",
+                    reason: "an observation has one path, a composite one at least one",
+                }));
+            }
+        };
+        let built = mapping::build(&operation, state.reg.version, &state.reg.objects)
+            .map_err(RestoreObservationError::Invalid)?;
+        let request = self
+            .coap
+            .restore_observation(state.reg.peer, record.token, built.request)
+            .ok_or(RestoreObservationError::TokenInUse)?;
+        self.observations.insert(
+            record.observation,
+            Observation {
+                registration: id,
+                request,
+                target,
+                format: built.format,
+                cancel_op: None,
+            },
+        );
+        self.observation_by_request
+            .insert(request, record.observation);
+        if let Some(state) = self.registrations.get_mut(&id) {
+            state.observations.push(record.observation);
+        }
+        // New observations get numbers after every restored one.
+        self.next_observation = self.next_observation.max(record.observation.0 + 1);
         Ok(())
     }
 

@@ -43,7 +43,7 @@ pub use self::dm::{ObservationInfo, QueuedOpInfo};
 pub use self::events::{
     ObservationEndReason, RefusalReason, RegistrationTicket, Rejection, SendRefusal, ServerEvent,
 };
-pub use self::lifecycle::RestoreError;
+pub use self::lifecycle::{ObservationRecord, RestoreError, RestoreObservationError};
 pub use self::ops::{Content, ObservationId, OpError, OpId, OpOutcome, Operation, WriteMode};
 pub use self::rd::TicketError;
 pub use self::registrations::{

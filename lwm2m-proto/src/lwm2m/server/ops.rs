@@ -33,9 +33,15 @@ impl fmt::Display for OpId {
 pub struct ObservationId(pub(super) u64);
 
 impl ObservationId {
-    /// The number, for logs.
+    /// The number, for logs and for the application's records.
     pub fn as_u64(self) -> u64 {
         self.0
+    }
+
+    /// The observation numbered `number` (as [`as_u64`](Self::as_u64) gave it), e.g. read back
+    /// from the application's records to restore it.
+    pub fn from_u64(number: u64) -> ObservationId {
+        ObservationId(number)
     }
 }
 

@@ -321,3 +321,210 @@ fn observe_answered_without_observe_is_a_plain_read_and_the_cap_holds() {
             .is_ok()
     );
 }
+
+/// A "restart": a new server with `reg` restored as the application would after reading it back.
+/// The old server's events go with it (operation IDs start again from 0).
+fn restarted(net: &mut Net, reg: &Registration) {
+    net.events.clear();
+    net.taken = 0;
+    net.server = Lwm2mServer::new(config(), 7);
+    let restored = RestoredRegistration {
+        id: reg.id,
+        endpoint: reg.endpoint.clone(),
+        version: reg.version,
+        binding: reg.binding,
+        lifetime: reg.lifetime,
+        sms_number: reg.sms_number.clone(),
+        objects: reg.objects.clone(),
+        peer: reg.peer,
+        auth: reg.auth.clone(),
+        since_registered: Duration::from_secs(10),
+        since_last_update: Duration::from_secs(10),
+    };
+    net.server
+        .restore_registration(net.now, restored)
+        .expect("registration restored");
+}
+
+#[test]
+fn an_observation_restored_after_a_restart_keeps_its_number_token_and_cancellation() {
+    let mut net = Net::new(config());
+    let (dev, reg) = registered_meter(&mut net, "m");
+    // Two observations, so that the restored one is not number 0.
+    let battery = content(
+        Format::SenmlCbor,
+        Path::Resource(3, 0, 9),
+        &Node::Resource(Resource::single(9, Value::Integer(90))),
+    );
+    observe(
+        &mut net,
+        dev,
+        "m",
+        Operation::Observe(Path::Resource(3, 0, 9)),
+        battery,
+    );
+    let first = content(Format::SenmlCbor, ENERGY, &energy(10.5));
+    let (_, observation, token, _) = observe(&mut net, dev, "m", Operation::Observe(ENERGY), first);
+    let record = net.server.observation_record(observation).expect("record");
+    assert_eq!(
+        record,
+        ObservationRecord {
+            observation,
+            endpoint: "m".into(),
+            registration: reg.id,
+            token,
+            paths: vec![ENERGY],
+            composite: false,
+        }
+    );
+
+    restarted(&mut net, &reg);
+    net.server
+        .restore_observation(record.clone())
+        .expect("observation restored");
+    assert_eq!(
+        net.server.restore_observation(record.clone()),
+        Err(RestoreObservationError::DuplicateId)
+    );
+    let same_token = ObservationRecord {
+        observation: ObservationId::from_u64(77),
+        ..record.clone()
+    };
+    assert_eq!(
+        net.server.restore_observation(same_token),
+        Err(RestoreObservationError::TokenInUse)
+    );
+    let other_registration = ObservationRecord {
+        observation: ObservationId::from_u64(78),
+        registration: RegistrationId::parse("zzzz").expect("id"),
+        ..record.clone()
+    };
+    assert_eq!(
+        net.server.restore_observation(other_registration),
+        Err(RestoreObservationError::RegistrationGone)
+    );
+    assert!(
+        net.take_events().is_empty(),
+        "restoring sends and tells nothing"
+    );
+    assert!(net.devices[dev].inbox.is_empty());
+    assert_eq!(
+        net.server
+            .observations("m")
+            .iter()
+            .map(|o| (o.observation, o.paths.clone()))
+            .collect::<Vec<_>>(),
+        [(observation, vec![ENERGY])]
+    );
+
+    // The device notifies as before (its sequence numbers run on): the new server delivers it
+    // under the same number, decoded in the format the observation was made with.
+    notify(
+        &mut net,
+        dev,
+        token,
+        content(Format::SenmlCbor, ENERGY, &energy(11.0)),
+    );
+    assert_eq!(
+        notifications(&net.take_events()),
+        [(
+            observation,
+            Ok(Content::Node {
+                path: ENERGY,
+                node: energy(11.0)
+            })
+        )]
+    );
+    assert!(
+        !net.devices[dev]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ObserverGone { .. })),
+        "the notification was not rejected"
+    );
+
+    // A new observation does not reuse a restored number.
+    let battery = content(
+        Format::SenmlCbor,
+        Path::Resource(3, 0, 9),
+        &Node::Resource(Resource::single(9, Value::Integer(80))),
+    );
+    let (_, fresh, fresh_token, _) = observe(
+        &mut net,
+        dev,
+        "m",
+        Operation::Observe(Path::Resource(3, 0, 9)),
+        battery,
+    );
+    assert!(fresh > observation, "{fresh} after {observation}");
+    assert_ne!(fresh_token, token);
+
+    // Proactive Cancel Observation repeats the original request with Observe = 1.
+    let cancel = net
+        .server
+        .request(net.now, "m", Operation::CancelObservation(observation))
+        .expect("sent");
+    net.flush();
+    let (request, responder) = net.next_request(dev);
+    assert_eq!(request.method, Method::Get);
+    assert_eq!(request.observe(), Some(1));
+    assert_eq!(request.path(), ["10243", "0", "14"]);
+    assert_eq!(request.accept(), Some(ContentFormat::SENML_CBOR));
+    assert_eq!(responder.token(), token);
+    net.reply(
+        dev,
+        responder,
+        content(Format::SenmlCbor, ENERGY, &energy(11.0)),
+    );
+    assert_eq!(net.outcome(cancel), OpOutcome::Cancelled { observation });
+    assert!(net.server.observation_record(observation).is_none());
+}
+
+#[test]
+fn a_composite_observation_is_restored_and_an_impossible_one_refused() {
+    let mut net = Net::new(config());
+    let (dev, reg) = registered_meter(&mut net, "m");
+    let paths = vec![Path::Resource(3, 0, 9), ENERGY];
+    let values = |battery: i64, kwh: f64| {
+        vec![
+            Record::new(Path::Resource(3, 0, 9), Value::Integer(battery)),
+            Record::new(ENERGY, Value::Float(kwh)),
+        ]
+    };
+    let first = records_response(Format::SenmlCbor, &values(90, 1.5));
+    let (_, observation, token, _) = observe(
+        &mut net,
+        dev,
+        "m",
+        Operation::ObserveComposite(paths.clone()),
+        first,
+    );
+    let record = net.server.observation_record(observation).expect("record");
+    assert!(record.composite);
+    assert_eq!(record.paths, paths);
+
+    restarted(&mut net, &reg);
+    let empty = ObservationRecord {
+        observation: ObservationId::from_u64(9),
+        token: crate::coap::Token::new(&[9]).expect("token"),
+        paths: Vec::new(),
+        ..record.clone()
+    };
+    assert!(matches!(
+        net.server.restore_observation(empty),
+        Err(RestoreObservationError::Invalid(_))
+    ));
+    net.server
+        .restore_observation(record)
+        .expect("observation restored");
+    notify(
+        &mut net,
+        dev,
+        token,
+        records_response(Format::SenmlCbor, &values(89, 1.75)),
+    );
+    assert_eq!(
+        notifications(&net.take_events()),
+        [(observation, Ok(Content::Records(values(89, 1.75))))]
+    );
+}
