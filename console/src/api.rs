@@ -426,6 +426,17 @@ pub async fn sweep(id: &str) -> Result<Sweep, ApiError> {
     .await
 }
 
+/// `POST /diagnostics/sweeps/{id}/cancel` (fleet-manager and admin): no more devices are started;
+/// the sweep ends as interrupted.
+pub async fn cancel_sweep(id: &str) -> Result<Sweep, ApiError> {
+    call(
+        "POST",
+        &format!("/diagnostics/sweeps/{}/cancel", percent_encode(id)),
+        Body::None,
+    )
+    .await
+}
+
 /// One page of a sweep's results, optionally only one rule or verdict.
 pub async fn sweep_results(
     id: &str,

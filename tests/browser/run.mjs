@@ -329,6 +329,38 @@ try {
     await context.close();
   });
 
+  await scenario('cancel a sweep (fleet manager)', ['login'], async () => {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    const page = await context.newPage();
+    watch(page, 'maria');
+    await signIn(page, server.base, 'maria');
+    await page.getByRole('navigation').getByRole('link', { name: 'Diagnostics' }).click();
+    const form = page.getByRole('region', { name: 'Start a sweep' });
+    await form.getByLabel('Tag').fill('site=diag');
+    // Slow enough that it is still running when cancelled.
+    await form.getByLabel('Devices per second').fill('0.1');
+    await form.getByRole('button', { name: 'Start sweep' }).click();
+    await until('the sweep page', async () => /^\/diagnostics\/sweeps\/./.test(new URL(page.url()).pathname));
+    const id = decodeURIComponent(new URL(page.url()).pathname.split('/').pop());
+    const panel = page.getByRole('region', { name: 'Cancel the sweep' });
+    // Nothing happens before the confirmation; "Keep it running" backs out.
+    await panel.getByRole('button', { name: 'Cancel sweep…' }).click();
+    await panel.getByRole('button', { name: 'Keep it running' }).click();
+    if ((await server.api('GET', `/diagnostics/sweeps/${id}`)).json.status !== 'running') throw new Error('the sweep stopped without confirmation');
+    await panel.getByRole('button', { name: 'Cancel sweep…' }).click();
+    await panel.getByRole('alert').waitFor({ timeout: WAIT });
+    await page.screenshot({ path: join(shots, 'sweep-cancel-confirm.png'), fullPage: true });
+    await panel.getByRole('button', { name: 'Yes, cancel the sweep' }).click();
+    const progress = page.getByRole('region', { name: 'Sweep progress' });
+    await until('"Interrupted" on the page', async () => (await textOf(progress)).includes('Interrupted:'));
+    if ((await page.getByRole('region', { name: 'Cancel the sweep' }).count()) !== 0) throw new Error('a cancelled sweep still offers Cancel');
+    const stored = (await server.api('GET', `/diagnostics/sweeps/${id}`)).json;
+    if (stored.status !== 'interrupted' || stored.devices >= DIAG_METERS.length) {
+      throw new Error(`the cancelled sweep: ${JSON.stringify(stored)}`);
+    }
+    await context.close();
+  });
+
   await scenario('fleet filters in the URL', ['fleet'], async () => {
     // A deep link with filters opens the fleet filtered, with the form showing them.
     await admin.goto(`${server.base}/?tag=site%3Ddiag`);

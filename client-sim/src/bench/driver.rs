@@ -717,10 +717,7 @@ impl Agent for Device {
         }
         let client = self.client.poll_timeout();
         let dtls = self.dtls.as_ref().and_then(|d| d.poll_timeout());
-        match (client, dtls) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [client, dtls].into_iter().flatten().min()
     }
 
     fn busy(&self) -> bool {

@@ -14,7 +14,7 @@ use clap::Args;
 use super::driver::Kind;
 use super::report::Latency;
 use super::{
-    BenchVersion, CommonArgs, DeviceArgs, Progress, cost, devices, emit, http, quiet_start, result,
+    ApiArgs, CommonArgs, DeviceArgs, Progress, cost, devices, emit, http, quiet_start, result,
     start_registered, version, watched,
 };
 use crate::cli::ProgressChoice;
@@ -25,15 +25,8 @@ use crate::meter::endpoint_name;
 pub struct FleetReadsArgs {
     #[command(flatten)]
     pub devices: DeviceArgs,
-    /// LwM2M version of the devices (1.0: K paths are K CoAP reads; 1.1: one Read-Composite).
-    #[arg(long, value_enum, default_value = "1.0")]
-    pub lwm2m: BenchVersion,
-    /// The server's HTTP API. Example: --http http://127.0.0.1:8080
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub http: String,
-    /// Bearer token for the API.
-    #[arg(long, env = "FERRITE_API_TOKEN", hide_env_values = true)]
-    pub token: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// CoAP reads to make in total (rounded up to whole fleet-read requests).
     #[arg(long, default_value_t = 20_000)]
     pub reads: u64,
@@ -66,8 +59,8 @@ struct Tally {
 pub(super) fn fleet_reads(args: &FleetReadsArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let w = watched(common);
-    let http_addr = http::parse_http_url(&args.http).map_err(anyhow::Error::msg)?;
-    let (server, _secure, factory) = devices(&args.devices, version(args.lwm2m), false, 0)?;
+    let http_addr = http::parse_http_url(&args.api.http).map_err(anyhow::Error::msg)?;
+    let (server, _secure, factory) = devices(&args.devices, version(args.api.lwm2m), false, 0)?;
     let (driver, _) = start_registered(&args.devices, common, factory, server, "registering")?;
     let registered = driver.control.ok(Kind::Register) as u32;
     if registered == 0 {
@@ -110,7 +103,7 @@ pub(super) fn fleet_reads(args: &FleetReadsArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let tally = post_all(
         http_addr,
-        &args.token,
+        &args.api.token,
         Arc::new(bodies),
         requests,
         paths,

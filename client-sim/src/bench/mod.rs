@@ -201,11 +201,10 @@ pub struct HandshakeArgs {
     pub common: CommonArgs,
 }
 
-/// `bench reads`.
+/// The devices' LwM2M version and the server's HTTP API, for the benchmarks that read through it
+/// (`reads`, `fleet-reads`).
 #[derive(Debug, Clone, Args)]
-pub struct ReadsArgs {
-    #[command(flatten)]
-    pub devices: DeviceArgs,
+pub struct ApiArgs {
     /// LwM2M version of the devices (1.0: K paths are K CoAP reads; 1.1: one Read-Composite).
     #[arg(long, value_enum, default_value = "1.0")]
     pub lwm2m: BenchVersion,
@@ -215,6 +214,15 @@ pub struct ReadsArgs {
     /// Bearer token for the API.
     #[arg(long, env = "FERRITE_API_TOKEN", hide_env_values = true)]
     pub token: String,
+}
+
+/// `bench reads`.
+#[derive(Debug, Clone, Args)]
+pub struct ReadsArgs {
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Read requests to make in total.
     #[arg(long, default_value_t = 5000)]
     pub requests: u64,
@@ -652,8 +660,8 @@ fn decode_hex(text: &str) -> anyhow::Result<Vec<u8>> {
 fn reads(args: &ReadsArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let w = watched(common);
-    let http_addr = http::parse_http_url(&args.http).map_err(anyhow::Error::msg)?;
-    let (server, _secure, factory) = devices(&args.devices, version(args.lwm2m), false, 0)?;
+    let http_addr = http::parse_http_url(&args.api.http).map_err(anyhow::Error::msg)?;
+    let (server, _secure, factory) = devices(&args.devices, version(args.api.lwm2m), false, 0)?;
     let with_devices = args.devices.devices > 0;
     let running = if with_devices {
         Some(start_registered(&args.devices, common, factory, server, "registering")?.0)
@@ -686,7 +694,7 @@ fn reads(args: &ReadsArgs) -> anyhow::Result<()> {
     let before = quiet_start(w, common);
     let load = HttpLoad {
         addr: http_addr,
-        token: args.token.clone(),
+        token: args.api.token.clone(),
         prefix,
         targets,
         body,

@@ -265,10 +265,7 @@ impl Download {
             Transport::Plain => None,
             Transport::Dtls { client, .. } => client.poll_timeout(),
         };
-        match (coap, dtls) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [coap, dtls].into_iter().flatten().min()
     }
 
     /// The package, or the Update Result code of the failure, once the transfer ended.

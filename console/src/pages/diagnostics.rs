@@ -1,7 +1,8 @@
 //! Fleet diagnostics: the list of sweeps with their progress and verdict counts, starting a sweep
 //! over the fleet filters (fleet-manager and admin), and one sweep's page: progress, counts by
 //! verdict and by rule as SVG bar charts, and its per-device results filtered by rule or verdict
-//! (kept in the URL query) with links to the device pages. Running sweeps are polled.
+//! (kept in the URL query) with links to the device pages. Running sweeps are polled; a fleet
+//! manager can cancel one (after confirming).
 
 use std::time::Duration;
 
@@ -318,6 +319,7 @@ fn SweepView(id: String) -> impl IntoView {
         );
     };
     let set_filter = StoredValue::new(set_filter);
+    let session = use_session();
 
     view! {
         <div class="page sweep-page">
@@ -332,7 +334,15 @@ fn SweepView(id: String) -> impl IntoView {
                         e.plain()
                     }}</div>
                 }.into_any(),
-                Some(Ok(s)) => view! { <SweepSummary sweep=s on_filter=move |k, v| set_filter.with_value(|f| f(k, v))/> }.into_any(),
+                Some(Ok(s)) => {
+                    let cancellable = s.status == SweepStatus::Running && session.may(Role::FleetManager);
+                    view! {
+                        <SweepSummary sweep=s on_filter=move |k, v| set_filter.with_value(|f| f(k, v))/>
+                        {cancellable.then(|| view! {
+                            <CancelSweep id=id.get_value() on_cancelled=move |s| sweep.set(Some(Ok(s)))/>
+                        })}
+                    }.into_any()
+                }
             }}
             <section class="card" aria-labelledby="results-heading">
                 <h2 id="results-heading">"Results"</h2>
@@ -383,6 +393,67 @@ fn SweepView(id: String) -> impl IntoView {
                 </Show>
             </section>
         </div>
+    }
+}
+
+/// Cancels a running sweep after an explicit confirmation: the devices being diagnosed finish,
+/// no others are started, and the sweep is not resumed after a restart.
+#[component]
+fn CancelSweep(
+    id: String,
+    on_cancelled: impl Fn(Sweep) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let id = StoredValue::new(id);
+    let confirming = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let cancel = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        error.set(None);
+        spawn_local(async move {
+            let Some(id) = id.try_get_value() else {
+                return;
+            };
+            match api::cancel_sweep(&id).await {
+                Ok(sweep) => {
+                    confirming.set(false);
+                    on_cancelled(sweep);
+                }
+                Err(ApiError::Unauthorized) => {}
+                Err(e) => error.set(Some(e.plain())),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <section class="card cancel-sweep" aria-label="Cancel the sweep">
+            {move || if confirming.get() {
+                view! {
+                    <p role="alert">
+                        "Stop the sweep? Devices being diagnosed now finish; the others are not \
+                         diagnosed, and the sweep is not resumed after a restart."
+                    </p>
+                    <div class="actions">
+                        <button type="button" class="button danger" on:click=cancel aria-disabled=move || busy.get().to_string()>
+                            "Yes, cancel the sweep"
+                        </button>
+                        <button type="button" class="button" on:click=move |_| confirming.set(false)>
+                            "Keep it running"
+                        </button>
+                    </div>
+                }.into_any()
+            } else {
+                view! {
+                    <button type="button" class="button" on:click=move |_| confirming.set(true)>
+                        "Cancel sweep…"
+                    </button>
+                }.into_any()
+            }}
+            {move || error.get().map(|e| view! { <p class="outcome error" role="alert">{e}</p> })}
+        </section>
     }
 }
 

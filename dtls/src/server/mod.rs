@@ -283,10 +283,7 @@ impl DtlsServer {
             .first()
             .map(|(deadline, _)| *deadline);
         let idle = self.idle_deadlines.first().map(|(deadline, _)| *deadline);
-        match (handshake, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [handshake, idle].into_iter().flatten().min()
     }
 
     /// Encrypts `plaintext` as one application-data record to the established `peer`.
