@@ -143,6 +143,10 @@ pub struct Sweep {
     pub created_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// Devices it expects: its filter's matches when it started, capped by its limit (absent
+    /// for sweeps from older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<u64>,
     /// Devices diagnosed or being diagnosed so far.
     pub devices: u64,
     pub completed: u64,

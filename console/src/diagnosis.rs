@@ -218,7 +218,13 @@ pub fn requester_text(requested_by: &str) -> String {
 /// finished in percent (100 for a finished sweep with no devices).
 pub fn sweep_progress(sweep: &Sweep) -> (u64, u64, u32) {
     let done = sweep.completed.saturating_add(sweep.failed);
-    let total = sweep.devices.max(done);
+    // A running sweep expects what matched its filter at the start; a finished one reached what
+    // it reached (devices may have come or gone meanwhile).
+    let expected = match sweep.status {
+        SweepStatus::Running => sweep.planned.unwrap_or(0),
+        _ => 0,
+    };
+    let total = sweep.devices.max(done).max(expected);
     let percent = if total == 0 {
         if sweep.status == SweepStatus::Running {
             0
@@ -736,6 +742,7 @@ mod tests {
             created_at: "2026-11-22T01:00:00Z".into(),
             created_by: "user:maria".into(),
             finished_at: None,
+            planned: None,
             devices,
             completed,
             pending: devices - completed - failed,
@@ -825,6 +832,27 @@ mod tests {
         assert_eq!(requester_text("system:sweep"), "a fleet sweep");
         assert_eq!(requester_text("token:ci"), "an API token");
         assert_eq!(requester_text("odd"), "odd");
+    }
+
+    #[test]
+    fn a_running_sweep_counts_against_the_devices_it_expects() {
+        let running = Sweep {
+            planned: Some(40),
+            ..sweep(10, 4, 1, SweepStatus::Running)
+        };
+        assert_eq!(sweep_progress(&running), (5, 40, 13));
+        // Devices that appeared after the start raise the total rather than pass 100 %.
+        let grown = Sweep {
+            planned: Some(8),
+            ..sweep(10, 9, 1, SweepStatus::Running)
+        };
+        assert_eq!(sweep_progress(&grown), (10, 10, 100));
+        // Finished: what it reached, whatever it expected.
+        let done = Sweep {
+            planned: Some(40),
+            ..sweep(38, 38, 0, SweepStatus::Completed)
+        };
+        assert_eq!(sweep_progress(&done), (38, 38, 100));
     }
 
     #[test]

@@ -342,6 +342,8 @@ try {
     await form.getByRole('button', { name: 'Start sweep' }).click();
     await until('the sweep page', async () => /^\/diagnostics\/sweeps\/./.test(new URL(page.url()).pathname));
     const id = decodeURIComponent(new URL(page.url()).pathname.split('/').pop());
+    // The progress counts against the devices the sweep expects, not only those it reached.
+    await until(`"of ${DIAG_METERS.length} devices"`, async () => (await textOf(page.getByRole('region', { name: 'Sweep progress' }))).includes(`of ${DIAG_METERS.length} devices diagnosed`));
     const panel = page.getByRole('region', { name: 'Cancel the sweep' });
     // Nothing happens before the confirmation; "Keep it running" backs out.
     await panel.getByRole('button', { name: 'Cancel sweep…' }).click();

@@ -226,6 +226,8 @@ async fn an_unregistered_meter_is_diagnosed_from_its_history_and_a_sweep_counts_
     )
     .await;
     assert_eq!(status, 202, "{sweep}");
+    // It knows from the start how many devices it is going to diagnose.
+    assert_eq!(sweep["planned"], 3, "{sweep}");
     let uri = format!(
         "/api/v1/diagnostics/sweeps/{}",
         sweep["id"].as_str().unwrap()

@@ -128,6 +128,10 @@ impl Diagnostics {
         if plan.limit == 0 || plan.limit > MAX_DEVICES {
             return Err(SweepError::Limit);
         }
+        // What it expects, for its progress; devices added or removed while it runs change what
+        // it reaches, not this.
+        let matching = self.store.count_devices(&plan.filter).await?;
+        let planned = u32::try_from(matching).unwrap_or(u32::MAX).min(plan.limit);
         let sweep = StoredSweep {
             id: run_id(),
             created_at: Utc::now(),
@@ -138,6 +142,7 @@ impl Diagnostics {
             finished_at: None,
             device_limit: Some(plan.limit),
             cancelled_by: None,
+            planned_devices: Some(planned),
         };
         self.store.insert_sweep(&sweep).await?;
         self.spawn_sweep(sweep.id.clone(), plan, Progress::default());

@@ -293,6 +293,7 @@ async fn sweep_view(
         created_by: sweep.created_by,
         finished_at: sweep.finished_at.map(rfc3339),
         id: sweep.id,
+        planned: sweep.planned_devices.map(u64::from),
         devices: counts.devices,
         completed: counts.completed,
         pending: counts.pending,

@@ -110,6 +110,9 @@ pub struct StoredSweep {
     pub device_limit: Option<u32>,
     /// Who cancelled it (then `status` is `Interrupted`).
     pub cancelled_by: Option<String>,
+    /// How many devices it expects: its filter's matches when it started, capped by its limit
+    /// (`None` for sweeps from before migration 0009).
+    pub planned_devices: Option<u32>,
 }
 
 /// Counts of a sweep's runs.
@@ -170,6 +173,7 @@ struct SweepRow {
     finished_at: Option<DateTime<Utc>>,
     device_limit: Option<i64>,
     cancelled_by: Option<String>,
+    planned_devices: Option<i64>,
 }
 
 impl TryFrom<SweepRow> for StoredSweep {
@@ -185,6 +189,7 @@ impl TryFrom<SweepRow> for StoredSweep {
             finished_at: row.finished_at,
             device_limit: row.device_limit.and_then(|n| u32::try_from(n).ok()),
             cancelled_by: row.cancelled_by,
+            planned_devices: row.planned_devices.and_then(|n| u32::try_from(n).ok()),
         })
     }
 }
@@ -244,7 +249,8 @@ const SELECT_SWEEP_PROGRESS: &str = "SELECT id, endpoint, sweep_id, requested_at
     FROM diagnostic_runs WHERE sweep_id = $1 ORDER BY endpoint";
 
 const INSERT_SWEEP: &str = "INSERT INTO diagnostic_sweeps (id, created_at, created_by, filter, \
-    rate_per_sec, status, device_limit) VALUES ($1, $2, $3, $4, $5, 'running', $6)";
+    rate_per_sec, status, device_limit, planned_devices) \
+    VALUES ($1, $2, $3, $4, $5, 'running', $6, $7)";
 
 const CANCEL_SWEEP: &str = "UPDATE diagnostic_sweeps SET status = 'interrupted', \
     finished_at = $1, cancelled_by = $2 WHERE id = $3 AND status = 'running'";
@@ -253,17 +259,17 @@ const FINISH_SWEEP: &str = "UPDATE diagnostic_sweeps SET status = $1, finished_a
     WHERE id = $3 AND status = 'running'";
 
 const SWEEP_COLUMNS: &str = "id, created_at, created_by, filter, rate_per_sec, status, \
-    finished_at, device_limit, cancelled_by";
+    finished_at, device_limit, cancelled_by, planned_devices";
 
 const SELECT_SWEEP: &str = "SELECT id, created_at, created_by, filter, rate_per_sec, status, \
-    finished_at, device_limit, cancelled_by FROM diagnostic_sweeps WHERE id = $1";
+    finished_at, device_limit, cancelled_by, planned_devices FROM diagnostic_sweeps WHERE id = $1";
 
 const SELECT_SWEEPS: &str = "SELECT id, created_at, created_by, filter, rate_per_sec, status, \
-    finished_at, device_limit, cancelled_by FROM diagnostic_sweeps \
+    finished_at, device_limit, cancelled_by, planned_devices FROM diagnostic_sweeps \
     ORDER BY created_at DESC, id DESC LIMIT $1";
 
 const SELECT_RUNNING_SWEEPS: &str = "SELECT id, created_at, created_by, filter, rate_per_sec, \
-    status, finished_at, device_limit, cancelled_by FROM diagnostic_sweeps \
+    status, finished_at, device_limit, cancelled_by, planned_devices FROM diagnostic_sweeps \
     WHERE status = 'running' ORDER BY created_at, id";
 
 const INSERT_SAMPLE: &str = "INSERT INTO diagnostic_samples (endpoint, taken_at, reason, snapshot) \
@@ -395,6 +401,7 @@ impl Store {
             .bind(&sweep.filter)
             .bind(sweep.rate_per_sec)
             .bind(sweep.device_limit.map(i64::from))
+            .bind(sweep.planned_devices.map(i64::from))
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;
@@ -565,6 +572,7 @@ mod tests {
             finished_at: None,
             device_limit: None,
             cancelled_by: None,
+            planned_devices: Some(2),
         };
         store.insert_sweep(&sweep).await.unwrap();
         store
