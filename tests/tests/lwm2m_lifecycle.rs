@@ -328,6 +328,25 @@ async fn observe(server: &TestServer, path: Path) -> u64 {
     }
 }
 
+/// Cancels meter-obs's observation `number`; it must answer Cancelled.
+async fn cancel(server: &TestServer, number: u64) {
+    let cancelled = server
+        .service()
+        .cancel_observation("meter-obs", number, WAIT)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            cancelled,
+            OpResult::Done {
+                outcome: OpOutcome::Cancelled { .. },
+                ..
+            }
+        ),
+        "{cancelled:?}"
+    );
+}
+
 /// An observation outlives a restart: the device keeps notifying (it never heard of the restart),
 /// and the restarted server delivers its notifications under the same number instead of
 /// answering them with RST; it can still be cancelled. One ended before the restart stays ended.
@@ -341,18 +360,7 @@ async fn observations_survive_a_restart() {
     .await;
     let battery = observe(&server, Path::Resource(3, 0, 9)).await;
     let memory = observe(&server, Path::Resource(3, 0, 13)).await;
-    let cancelled = server
-        .service()
-        .cancel_observation("meter-obs", memory, WAIT)
-        .await
-        .unwrap();
-    assert!(matches!(
-        cancelled,
-        OpResult::Done {
-            outcome: OpOutcome::Cancelled { .. },
-            ..
-        }
-    ));
+    cancel(&server, memory).await;
 
     server.restart().await;
     let mut events = server.events();
@@ -385,18 +393,7 @@ async fn observations_survive_a_restart() {
     // restored one can be cancelled.
     let fresh = observe(&server, Path::Resource(3, 0, 3)).await;
     assert!(fresh > battery, "{fresh}");
-    let cancelled = server
-        .service()
-        .cancel_observation("meter-obs", battery, WAIT)
-        .await
-        .unwrap();
-    assert!(matches!(
-        cancelled,
-        OpResult::Done {
-            outcome: OpOutcome::Cancelled { .. },
-            ..
-        }
-    ));
+    cancel(&server, battery).await;
     // Only the fresh one is left, in memory and in the store (a second restart brings back
     // exactly that one).
     server.restart().await;

@@ -226,18 +226,20 @@ fn a_1_0_client_is_observed_in_tlv_and_can_end_the_observation() {
     assert!(net.server.observations("old").is_empty());
 }
 
+/// The records of a composite observation of the battery level and the active energy.
+fn composite_values(battery: i64, kwh: f64) -> Vec<Record> {
+    vec![
+        Record::new(Path::Resource(3, 0, 9), Value::Integer(battery)),
+        Record::new(ENERGY, Value::Float(kwh)),
+    ]
+}
+
 #[test]
 fn observe_composite_and_its_reactive_cancellation() {
     let mut net = Net::new(config());
     let (dev, _) = registered_meter(&mut net, "m");
     let paths = vec![Path::Resource(3, 0, 9), ENERGY];
-    let values = |battery: i64, kwh: f64| {
-        vec![
-            Record::new(Path::Resource(3, 0, 9), Value::Integer(battery)),
-            Record::new(ENERGY, Value::Float(kwh)),
-        ]
-    };
-    let first = records_response(Format::SenmlCbor, &values(90, 1.5));
+    let first = records_response(Format::SenmlCbor, &composite_values(90, 1.5));
     let (op, observation, token, request) = observe(
         &mut net,
         dev,
@@ -251,18 +253,21 @@ fn observe_composite_and_its_reactive_cancellation() {
     );
     assert!(matches!(
         net.outcome(op),
-        OpOutcome::Observing { content: Content::Records(r), .. } if r == values(90, 1.5)
+        OpOutcome::Observing { content: Content::Records(r), .. } if r == composite_values(90, 1.5)
     ));
     net.take_events();
     notify(
         &mut net,
         dev,
         token,
-        records_response(Format::SenmlCbor, &values(89, 1.75)),
+        records_response(Format::SenmlCbor, &composite_values(89, 1.75)),
     );
     assert_eq!(
         notifications(&net.take_events()),
-        [(observation, Ok(Content::Records(values(89, 1.75))))]
+        [(
+            observation,
+            Ok(Content::Records(composite_values(89, 1.75)))
+        )]
     );
     // Cancelled at once (reactively); the next notification is rejected with RST.
     let cancel = net
@@ -277,7 +282,7 @@ fn observe_composite_and_its_reactive_cancellation() {
         &mut net,
         dev,
         token,
-        records_response(Format::SenmlCbor, &values(88, 2.0)),
+        records_response(Format::SenmlCbor, &composite_values(88, 2.0)),
     );
     assert!(notifications(&net.take_events()).is_empty());
     assert!(
@@ -485,13 +490,7 @@ fn a_composite_observation_is_restored_and_an_impossible_one_refused() {
     let mut net = Net::new(config());
     let (dev, reg) = registered_meter(&mut net, "m");
     let paths = vec![Path::Resource(3, 0, 9), ENERGY];
-    let values = |battery: i64, kwh: f64| {
-        vec![
-            Record::new(Path::Resource(3, 0, 9), Value::Integer(battery)),
-            Record::new(ENERGY, Value::Float(kwh)),
-        ]
-    };
-    let first = records_response(Format::SenmlCbor, &values(90, 1.5));
+    let first = records_response(Format::SenmlCbor, &composite_values(90, 1.5));
     let (_, observation, token, _) = observe(
         &mut net,
         dev,
@@ -521,10 +520,13 @@ fn a_composite_observation_is_restored_and_an_impossible_one_refused() {
         &mut net,
         dev,
         token,
-        records_response(Format::SenmlCbor, &values(89, 1.75)),
+        records_response(Format::SenmlCbor, &composite_values(89, 1.75)),
     );
     assert_eq!(
         notifications(&net.take_events()),
-        [(observation, Ok(Content::Records(values(89, 1.75))))]
+        [(
+            observation,
+            Ok(Content::Records(composite_values(89, 1.75)))
+        )]
     );
 }
