@@ -458,7 +458,9 @@ fn link_name(path: &Path) -> Option<String> {
 }
 
 /// Observes a path (TS Core 1.1 §6.4.1): the first value and the observation's number; the
-/// notifications come as `notification` events on `GET /api/v1/events`.
+/// notifications come as `notification` events on `GET /api/v1/events`. The observation is kept
+/// in the store: after a server restart the device's notifications arrive under the same number
+/// until it is cancelled, the device ends it, or its registration ends.
 #[utoipa::path(post, path = "/devices/{endpoint}/observe", tag = "device operations",
     params(("endpoint" = String, Path, description = ENDPOINT)),
     request_body = PathRequest,
