@@ -1,7 +1,8 @@
 //! End to end over CoAP + DTLS 1.2 PSK (our own `ferrite_dtls::DtlsClient`; no external tool is
 //! needed): registration with the device's credentials, refusals (wrong key, another device's
 //! identity, unknown endpoint), a device created after start (its key is looked up after the first
-//! failed handshake), NAT rebinding with a new handshake, and credentials withdrawn.
+//! failed handshake), NAT rebinding with a new handshake, credentials withdrawn, and a restart
+//! (registration and observation restored; the device handshakes again and carries on).
 
 #![allow(clippy::unwrap_used)]
 
@@ -318,7 +319,8 @@ async fn decommissioning_withdraws_the_session_and_the_registration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dtls_registration_survives_a_restart_and_the_device_comes_back_with_a_new_handshake() {
+async fn a_dtls_registration_and_its_observation_survive_a_restart_and_the_device_comes_back_with_a_new_handshake()
+ {
     let mut server = TestServer::start().await;
     let credentials = server.create_psk_device("meter-persist", true).await;
     let mut device = TestDevice::start(
@@ -331,8 +333,25 @@ async fn a_dtls_registration_survives_a_restart_and_the_device_comes_back_with_a
     )
     .await;
     let location = device.register_and_wait().await;
+    let observation = match server
+        .service()
+        .request(
+            "meter-persist",
+            Operation::Observe(Path::Resource(3, 0, 9)),
+            WAIT,
+        )
+        .await
+        .unwrap()
+    {
+        OpResult::Done {
+            outcome: OpOutcome::Observing { observation, .. },
+            ..
+        } => observation.as_u64(),
+        other => panic!("expected an observation, got {other:?}"),
+    };
 
     server.restart().await;
+    let mut events = server.events();
     let restored = server.service().registration("meter-persist").unwrap();
     assert_eq!(format!("rd/{}", restored.registration_id), location);
     assert_eq!(
@@ -349,6 +368,20 @@ async fn a_dtls_registration_survives_a_restart_and_the_device_comes_back_with_a
         read_battery(&server, "meter-persist").await,
         Value::Integer(87)
     );
+    // Its observation was restored too: from the same address, over the new session, the
+    // device's next notification arrives under the same number.
+    device.set(Path::Resource(3, 0, 9), Value::Integer(55));
+    let values = next_event(&mut events, |e| match e {
+        DeviceEvent::Notification {
+            endpoint,
+            observation: o,
+            values,
+            ..
+        } if endpoint == "meter-persist" && *o == observation => Some(values.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(values[0].path, "/3/0/9");
 }
 
 /// A device created through `POST /api/v1/devices` with a generated key is in the DTLS key
