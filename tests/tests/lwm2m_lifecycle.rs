@@ -359,6 +359,15 @@ async fn observations_survive_a_restart() {
     )
     .await;
     let battery = observe(&server, Path::Resource(3, 0, 9)).await;
+    // Acknowledged means durable: once the API has answered, the observation is stored.
+    let stored = server.store().lwm2m_observations().await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|o| (o.endpoint.as_str(), o.observation, o.paths.clone()))
+            .collect::<Vec<_>>(),
+        [("meter-obs", battery, vec!["/3/0/9".to_owned()])]
+    );
     let memory = observe(&server, Path::Resource(3, 0, 13)).await;
     cancel(&server, memory).await;
 

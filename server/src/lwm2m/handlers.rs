@@ -12,7 +12,7 @@ use lwm2m_proto::lwm2m::server::{
     Change, CommitTicket, ObservationId, OpError, OpId, OpOutcome, PeerAuth, Registration,
     RegistrationTicket, Rejection, ServerEvent,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::directory::RegistrationInfo;
 use super::error::ServiceError;
@@ -426,29 +426,53 @@ impl SocketTask {
         });
     }
 
-    /// Keeps established observation `observation` for a restart (see `restore`).
-    fn persist_observation(&mut self, observation: ObservationId) {
-        let Some(record) = self.engine.observation_record(observation) else {
-            return;
-        };
-        self.shared.persist(Job::Observed(StoredObservation {
-            endpoint: record.endpoint,
-            observation: observation.as_u64(),
-            registration_id: record.registration.to_string(),
-            token: hex::encode(record.token.as_bytes()),
-            paths: record.paths.iter().map(ToString::to_string).collect(),
-            composite: record.composite,
-            created_at: Utc::now(),
-        }));
+    /// Keeps established observation `observation` for a restart (see `restore`); the receiver
+    /// is told once it is stored.
+    fn persist_observation(
+        &mut self,
+        observation: ObservationId,
+    ) -> Option<oneshot::Receiver<bool>> {
+        let record = self.engine.observation_record(observation)?;
+        let (durable, stored) = oneshot::channel();
+        self.shared.persist(Job::Observed {
+            observation: StoredObservation {
+                endpoint: record.endpoint,
+                observation: observation.as_u64(),
+                registration_id: record.registration.to_string(),
+                token: hex::encode(record.token.as_bytes()),
+                paths: record.paths.iter().map(ToString::to_string).collect(),
+                composite: record.composite,
+                created_at: Utc::now(),
+            },
+            durable: Some(durable),
+        });
+        Some(stored)
     }
 
     fn on_op_completed(&mut self, op: OpId, endpoint: String, outcome: Result<OpOutcome, OpError>) {
-        if let Ok(OpOutcome::Observing { observation, .. }) = &outcome {
-            self.persist_observation(*observation);
-        }
-        let Some(tracked) = self.ops.remove(&op) else {
+        let stored = match &outcome {
+            Ok(OpOutcome::Observing { observation, .. }) => self.persist_observation(*observation),
+            _ => None,
+        };
+        let Some(mut tracked) = self.ops.remove(&op) else {
             return;
         };
+        // Acknowledged means durable: the caller hears "observing" once the observation is
+        // stored (a few milliseconds: the persistence worker's group commit), so an observation
+        // the API confirmed survives a crash. The socket does not wait for it.
+        if let Some(stored) = stored
+            && let Some(completion) = tracked.completion.take()
+        {
+            let answer = outcome.clone();
+            self.shared.runtime.spawn(async move {
+                if stored.await != Ok(true) {
+                    tracing::warn!(
+                        "an observation could not be stored; it works until the server restarts"
+                    );
+                }
+                completion.send(answer);
+            });
+        }
         match &outcome {
             Ok(_) => self.counters.ops_succeeded += 1,
             Err(_) => self.counters.ops_failed += 1,

@@ -64,8 +64,12 @@ pub(crate) enum Job {
     },
     /// The firmware version a device reported (`inventory`), written only when it changed.
     Firmware { endpoint: String, version: String },
-    /// An observation was established: keep it for a restart.
-    Observed(StoredObservation),
+    /// An observation was established: keep it for a restart; `durable` is told when it is
+    /// stored.
+    Observed {
+        observation: StoredObservation,
+        durable: Option<oneshot::Sender<bool>>,
+    },
     /// An observation ended.
     ObservationEnded { endpoint: String, observation: u64 },
     /// Answers once every job before it is done (shutdown, tests).
@@ -255,7 +259,13 @@ impl Job {
                 result_json,
             },
             Job::Firmware { endpoint, version } => Lwm2mWrite::Firmware { endpoint, version },
-            Job::Observed(observation) => Lwm2mWrite::Observed { observation },
+            Job::Observed {
+                observation,
+                durable,
+            } => {
+                let write = Lwm2mWrite::Observed { observation };
+                return (Some(write), durable.map(Signal::Durable));
+            }
             Job::ObservationEnded {
                 endpoint,
                 observation,
