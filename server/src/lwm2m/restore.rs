@@ -309,3 +309,53 @@ pub(crate) fn resubmit_requests(
         report.requests_resubmitted += 1;
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn stored(token: &str, paths: &[&str]) -> StoredObservation {
+        StoredObservation {
+            endpoint: "meter-1".into(),
+            observation: 4,
+            registration_id: "4kz9a0c1".into(),
+            token: token.into(),
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            composite: paths.len() > 1,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_stored_observation_reads_back_as_the_engine_made_it() {
+        let record = observation_record(&stored("0a1b", &["/3/0/9", "/10243/0/14"]));
+        assert_eq!(
+            record,
+            Ok(ObservationRecord {
+                observation: ObservationId::from_u64(4),
+                endpoint: "meter-1".into(),
+                registration: RegistrationId::parse("4kz9a0c1").unwrap(),
+                token: Token::new(&[0x0a, 0x1b]).unwrap(),
+                paths: vec![
+                    lwm2m_objects::Path::Resource(3, 0, 9),
+                    lwm2m_objects::Path::Resource(10243, 0, 14),
+                ],
+                composite: true,
+            })
+        );
+        // The zero-length token occurs in the field.
+        assert!(observation_record(&stored("", &["/3/0/9"])).is_ok());
+    }
+
+    #[test]
+    fn an_unreadable_stored_observation_says_what_is_wrong() {
+        let said = |o: StoredObservation| observation_record(&o).err().unwrap_or_default();
+        assert!(said(stored("0g", &["/3/0/9"])).starts_with("token"));
+        assert!(said(stored(&"00".repeat(9), &["/3/0/9"])).starts_with("token"));
+        assert!(said(stored("01", &["/3/x/9"])).starts_with("path"));
+        let mut bad_id = stored("01", &["/3/0/9"]);
+        bad_id.registration_id = "not an id!".into();
+        assert!(said(bad_id).starts_with("registration ID"));
+    }
+}
