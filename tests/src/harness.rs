@@ -101,6 +101,24 @@ impl TestServer {
         self.running().store()
     }
 
+    /// Observes `path` on `endpoint` (waiting up to 10 s); the observation's number. Panics on
+    /// any other outcome.
+    pub async fn observe(&self, endpoint: &str, path: lwm2m_objects::Path) -> u64 {
+        use lwm2m_proto::lwm2m::server::{OpOutcome, Operation};
+        let observed = self
+            .service()
+            .request(endpoint, Operation::Observe(path), Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("observe {path} on {endpoint}: {e}"));
+        match observed {
+            server::lwm2m::OpResult::Done {
+                outcome: OpOutcome::Observing { observation, .. },
+                ..
+            } => observation.as_u64(),
+            other => panic!("expected an observation of {path} on {endpoint}, got {other:?}"),
+        }
+    }
+
     pub fn http_addr(&self) -> SocketAddr {
         self.running().http_addr()
     }

@@ -333,22 +333,9 @@ async fn a_dtls_registration_and_its_observation_survive_a_restart_and_the_devic
     )
     .await;
     let location = device.register_and_wait().await;
-    let observation = match server
-        .service()
-        .request(
-            "meter-persist",
-            Operation::Observe(Path::Resource(3, 0, 9)),
-            WAIT,
-        )
-        .await
-        .unwrap()
-    {
-        OpResult::Done {
-            outcome: OpOutcome::Observing { observation, .. },
-            ..
-        } => observation.as_u64(),
-        other => panic!("expected an observation, got {other:?}"),
-    };
+    let observation = server
+        .observe("meter-persist", Path::Resource(3, 0, 9))
+        .await;
 
     server.restart().await;
     let mut events = server.events();

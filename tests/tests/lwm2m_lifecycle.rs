@@ -312,22 +312,6 @@ async fn registrations_and_queued_requests_survive_a_restart() {
     .await;
 }
 
-/// Observes `path` on meter-obs; the observation's number.
-async fn observe(server: &TestServer, path: Path) -> u64 {
-    match server
-        .service()
-        .request("meter-obs", Operation::Observe(path), WAIT)
-        .await
-        .unwrap()
-    {
-        OpResult::Done {
-            outcome: OpOutcome::Observing { observation, .. },
-            ..
-        } => observation.as_u64(),
-        other => panic!("expected an observation, got {other:?}"),
-    }
-}
-
 /// Cancels meter-obs's observation `number`; it must answer Cancelled.
 async fn cancel(server: &TestServer, number: u64) {
     let cancelled = server
@@ -358,7 +342,7 @@ async fn observations_survive_a_restart() {
         DeviceSpec::new("meter-obs", Lwm2mVersion::V1_1, Security::NoSec),
     )
     .await;
-    let battery = observe(&server, Path::Resource(3, 0, 9)).await;
+    let battery = server.observe("meter-obs", Path::Resource(3, 0, 9)).await;
     // Acknowledged means durable: once the API has answered, the observation is stored.
     let stored = server.store().lwm2m_observations().await.unwrap();
     assert_eq!(
@@ -368,7 +352,7 @@ async fn observations_survive_a_restart() {
             .collect::<Vec<_>>(),
         [("meter-obs", battery, vec!["/3/0/9".to_owned()])]
     );
-    let memory = observe(&server, Path::Resource(3, 0, 13)).await;
+    let memory = server.observe("meter-obs", Path::Resource(3, 0, 13)).await;
     cancel(&server, memory).await;
 
     server.restart().await;
@@ -400,7 +384,7 @@ async fn observations_survive_a_restart() {
     // A new observation does not take the restored one's number (numbers name the live
     // observations of a device; an ended one's may be given again after a restart); the
     // restored one can be cancelled.
-    let fresh = observe(&server, Path::Resource(3, 0, 3)).await;
+    let fresh = server.observe("meter-obs", Path::Resource(3, 0, 3)).await;
     assert!(fresh > battery, "{fresh}");
     cancel(&server, battery).await;
     // Only the fresh one is left, in memory and in the store (a second restart brings back

@@ -234,19 +234,27 @@ fn composite_values(battery: i64, kwh: f64) -> Vec<Record> {
     ]
 }
 
+/// Observe-Composite of the battery level and the active energy on meter "m" (device `dev`),
+/// accepted with [`composite_values`]`(90, 1.5)`.
+fn observe_composite(
+    net: &mut Net,
+    dev: usize,
+) -> (OpId, ObservationId, crate::coap::Token, Request) {
+    let first = records_response(Format::SenmlCbor, &composite_values(90, 1.5));
+    observe(
+        net,
+        dev,
+        "m",
+        Operation::ObserveComposite(vec![Path::Resource(3, 0, 9), ENERGY]),
+        first,
+    )
+}
+
 #[test]
 fn observe_composite_and_its_reactive_cancellation() {
     let mut net = Net::new(config());
     let (dev, _) = registered_meter(&mut net, "m");
-    let paths = vec![Path::Resource(3, 0, 9), ENERGY];
-    let first = records_response(Format::SenmlCbor, &composite_values(90, 1.5));
-    let (op, observation, token, request) = observe(
-        &mut net,
-        dev,
-        "m",
-        Operation::ObserveComposite(paths.clone()),
-        first,
-    );
+    let (op, observation, token, request) = observe_composite(&mut net, dev);
     assert_eq!(
         (request.method, request.observe()),
         (Method::Fetch, Some(0))
@@ -489,18 +497,10 @@ fn an_observation_restored_after_a_restart_keeps_its_number_token_and_cancellati
 fn a_composite_observation_is_restored_and_an_impossible_one_refused() {
     let mut net = Net::new(config());
     let (dev, reg) = registered_meter(&mut net, "m");
-    let paths = vec![Path::Resource(3, 0, 9), ENERGY];
-    let first = records_response(Format::SenmlCbor, &composite_values(90, 1.5));
-    let (_, observation, token, _) = observe(
-        &mut net,
-        dev,
-        "m",
-        Operation::ObserveComposite(paths.clone()),
-        first,
-    );
+    let (_, observation, token, _) = observe_composite(&mut net, dev);
     let record = net.server.observation_record(observation).expect("record");
     assert!(record.composite);
-    assert_eq!(record.paths, paths);
+    assert_eq!(record.paths, [Path::Resource(3, 0, 9), ENERGY]);
 
     restarted(&mut net, &reg);
     let empty = ObservationRecord {
