@@ -444,7 +444,7 @@ impl SocketTask {
                 composite: record.composite,
                 created_at: Utc::now(),
             },
-            durable: Some(durable),
+            durable,
         });
         Some(stored)
     }

@@ -68,7 +68,7 @@ pub(crate) enum Job {
     /// stored.
     Observed {
         observation: StoredObservation,
-        durable: Option<oneshot::Sender<bool>>,
+        durable: oneshot::Sender<bool>,
     },
     /// An observation ended.
     ObservationEnded { endpoint: String, observation: u64 },
@@ -264,7 +264,7 @@ impl Job {
                 durable,
             } => {
                 let write = Lwm2mWrite::Observed { observation };
-                return (Some(write), durable.map(Signal::Durable));
+                return (Some(write), Some(Signal::Durable(durable)));
             }
             Job::ObservationEnded {
                 endpoint,

@@ -295,6 +295,16 @@ impl Lwm2mServer {
         });
     }
 
+    /// Indexes established observation `observation` (by number, by CoAP request and under its
+    /// registration).
+    pub(super) fn add_observation(&mut self, observation: ObservationId, obs: Observation) {
+        self.observation_by_request.insert(obs.request, observation);
+        if let Some(state) = self.registrations.get_mut(&obs.registration) {
+            state.observations.push(observation);
+        }
+        self.observations.insert(observation, obs);
+    }
+
     /// Takes the in-flight record of `request` off its registration.
     fn take_in_flight(&mut self, request: RequestId) -> Option<(InFlight, String)> {
         let flight = self.requests.remove(&request)?;
@@ -316,7 +326,7 @@ impl Lwm2mServer {
                     Ok(content) => {
                         let observation = ObservationId(self.next_observation);
                         self.next_observation += 1;
-                        self.observations.insert(
+                        self.add_observation(
                             observation,
                             Observation {
                                 registration: id,
@@ -326,10 +336,6 @@ impl Lwm2mServer {
                                 cancel_op: None,
                             },
                         );
-                        self.observation_by_request.insert(request, observation);
-                        if let Some(state) = self.registrations.get_mut(&id) {
-                            state.observations.push(observation);
-                        }
                         Ok(OpOutcome::Observing {
                             observation,
                             content,

@@ -154,17 +154,13 @@ impl Lwm2mServer {
         let obs = self.observations.get(&observation)?;
         let state = self.registrations.get(&obs.registration)?;
         let token = self.coap.token_of(obs.request)?;
-        let (paths, composite) = match &obs.target {
-            ObserveTarget::Single(path) => (vec![*path], false),
-            ObserveTarget::Composite(paths) => (paths.clone(), true),
-        };
         Some(ObservationRecord {
             observation,
             endpoint: state.reg.endpoint.clone(),
             registration: obs.registration,
             token,
-            paths,
-            composite,
+            paths: obs.target.paths(),
+            composite: matches!(obs.target, ObserveTarget::Composite(_)),
         })
     }
 
@@ -192,13 +188,12 @@ impl Lwm2mServer {
         if state.observations.len() >= self.config.max_observations {
             return Err(RestoreObservationError::TooManyObservations);
         }
-        let (operation, target) = match (record.composite, record.paths.as_slice()) {
-            (false, [path]) => (Operation::Observe(*path), ObserveTarget::Single(*path)),
-            (true, paths) if !paths.is_empty() => (
-                Operation::ObserveComposite(paths.to_vec()),
-                ObserveTarget::Composite(paths.to_vec()),
-            ),
-            _ => {
+        // Built as the Observe was (mapping refuses an empty composite); its target comes back
+        // with the request.
+        let operation = match (record.composite, record.paths.as_slice()) {
+            (true, paths) => Operation::ObserveComposite(paths.to_vec()),
+            (false, [path]) => Operation::Observe(*path),
+            (false, _) => {
                 return Err(RestoreObservationError::Invalid(OpError::Invalid {
                     operation: "Observe",
                     reason: "an observation has one path, a composite one at least one",
@@ -207,11 +202,17 @@ impl Lwm2mServer {
         };
         let built = mapping::build(&operation, state.reg.version, &state.reg.objects)
             .map_err(RestoreObservationError::Invalid)?;
+        let Some(target) = built.observe else {
+            return Err(RestoreObservationError::Invalid(OpError::Invalid {
+                operation: "Observe",
+                reason: "not an observation",
+            }));
+        };
         let request = self
             .coap
             .restore_observation(state.reg.peer, record.token, built.request)
             .ok_or(RestoreObservationError::TokenInUse)?;
-        self.observations.insert(
+        self.add_observation(
             record.observation,
             Observation {
                 registration: id,
@@ -221,11 +222,6 @@ impl Lwm2mServer {
                 cancel_op: None,
             },
         );
-        self.observation_by_request
-            .insert(request, record.observation);
-        if let Some(state) = self.registrations.get_mut(&id) {
-            state.observations.push(record.observation);
-        }
         // New observations get numbers after every restored one.
         self.next_observation = self.next_observation.max(record.observation.0 + 1);
         Ok(())
