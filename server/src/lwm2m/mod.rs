@@ -450,9 +450,9 @@ impl Lwm2mService {
         name: &'static str,
         writes: bool,
     ) -> Result<Transport, ServiceError> {
-        let device = self
+        let state = self
             .store()
-            .get_device(endpoint)
+            .lifecycle_state(endpoint)
             .await?
             .ok_or_else(|| ServiceError::UnknownDevice(endpoint.to_owned()))?;
         let transport = self
@@ -461,7 +461,7 @@ impl Lwm2mService {
             .directory
             .get(endpoint)
             .map(|info| info.transport);
-        bulk::admit(endpoint, Some(device.state), transport, name, writes)
+        bulk::admit(endpoint, Some(state), transport, name, writes)
     }
 
     /// Sends `operation` to `endpoint` and waits up to `wait` for the answer.

@@ -5,7 +5,8 @@
 //! One statement whatever the number of endpoints: SQLite gets them as one JSON array
 //! (`json_each`, no bound-parameter limit and one cached statement) and answers with one JSON
 //! array, PostgreSQL gets one text array (`= ANY($1)`). Both use the `devices.endpoint` unique
-//! index.
+//! index. On SQLite the states read are remembered until the next state change
+//! (`lifecycle_cache.rs`), so a fleet read of the same devices again asks the database nothing.
 
 use std::collections::HashMap;
 
@@ -27,19 +28,29 @@ impl Store {
         &self,
         endpoints: &[&str],
     ) -> Result<HashMap<String, LifecycleState>, StoreError> {
+        let mut states = HashMap::with_capacity(endpoints.len());
         if endpoints.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(states);
         }
         let rows: Vec<(String, String)> = match &self.backend {
             Backend::Sqlite(backend) => {
-                let list = serde_json::to_string(endpoints)
+                let (unknown, seen) = self.lifecycle.lookup(endpoints, &mut states);
+                if unknown.is_empty() {
+                    return Ok(states);
+                }
+                let list = serde_json::to_string(&unknown)
                     .map_err(|e| StoreError::Corrupt(format!("endpoint list as JSON: {e}")))?;
                 let found: String = sqlx::query_scalar(SQLITE_STATES)
                     .bind(list)
                     .fetch_one(&backend.pool)
                     .await?;
-                serde_json::from_str(&found)
-                    .map_err(|e| StoreError::Corrupt(format!("endpoint states as JSON: {e}")))?
+                let rows: Vec<(String, String)> = serde_json::from_str(&found)
+                    .map_err(|e| StoreError::Corrupt(format!("endpoint states as JSON: {e}")))?;
+                let read = parse_states(rows)?;
+                self.lifecycle
+                    .fill(seen, read.iter().map(|(e, s)| (e.as_str(), *s)));
+                states.extend(read);
+                return Ok(states);
             }
             Backend::Postgres(backend) => {
                 sqlx::query_as(POSTGRES_STATES)
@@ -48,15 +59,31 @@ impl Store {
                     .await?
             }
         };
-        rows.into_iter()
-            .map(|(endpoint, state)| {
-                let state = state.parse::<LifecycleState>().map_err(|_| {
-                    StoreError::Corrupt(format!("device {endpoint:?} has state {state:?}"))
-                })?;
-                Ok((endpoint, state))
-            })
-            .collect()
+        states.extend(parse_states(rows)?);
+        Ok(states)
     }
+
+    /// The lifecycle state of one device; None when it is not in the registry. What every
+    /// request to a single device checks first (remembered on SQLite, as for
+    /// [`Store::lifecycle_states`]).
+    pub async fn lifecycle_state(
+        &self,
+        endpoint: &str,
+    ) -> Result<Option<LifecycleState>, StoreError> {
+        Ok(self.lifecycle_states(&[endpoint]).await?.remove(endpoint))
+    }
+}
+
+/// `(endpoint, state)` rows as states.
+fn parse_states(rows: Vec<(String, String)>) -> Result<Vec<(String, LifecycleState)>, StoreError> {
+    rows.into_iter()
+        .map(|(endpoint, state)| {
+            let state = state.parse::<LifecycleState>().map_err(|_| {
+                StoreError::Corrupt(format!("device {endpoint:?} has state {state:?}"))
+            })?;
+            Ok((endpoint, state))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -106,6 +133,35 @@ mod tests {
         assert_eq!(states.get("m-2"), Some(&LifecycleState::Suspended));
         assert_eq!(states.get("a.b_c:d"), Some(&LifecycleState::Registered));
         assert!(!states.contains_key("nope") && !states.contains_key("m-3"));
+
+        // What was read is remembered on SQLite; every committed change is seen at once.
+        store
+            .transition("m-1", LifecycleState::Active, &actor, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.lifecycle_state("m-1").await.unwrap(),
+            Some(LifecycleState::Active)
+        );
+        store
+            .suspend("m-1", &actor, "meter tampered")
+            .await
+            .unwrap();
+        let again = store.lifecycle_states(&["m-1", "m-2"]).await.unwrap();
+        assert_eq!(again.get("m-1"), Some(&LifecycleState::Suspended));
+        assert_eq!(again.get("m-2"), Some(&LifecycleState::Suspended));
+        store.resume("m-2", &actor, "paid").await.unwrap();
+        assert_eq!(
+            store.lifecycle_state("m-2").await.unwrap(),
+            Some(LifecycleState::Active)
+        );
+        assert_eq!(store.lifecycle_state("nope").await.unwrap(), None);
+        // A device created after a lookup missed it is found.
+        store.create_device(nosec("nope"), &actor).await.unwrap();
+        assert_eq!(
+            store.lifecycle_state("nope").await.unwrap(),
+            Some(LifecycleState::Registered)
+        );
 
         // Far more endpoints than any bound-parameter limit, in one statement.
         let many: Vec<String> = (0..40_000).map(|i| format!("x-{i}")).collect();

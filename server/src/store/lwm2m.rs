@@ -1274,6 +1274,9 @@ impl Store {
             }
             tx.commit().await?;
         });
+        if !changes.is_empty() {
+            self.lifecycle.forget();
+        }
         for change in changes {
             // No listener is not an error.
             let _ = self.state_changes.send(change);
@@ -1696,6 +1699,11 @@ mod tests {
     async fn a_reboot_in_a_batch_is_audited_and_activation_happens_once() {
         on_both(|store| async move {
             device(&store, "boot-1").await;
+            // Read (and, on SQLite, remembered) before the activation.
+            assert_eq!(
+                store.lifecycle_state("boot-1").await.unwrap(),
+                Some(LifecycleState::Registered)
+            );
             let mut changes = store.state_changes();
             let first = registration("boot-1", "aaaaaaaa");
             let writes = [
@@ -1710,6 +1718,11 @@ mod tests {
             ];
             let outcomes = store.apply_lwm2m_writes(&writes).await.unwrap();
             assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+            assert_eq!(
+                store.lifecycle_state("boot-1").await.unwrap(),
+                Some(LifecycleState::Active),
+                "the activation is seen at once"
+            );
             let audit = store
                 .device_audit(
                     "boot-1",

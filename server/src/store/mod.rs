@@ -31,6 +31,7 @@ pub mod diagnostics;
 pub mod export;
 mod facts;
 mod fleet_read;
+mod lifecycle_cache;
 pub mod lwm2m;
 mod postgres;
 mod rows;
@@ -168,6 +169,8 @@ pub struct Store {
     state_changes: broadcast::Sender<StateChange>,
     /// Registration checks waiting for their facts, looked up together (`facts.rs`).
     facts: Arc<facts::FactsBatcher>,
+    /// Lifecycle states already read (SQLite only; `lifecycle_cache.rs`).
+    lifecycle: Arc<lifecycle_cache::LifecycleCache>,
 }
 
 /// A lifecycle transition that was committed (and audited): published by [`Store::transition`]
@@ -309,6 +312,7 @@ impl Store {
             server_key: Arc::new(server_key),
             state_changes: broadcast::channel(STATE_CHANGE_BACKLOG).0,
             facts: Arc::default(),
+            lifecycle: Arc::default(),
         })
     }
 
@@ -730,7 +734,10 @@ impl Store {
                 reason: reason.as_deref(),
                 at: now(),
             };
-            if on_backend!(self, b => b.apply_transition(&write).await)? {
+            let applied = on_backend!(self, b => b.apply_transition(&write).await);
+            // Committed or not, nothing remembered may be older than this attempt.
+            self.lifecycle.forget();
+            if applied? {
                 // No listener is not an error.
                 let _ = self.state_changes.send(StateChange {
                     endpoint: endpoint.to_owned(),
