@@ -381,11 +381,10 @@ async fn observations_survive_a_restart() {
     assert_eq!(values[0].path, "/3/0/9");
     assert_eq!(values[0].value, ValueView::Integer(41));
 
-    // A new observation does not take the restored one's number (numbers name the live
-    // observations of a device; an ended one's may be given again after a restart); the
-    // restored one can be cancelled.
+    // A new observation takes neither the restored one's number nor that of the one cancelled
+    // before the restart (an API caller may still hold it); the restored one can be cancelled.
     let fresh = server.observe("meter-obs", Path::Resource(3, 0, 3)).await;
-    assert!(fresh > battery, "{fresh}");
+    assert!(fresh > battery && fresh > memory, "{fresh}");
     cancel(&server, battery).await;
     // Only the fresh one is left, in memory and in the store (a second restart brings back
     // exactly that one).

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ferrite_dtls::{DtlsServer, DtlsServerConfig};
-use lwm2m_proto::lwm2m::server::{Lwm2mServer, OpOutcome, Operation, ServerConfig};
+use lwm2m_proto::lwm2m::server::{Lwm2mServer, ObservationId, OpOutcome, Operation, ServerConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -336,6 +336,12 @@ impl Lwm2mService {
         );
         let observations = store.lwm2m_observations().await?;
         restore::restore_observations(&mut tasks, &observations, &mut report);
+        // Numbers given before the restart, to observations that have ended since too, are
+        // not given again.
+        let next = ObservationId::from_u64(store.next_observation_number().await?);
+        for task in &mut tasks {
+            task.engine.number_observations_from(next);
+        }
         let requests = store.pending_queued_requests().await?;
         restore::resubmit_requests(&mut tasks, requests, &mut report);
         if registrations.len() + report.requests_resubmitted + report.requests_failed > 0 {

@@ -270,6 +270,13 @@ const INSERT_OBSERVATION: &str = "INSERT INTO lwm2m_observations (endpoint, obse
 const DELETE_OBSERVATION: &str =
     "DELETE FROM lwm2m_observations WHERE endpoint = $1 AND observation = $2";
 
+/// The observation-number high-water mark moves forward only (`$1`: a number given, plus one).
+const RAISE_NEXT_OBSERVATION: &str = "UPDATE lwm2m_counters SET value = $1 \
+    WHERE name = 'next_observation' AND value < $1";
+
+const SELECT_NEXT_OBSERVATION: &str =
+    "SELECT value FROM lwm2m_counters WHERE name = 'next_observation'";
+
 const SELECT_OBSERVATIONS: &str = "SELECT endpoint, observation, registration_id, token, paths, \
     composite, created_at FROM lwm2m_observations ORDER BY endpoint, observation";
 
@@ -769,6 +776,21 @@ impl Store {
         rows.into_iter().map(StoredObservation::try_from).collect()
     }
 
+    /// The first observation number never given out (every established observation's number,
+    /// plus one, is recorded with it, including those that have ended since): the engines
+    /// number new observations from there after a restart.
+    pub async fn next_observation_number(&self) -> Result<u64, StoreError> {
+        let value: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(SELECT_NEXT_OBSERVATION)
+            .fetch_optional(pool)
+            .await)?;
+        let value = value.ok_or_else(|| {
+            StoreError::Corrupt("lwm2m_counters has no next_observation row".to_owned())
+        })?;
+        u64::try_from(value).map_err(|_| {
+            StoreError::Corrupt(format!("next observation number {value} is negative"))
+        })
+    }
+
     /// The newest `limit` queued requests of `endpoint` (any status), newest first.
     pub async fn queued_requests_for(
         &self,
@@ -1249,6 +1271,13 @@ impl Store {
                             .bind(micros(o.created_at))
                             .execute(&mut *tx)
                             .await?;
+                        // `check` kept the number within i64, so + 1 cannot overflow u64;
+                        // i64::MAX itself saturates (the mark then stays at the last number).
+                        let next = i64::try_from(o.observation.saturating_add(1)).unwrap_or(i64::MAX);
+                        sqlx::query(RAISE_NEXT_OBSERVATION)
+                            .bind(next)
+                            .execute(&mut *tx)
+                            .await?;
                         Ok(())
                     }
                     Lwm2mWrite::ObservationEnded { endpoint, observation } => {
@@ -1382,6 +1411,7 @@ mod tests {
                 composite: paths.len() > 1,
                 created_at: at,
             };
+            assert_eq!(store.next_observation_number().await.unwrap(), 0);
             let single = observed(3, "aaaaaaaa", &["/10243/0/14"]);
             let composite = observed(7, "aaaaaaaa", &["/3/0/9", "/10243/0/14"]);
             // Made in a registration that is no longer the endpoint's: not kept, not an error.
@@ -1403,6 +1433,8 @@ mod tests {
                 store.lwm2m_observations().await.unwrap(),
                 [single.clone(), composite.clone()]
             );
+            // Every number given is past the mark, the stale one's too.
+            assert_eq!(store.next_observation_number().await.unwrap(), 9);
             // A token too long for CoAP is refused before the database.
             let mut long = observed(9, "aaaaaaaa", &["/3/0/9"]);
             long.token = "00".repeat(9);
@@ -1429,6 +1461,14 @@ mod tests {
                 .await
                 .unwrap();
             assert!(store.lwm2m_observations().await.unwrap().is_empty());
+            // Ended observations' numbers stay given; the mark never moves back.
+            store
+                .apply_lwm2m_writes(&[Lwm2mWrite::Observed {
+                    observation: observed(2, "aaaaaaaa", &["/3/0/9"]),
+                }])
+                .await
+                .unwrap();
+            assert_eq!(store.next_observation_number().await.unwrap(), 9);
         })
         .await;
     }

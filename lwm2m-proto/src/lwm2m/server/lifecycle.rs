@@ -227,6 +227,14 @@ impl Lwm2mServer {
         Ok(())
     }
 
+    /// Numbers new observations from `next` on (or later): after a restart the application
+    /// hands back the first number its store never saw given, so that the number of an
+    /// observation that ended before the restart, which an API caller may still hold, is not
+    /// given to another. Never moves the numbering back.
+    pub fn number_observations_from(&mut self, next: ObservationId) {
+        self.next_observation = self.next_observation.max(next.0);
+    }
+
     /// Removes `endpoint`'s registration at the application's request (e.g. the device was
     /// decommissioned): its operations fail with [`OpError::Removed`], its observations end.
     /// The client is not told; its next Update gets 4.04 and it registers again (which the

@@ -456,7 +456,12 @@ fn an_observation_restored_after_a_restart_keeps_its_number_token_and_cancellati
         "the notification was not rejected"
     );
 
-    // A new observation does not reuse a restored number.
+    // A new observation does not reuse a restored number, nor one the application's store saw
+    // given before the restart (its high-water mark; the numbering never moves back).
+    net.server
+        .number_observations_from(ObservationId::from_u64(40));
+    net.server
+        .number_observations_from(ObservationId::from_u64(5));
     let battery = content(
         Format::SenmlCbor,
         Path::Resource(3, 0, 9),
@@ -470,6 +475,7 @@ fn an_observation_restored_after_a_restart_keeps_its_number_token_and_cancellati
         battery,
     );
     assert!(fresh > observation, "{fresh} after {observation}");
+    assert_eq!(fresh, ObservationId::from_u64(40));
     assert_ne!(fresh_token, token);
 
     // Proactive Cancel Observation repeats the original request with Observe = 1.
