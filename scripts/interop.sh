@@ -6,6 +6,9 @@
 #     built with gcc twice: NoSec and DTLS.
 #   - Telefonica's lwm2m-node-lib (Node.js, LwM2M 1.0, text values), installed with `npm ci` from
 #     tests/interop/package-lock.json.
+#   - aiocoap (Python CoAP stack) for tests/interop/aiocoap-client.py, an LwM2M 1.1 SenML JSON
+#     client, installed with pip into a venv from tests/interop/requirements-aiocoap.txt (pinned
+#     by hash).
 # Prints `export NAME=value` lines on stdout (use: eval "$(bash scripts/interop.sh)"); progress
 # goes to stderr. Exits non-zero when something cannot be fetched or built.
 set -euo pipefail
@@ -21,6 +24,8 @@ missing=()
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
     ensure_apt_packages "${missing[@]}" >&2
@@ -90,7 +95,21 @@ if [ "$(cat "$node_dir/.stamp" 2>/dev/null)" != "$lock_sum" ] || [ ! -d "$node_d
     echo "$lock_sum" > "$node_dir/.stamp"
 fi
 
+# --- aiocoap -----------------------------------------------------------------------------------
+venv="$cache/aiocoap"
+requirements="$root/tests/interop/requirements-aiocoap.txt"
+req_sum="$(sha256sum "$requirements" | cut -c1-64)"
+if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$req_sum" ] || [ ! -x "$venv/bin/python" ]; then
+    say "installing aiocoap (pip, pinned by hash)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes \
+        -r "$requirements" >&2
+    echo "$req_sum" > "$venv/.stamp"
+fi
+
 say "ready in $cache"
 echo "export FERRITE_WAKAAMA_CLIENT=$bin/lwm2mclient"
 echo "export FERRITE_WAKAAMA_CLIENT_DTLS=$bin/lwm2mclient-dtls"
 echo "export FERRITE_NODE_LWM2M_DIR=$node_dir/node_modules"
+echo "export FERRITE_AIOCOAP_PYTHON=$venv/bin/python"

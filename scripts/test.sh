@@ -18,7 +18,7 @@ ensure_apt_packages openssl
 eval "$(bash scripts/pg.sh)"
 echo "FERRITE_TEST_POSTGRES_URL=$FERRITE_TEST_POSTGRES_URL"
 
-step "independent LwM2M clients for the interop tests: Wakaama (gcc), lwm2m-node-lib (npm)"
+step "independent LwM2M clients for the interop tests: Wakaama (gcc), lwm2m-node-lib (npm), aiocoap (pip)"
 eval "$(bash scripts/interop.sh)"
 echo "FERRITE_WAKAAMA_CLIENT=$FERRITE_WAKAAMA_CLIENT FERRITE_NODE_LWM2M_DIR=$FERRITE_NODE_LWM2M_DIR"
 

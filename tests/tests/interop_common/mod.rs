@@ -1,7 +1,8 @@
-//! Shared by the interop tests (`interop_wakaama.rs`, `interop_nodelib.rs`): finding an external
-//! LwM2M client that `scripts/interop.sh` built (FAIL in CI when it is missing, SKIP locally),
-//! running it as a child process (killed on drop, stdin kept open through a pipe, its output
-//! collected for assertions), and a few lines of HTTP/1.1 for the server's JSON API.
+//! Shared by the interop tests (`interop_wakaama.rs`, `interop_nodelib.rs`,
+//! `interop_aiocoap.rs`): finding an external LwM2M client that `scripts/interop.sh` built (FAIL
+//! in CI when it is missing, SKIP locally), running it as a child process (killed on drop, stdin
+//! kept open through a pipe, its output collected for assertions), and a few lines of HTTP/1.1
+//! for the server's JSON API.
 
 #![allow(dead_code)]
 
