@@ -11,7 +11,8 @@ small and speaks what a 1.1 device that only knows SenML JSON speaks:
     with arguments, Discover (link format), Write-Attributes (query), Observe with notifications;
   - LwM2M Send (POST /dp, SenML JSON with times).
 
-Usage: python3 aiocoap-client.py HOST PORT ENDPOINT LIFETIME
+Usage: python3 aiocoap-client.py HOST PORT ENDPOINT LIFETIME [VERSION]
+(VERSION: the lwm2m= of the Register, 1.1 by default; 1.2 registers as a 1.2 client.)
 Prints one JSON object per line on stdout ({"event": ...}); reads commands on stdin:
   set /3/0/9 42    set a resource (its observers are notified)
   send /3303/0/5700 22.5
@@ -272,6 +273,7 @@ class Lwm2mSite(aiocoap.interfaces.ObservableResource):
 
 async def main():
     host, port, endpoint, lifetime = sys.argv[1:5]
+    version = sys.argv[5] if len(sys.argv) > 5 else "1.1"
     OBJECTS[1][0][1] = int(lifetime)
     site = Lwm2mSite()
     context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", 0))
@@ -280,7 +282,7 @@ async def main():
     objects = '</>;rt="oma.lwm2m";ct=%d,</1/0>,</3/0>,</3303/0>' % SENML_JSON
     register = Message(
         code=Code.POST,
-        uri="%s/rd?ep=%s&lt=%s&lwm2m=1.1&b=U" % (server, endpoint, lifetime),
+        uri="%s/rd?ep=%s&lt=%s&lwm2m=%s&b=U" % (server, endpoint, lifetime, version),
         payload=objects.encode(),
         content_format=LINK_FORMAT,
     )
@@ -332,7 +334,7 @@ async def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
-        sys.stderr.write("usage: python3 aiocoap-client.py HOST PORT ENDPOINT LIFETIME\n")
+    if len(sys.argv) not in (5, 6):
+        sys.stderr.write("usage: python3 aiocoap-client.py HOST PORT ENDPOINT LIFETIME [VERSION]\n")
         sys.exit(2)
     asyncio.run(main())

@@ -1,13 +1,14 @@
-//! Interop with an LwM2M 1.1 client on an independent CoAP stack: aiocoap 0.4.17 (Python, by
-//! Christian Amsüss), driven by `tests/interop/aiocoap-client.py` as a child process and managed
-//! through the server's HTTP API. The client's LwM2M layer is this project's (a small Python
-//! script; no independent 1.1 client can be had on this machine, see the notes of issue 3), but
-//! everything on the wire — message IDs, tokens, deduplication, retransmission, block-wise
-//! transfer, Observe sequence numbers — is aiocoap's, and it speaks only SenML JSON:
-//! Register with `lwm2m=1.1` and `ct=110`; reads of a resource, an instance, a multi-instance
-//! resource and an unknown object, each asked with Accept 110; Read-Composite (FETCH);
-//! Write read back; Execute with arguments; Discover; Write-Attributes; Observe with a
-//! notification; LwM2M Send with a base time; Update; De-register.
+//! Interop with an LwM2M 1.1 (and 1.2) client on an independent CoAP stack: aiocoap 0.4.17
+//! (Python, by Christian Amsüss), driven by `tests/interop/aiocoap-client.py` as a child process
+//! and managed through the server's HTTP API. The client's LwM2M layer is this project's (a small
+//! Python script; no independent 1.1 client can be had on this machine, see the notes of issue
+//! 3), but everything on the wire — message IDs, tokens, deduplication, retransmission,
+//! block-wise transfer, Observe sequence numbers — is aiocoap's, and it speaks only SenML JSON:
+//! Register with `lwm2m=1.1` (or 1.2) and `ct=110`; reads of a resource, an instance, a
+//! multi-instance resource and an unknown object, each asked with Accept 110; Read-Composite
+//! (FETCH); Write read back; a 3,000-byte value written in blocks and read back in blocks;
+//! Execute with arguments; Discover; Write-Attributes; Observe with a notification; LwM2M Send
+//! with a base time; Update; De-register.
 //!
 //! Needs FERRITE_AIOCOAP_PYTHON (a Python with aiocoap; scripts/interop.sh makes it).
 
@@ -27,12 +28,23 @@ const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_lwm2m_1_1_senml_json_client_on_aiocoap_is_managed_through_the_api() {
+    managed("1.1").await;
+}
+
+/// The same client registering as LwM2M 1.2: accepted, and served as 1.1 where they differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lwm2m_1_2_senml_json_client_on_aiocoap_is_managed_through_the_api() {
+    managed("1.2").await;
+}
+
+async fn managed(version: &str) {
     let Some(python) = tool("FERRITE_AIOCOAP_PYTHON", "Python with aiocoap") else {
         return;
     };
     let server = TestServer::start().await;
     let addr = server.http_addr();
-    let ep = "aiocoap-11";
+    let ep = format!("aiocoap-{}", version.replace('.', ""));
+    let ep = ep.as_str();
     server.create_nosec_device(ep).await;
     let mut events = server.events();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/aiocoap-client.py");
@@ -42,12 +54,13 @@ async fn an_lwm2m_1_1_senml_json_client_on_aiocoap_is_managed_through_the_api() 
         &server.coap_addr().port().to_string(),
         ep,
         "60",
+        version,
     ]);
     let mut client = External::spawn("aiocoap client", command);
     client.wait_for(r#""event": "registered""#, 0, WAIT).await;
 
     let reg = registration(addr, ep).await;
-    assert_eq!(reg["lwm2m_version"], "1.1", "{reg}");
+    assert_eq!(reg["lwm2m_version"], version, "{reg}");
     assert_eq!(reg["binding"], "U", "{reg}");
 
     // A resource: SenML JSON asked for (Accept 110, never TLV), its base name resolved.
