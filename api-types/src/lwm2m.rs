@@ -23,7 +23,24 @@ pub struct ReadRequest {
     pub wait_ms: Option<u64>,
 }
 
-/// A body naming one path (`/delete`, `/discover`, `/observe`).
+/// `POST /devices/{endpoint}/observe`: one path (`path`: Observe), or several (`paths`: one
+/// Observe-Composite, LwM2M 1.1+, whose notifications carry all of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ObserveRequest {
+    /// The observed object, instance, resource or resource instance (`/3/0/9`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Several paths observed together (Observe-Composite, TS Core 1.1 §6.4.1); instead of
+    /// `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+}
+
+/// A body naming one path (`/delete`, `/discover`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

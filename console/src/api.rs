@@ -10,7 +10,7 @@ use api_types::diagnostics::{
     DiagnoseRequest, DiagnosisHistory, DiagnosisRun, Sweep, SweepRequest, SweepResults,
 };
 use api_types::lwm2m::{
-    CancelResponse, DoneResponse, ExecuteRequest, ObserveResponse, PathRequest, PendingResponse,
+    CancelResponse, DoneResponse, ExecuteRequest, ObserveRequest, ObserveResponse, PendingResponse,
     ReadRequest, ReadResponse, RegistrationOut, WriteRequest,
 };
 use api_types::{
@@ -353,8 +353,9 @@ pub async fn execute(
 }
 
 pub async fn observe(endpoint: &str, path: &str) -> Result<OpReply<ObserveResponse>, ApiError> {
-    let body = json(&PathRequest {
-        path: path.to_owned(),
+    let body = json(&ObserveRequest {
+        path: Some(path.to_owned()),
+        paths: None,
         wait_ms: Some(WAIT_MS),
     })?;
     operation("POST", device_path(endpoint, "/observe"), body).await

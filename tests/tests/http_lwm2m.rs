@@ -430,3 +430,33 @@ async fn a_read_of_a_sleeping_device_is_accepted_and_polled_until_it_wakes() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// `POST /observe` with `paths` (Observe-Composite): what the route refuses. (The composite
+/// observation itself, notifications and cancel, is exercised against the aiocoap client in
+/// `interop_aiocoap.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_composite_bodies_the_route_refuses() {
+    let server = TestServer::start().await;
+    let _new = device(&server, "http-obs-11", Lwm2mVersion::V1_1).await;
+    let _old = device(&server, "http-obs-10", Lwm2mVersion::V1_0).await;
+    for (body, why) in [
+        (json!({}), "either"),
+        (json!({"path": "/3/0/9", "paths": ["/3/0/0"]}), "either"),
+        (json!({"paths": []}), "0 paths"),
+        (json!({"paths": ["/3/x"]}), "/3/x"),
+    ] {
+        let (status, answer) =
+            post(&server, "/api/v1/devices/http-obs-11/observe", body.clone()).await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert!(answer.to_string().contains(why), "{body} → {answer}");
+    }
+    // An LwM2M 1.0 device has no Observe-Composite.
+    let (status, answer) = post(
+        &server,
+        "/api/v1/devices/http-obs-10/observe",
+        json!({"paths": ["/3/0/9", "/3/0/0"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("1.0"), "{answer}");
+}

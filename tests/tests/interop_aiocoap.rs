@@ -203,6 +203,52 @@ async fn managed(version: &str) {
     assert_eq!(values[0]["path"], "/3/0/9", "{values}");
     assert_eq!(values[0]["value"]["value"], 42, "{values}");
 
+    // Observe-Composite (FETCH with Observe): one observation of two paths; a change of either
+    // notifies both.
+    let both = op(
+        addr,
+        ep,
+        "observe",
+        json!({"paths": ["/3/0/9", "/3303/0/5700"]}),
+    )
+    .await;
+    let composite = both["observation"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{both}"));
+    assert_eq!(value_of(&both, "/3303/0/5700")["value"], 21.5);
+    client.send("set /3303/0/5700 23").await;
+    let values = next_event(&mut events, |e| match e {
+        DeviceEvent::Notification {
+            endpoint,
+            observation: o,
+            values,
+            initial: false,
+            ..
+        } if endpoint == ep && *o == composite => Some(values.clone()),
+        _ => None,
+    })
+    .await;
+    let values = serde_json::to_value(values).unwrap();
+    let at = |path: &str| {
+        values
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in {values}"))["value"]["value"]
+            .clone()
+    };
+    assert_eq!((at("/3/0/9"), at("/3303/0/5700")), (json!(42), json!(23)));
+    let (status, cancelled) = interop_common::http(
+        addr,
+        "DELETE",
+        &format!("/api/v1/devices/{ep}/observe?observation={composite}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["cancelled"], json!([composite]));
+
     // LwM2M Send: a reading with its time (a SenML base time).
     let before = chrono::Utc::now().timestamp() as f64;
     client.send("send /3303/0/5700 22.5").await;

@@ -5,7 +5,7 @@
 
 pub use api_types::lwm2m::{
     CancelQuery, CancelResponse, CreateRequest, CreatedResponse, DiscoverResponse, DoneResponse,
-    ExecuteRequest, LinkOut, ObservationOut, ObserveResponse, OperationStatus, PathErrorOut,
-    PathRequest, PendingResponse, ReadRequest, ReadResponse, RegistrationOut,
+    ExecuteRequest, LinkOut, ObservationOut, ObserveRequest, ObserveResponse, OperationStatus,
+    PathErrorOut, PathRequest, PendingResponse, ReadRequest, ReadResponse, RegistrationOut,
     WriteAttributesRequest, WriteModeIn, WriteRequest,
 };

@@ -457,25 +457,47 @@ fn link_name(path: &Path) -> Option<String> {
     }
 }
 
-/// Observes a path (TS Core 1.1 §6.4.1): the first value and the observation's number; the
-/// notifications come as `notification` events on `GET /api/v1/events`. The observation is kept
-/// in the store: after a server restart the device's notifications arrive under the same number
-/// until it is cancelled, the device ends it, or its registration ends.
+/// Observes a path (TS Core 1.1 §6.4.1), or several together (`paths`: one Observe-Composite,
+/// LwM2M 1.1+ devices; a 1.0 device answers 400): the first value(s) and the observation's
+/// number; the notifications come as `notification` events on `GET /api/v1/events`. The
+/// observation is kept in the store: after a server restart the device's notifications arrive
+/// under the same number until it is cancelled, the device ends it, or its registration ends.
 #[utoipa::path(post, path = "/devices/{endpoint}/observe", tag = "device operations",
     params(("endpoint" = String, Path, description = ENDPOINT)),
-    request_body = PathRequest,
+    request_body = ObserveRequest,
     responses((status = 200, body = ObserveResponse), (status = 202, body = PendingResponse),
-        (status = 400, body = DeviceErrorBody), (status = 404, body = DeviceErrorBody),
+        (status = 400, body = DeviceErrorBody, description = "Neither or both of path and paths, a malformed path, too many paths, Observe-Composite to an LwM2M 1.0 device"),
+        (status = 404, body = DeviceErrorBody),
         (status = 429, body = DeviceErrorBody, description = "Too many observations"),
         (status = 502, body = DeviceErrorBody), (status = 504, body = DeviceErrorBody)))]
 async fn observe(
     State(state): State<AppState>,
     UrlPath(endpoint): UrlPath<String>,
-    JsonBody(body): JsonBody<PathRequest>,
+    JsonBody(body): JsonBody<ObserveRequest>,
 ) -> Result<Reply<ObserveResponse>, OpRouteError> {
     let service = service(&state)?;
-    let path = path_of(&body.path)?;
-    match request(service, &endpoint, Operation::Observe(path), body.wait_ms).await? {
+    let operation = match (&body.path, &body.paths) {
+        (Some(path), None) => Operation::Observe(path_of(path)?),
+        (None, Some(paths)) => {
+            if !(1..=MAX_PATHS).contains(&paths.len()) {
+                return Err(OpRouteError::bad_request(format!(
+                    "{} paths; name 1 to {MAX_PATHS}",
+                    paths.len()
+                )));
+            }
+            let paths = paths
+                .iter()
+                .map(|p| path_of(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            Operation::ObserveComposite(paths)
+        }
+        _ => {
+            return Err(OpRouteError::bad_request(
+                "give either \"path\" (Observe) or \"paths\" (Observe-Composite)",
+            ));
+        }
+    };
+    match request(service, &endpoint, operation, body.wait_ms).await? {
         Done::Queued(id) => Ok(Reply::Pending(pending(&[id]))),
         Done::Answered(
             id,
