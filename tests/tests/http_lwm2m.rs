@@ -2,7 +2,7 @@
 //! (NoSec), and the test drives them with real HTTP requests on the server's HTTP socket —
 //! read (one path, Read-Composite for 1.1, parallel reads for 1.0) with resource names, types and
 //! units, write and read back, execute, observe with the notification arriving on the SSE
-//! stream, the error mapping (unknown device 404, bad path 400, bad value 400, device 4.04 → 404,
+//! stream, Observe-Composite (`paths`) with its notifications and cancel, the error mapping (unknown device 404, bad path 400, bad value 400, device 4.04 → 404,
 //! suspended write 409), and the Prometheus registration gauge.
 //!
 //! The HTTP client is `tests::http` (a few lines of HTTP/1.1 over a `TcpStream`; responses are
@@ -431,14 +431,75 @@ async fn a_read_of_a_sleeping_device_is_accepted_and_polled_until_it_wakes() {
     assert_eq!(status, 404);
 }
 
-/// `POST /observe` with `paths` (Observe-Composite): what the route refuses. (The composite
-/// observation itself, notifications and cancel, is exercised against the aiocoap client in
-/// `interop_aiocoap.rs`.)
+/// `POST /observe` with `paths`: one Observe-Composite, its notifications carrying every path,
+/// listed and cancelled by number; and what the route refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn observe_composite_bodies_the_route_refuses() {
+async fn observe_composite_through_the_api() {
     let server = TestServer::start().await;
-    let _new = device(&server, "http-obs-11", Lwm2mVersion::V1_1).await;
+    let new = device(&server, "http-obs-11", Lwm2mVersion::V1_1).await;
     let _old = device(&server, "http-obs-10", Lwm2mVersion::V1_0).await;
+    let mut events = server.events();
+    let base = "/api/v1/devices/http-obs-11";
+
+    let (status, body) = post(
+        &server,
+        &format!("{base}/observe"),
+        json!({"paths": ["/3/0/9", "/3/0/0"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let observation = body["observation"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(value_of(&body, "/3/0/9")["value"], 87);
+    assert!(value_of(&body, "/3/0/0")["value"].is_string(), "{body}");
+
+    // A change notifies both paths under the one number.
+    new.set(Path::Resource(3, 0, 9), Value::Integer(42));
+    let (paths, values) = tests::harness::next_event(&mut events, |e| match e {
+        server::lwm2m::DeviceEvent::Notification {
+            endpoint,
+            observation: o,
+            paths,
+            values,
+            initial: false,
+            ..
+        } if endpoint == "http-obs-11" && *o == observation => {
+            Some((paths.clone(), values.clone()))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(paths, ["/3/0/9", "/3/0/0"]);
+    let battery = values.iter().find(|v| v.path == "/3/0/9").unwrap();
+    assert_eq!(serde_json::to_value(&battery.value).unwrap()["value"], 42);
+    assert!(values.iter().any(|v| v.path == "/3/0/0"), "{values:?}");
+
+    // Listed with both paths, cancelled by its number.
+    let (status, listed) = http(
+        server.http_addr(),
+        "GET",
+        &format!("{base}/observations"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(
+        listed
+            .to_string()
+            .contains(r#""paths":["/3/0/9","/3/0/0"]"#),
+        "{listed}"
+    );
+    let (status, body) = http(
+        server.http_addr(),
+        "DELETE",
+        &format!("{base}/observe?observation={observation}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancelled"], json!([observation]));
+
     for (body, why) in [
         (json!({}), "either"),
         (json!({"path": "/3/0/9", "paths": ["/3/0/0"]}), "either"),

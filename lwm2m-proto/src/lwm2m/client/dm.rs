@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use lwm2m_objects::codec::{Record, decode, decode_records, encode, encode_records};
+use lwm2m_objects::codec::{decode, decode_records, encode, encode_records};
 use lwm2m_objects::link::{Attributes, DiscoverLink, encode_discover};
 use lwm2m_objects::{ContentFormat, Node, ObjectInstance, Path};
 
@@ -150,7 +150,15 @@ impl<S: ObjectStore> Lwm2mClient<S> {
                     Err(code) => (Err(code), Followup::None),
                 };
             }
-            Method::Fetch if v11 => self.read_composite(request),
+            Method::Fetch if v11 => match request.observe() {
+                Some(0) => self.observe_composite(now, request, token),
+                Some(1) => {
+                    // As for GET: Observe = 1 with the same token cancels; answered as a read.
+                    self.stop_observation(token);
+                    self.read_composite(request).map(|(r, _, _)| r)
+                }
+                _ => self.read_composite(request).map(|(r, _, _)| r),
+            },
             Method::IPatch if v11 => self.write_composite(request),
             _ => Err(Code::METHOD_NOT_ALLOWED),
         };
@@ -430,8 +438,11 @@ impl<S: ObjectStore> Lwm2mClient<S> {
 
     /// Read-Composite (TS Core 1.1 §6.3.8): `FETCH /` with the paths as SenML names; the values
     /// come back as SenML (the Accept format, else the request's). Paths that do not exist are
-    /// left out; 4.04 when none does.
-    fn read_composite(&self, request: &Request) -> Answer {
+    /// left out; 4.04 when none does. Also gives the paths asked for and the answer's format.
+    fn read_composite(
+        &self,
+        request: &Request,
+    ) -> Result<(Response, Vec<Path>, ContentFormat), Code> {
         let format = self.body_format(request)?;
         if !matches!(format, ContentFormat::SenmlJson | ContentFormat::SenmlCbor) {
             return Err(Code::UNSUPPORTED_CONTENT_FORMAT);
@@ -445,30 +456,30 @@ impl<S: ObjectStore> Lwm2mClient<S> {
         };
         let wanted = decode_records(format, &Path::Root, &request.payload, self.settings.model)
             .map_err(|_| Code::BAD_REQUEST)?;
-        let mut records = Vec::new();
-        let mut found = false;
-        for path in wanted.iter().map(|r| r.path) {
-            if path
-                .object_id()
-                .is_none_or(|o| PROTECTED_OBJECTS.contains(&o))
-            {
-                continue;
-            }
-            if let Ok(node) = self.store.read(&path) {
-                found = true;
-                records.extend(node.flatten(&path).into_iter().map(|(p, v)| Record {
-                    path: p,
-                    time: None,
-                    value: Some(v.clone()),
-                }));
-            }
-        }
+        let paths: Vec<Path> = wanted
+            .iter()
+            .map(|r| r.path)
+            .filter(|path| {
+                path.object_id()
+                    .is_some_and(|o| !PROTECTED_OBJECTS.contains(&o))
+            })
+            .collect();
+        let (records, found) = self.composite_records(&paths);
         if !found && !wanted.is_empty() {
             return Err(Code::NOT_FOUND);
         }
         let payload =
             encode_records(answer_format, &records).map_err(|_| Code::INTERNAL_SERVER_ERROR)?;
-        Ok(content(answer_format, payload))
+        Ok((content(answer_format, payload), paths, answer_format))
+    }
+
+    /// Observe-Composite (TS Core 1.1 §6.4.1): a Read-Composite whose 2.05 carries Observe,
+    /// then notifications of all its paths together.
+    fn observe_composite(&mut self, now: Instant, request: &Request, token: Token) -> Answer {
+        let (response, paths, format) = self.read_composite(request)?;
+        let seq = self.next_seq();
+        self.start_composite_observation(now, token, paths, format);
+        Ok(response.with_observe(seq))
     }
 
     /// Write-Composite (TS Core 1.1 §6.3.9): `iPATCH /` with SenML records, each written as a

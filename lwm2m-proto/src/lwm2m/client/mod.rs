@@ -9,7 +9,7 @@
 //! - [`attributes`] holds [`NotifyAttributes`] (Write-Attributes, inheritance, thresholds);
 //! - `registration.rs`: Register / Update / De-register and the lifetime;
 //! - `dm.rs`: the device-management requests;
-//! - `observe.rs`: observations and when they notify;
+//! - `observe.rs`: observations (Observe and 1.1's Observe-Composite) and when they notify;
 //! - `links.rs`: the registration payload;
 //! - `bootstrap.rs`: client-initiated bootstrap ([`Lwm2mClient::bootstrap`], [`BootstrapOutcome`]).
 
@@ -128,7 +128,7 @@ pub enum ClientEvent {
     },
     /// The server started observing `path`.
     ObservationStarted {
-        /// The observed path.
+        /// The observed path; the root (`/`) for an Observe-Composite (LwM2M 1.1+).
         path: Path,
     },
     /// An observation of `path` ended (Observe = 1, RST, unacknowledged notification, target

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use lwm2m_objects::codec::encode;
+use lwm2m_objects::codec::{Record, encode, encode_records};
 use lwm2m_objects::{ContentFormat, Node, Path, ResourceValue};
 
 use super::attributes::NotifyAttributes;
@@ -17,7 +17,12 @@ use crate::coap::{Code, ContentFormat as CoapFormat, Response, Token};
 #[derive(Debug, Clone)]
 pub(crate) struct Observation {
     pub(crate) token: Token,
+    /// The observed path; the root (`/`) for an Observe-Composite, whose paths are `composite`.
     pub(crate) path: Path,
+    /// Observe-Composite (TS Core 1.1 §6.4.1, `FETCH /` with Observe): the paths it covers,
+    /// notified together as SenML records. Its notification attributes are the root's (the
+    /// server's defaults unless set on `/`), and thresholds do not apply.
+    pub(crate) composite: Option<Vec<Path>>,
     /// The format of the response that established it; notifications use the same.
     pub(crate) format: ContentFormat,
     /// The attributes in force (inherited and defaulted), recomputed when they change.
@@ -87,11 +92,35 @@ impl<S: ObjectStore> Lwm2mClient<S> {
         format: ContentFormat,
         value: Option<f64>,
     ) {
+        self.start(now, token, path, None, format, value);
+    }
+
+    /// Registers an Observe-Composite just answered with 2.05; its events name the root.
+    pub(crate) fn start_composite_observation(
+        &mut self,
+        now: Instant,
+        token: Token,
+        paths: Vec<Path>,
+        format: ContentFormat,
+    ) {
+        self.start(now, token, Path::Root, Some(paths), format, None);
+    }
+
+    fn start(
+        &mut self,
+        now: Instant,
+        token: Token,
+        path: Path,
+        composite: Option<Vec<Path>>,
+        format: ContentFormat,
+        value: Option<f64>,
+    ) {
         self.observations.retain(|o| o.token != token);
         let attrs = self.effective_attributes(&path);
         self.observations.push(Observation {
             token,
             path,
+            composite,
             format,
             attrs,
             last_sent: now,
@@ -131,7 +160,11 @@ impl<S: ObjectStore> Lwm2mClient<S> {
         let tokens: Vec<Token> = self
             .observations
             .iter()
-            .filter(|o| path.contains(&o.path))
+            .filter(|o| match &o.composite {
+                None => path.contains(&o.path),
+                // A composite one ends when none of its paths is left.
+                Some(paths) => paths.iter().all(|p| path.contains(p)),
+            })
             .map(|o| o.token)
             .collect();
         for token in tokens {
@@ -141,8 +174,13 @@ impl<S: ObjectStore> Lwm2mClient<S> {
 
     /// Marks observations related to a change at `path` (above or below it).
     pub(crate) fn mark_changed(&mut self, path: &Path) {
+        let related = |observed: &Path| observed.contains(path) || path.contains(observed);
         for obs in &mut self.observations {
-            if obs.path.contains(path) || path.contains(&obs.path) {
+            let hit = match &obs.composite {
+                None => related(&obs.path),
+                Some(paths) => paths.iter().any(related),
+            };
+            if hit {
                 obs.changed = true;
             }
         }
@@ -201,6 +239,15 @@ impl<S: ObjectStore> Lwm2mClient<S> {
                 continue;
             }
             let (token, path, format) = (obs.token, obs.path, obs.format);
+            if let Some(paths) = obs.composite.clone() {
+                if let Some(obs) = self.observations.get_mut(at) {
+                    obs.changed = false;
+                    obs.last_sent = now;
+                }
+                self.send_composite_notification(now, token, &paths, format);
+                at += 1;
+                continue;
+            }
             let node = match self.store.read(&path) {
                 Ok(node) => node,
                 Err(_) => {
@@ -225,6 +272,45 @@ impl<S: ObjectStore> Lwm2mClient<S> {
             }
             at += 1;
         }
+    }
+
+    /// The values of an Observe-Composite's paths as SenML records (the paths that cannot be
+    /// read now are left out, as in its first answer).
+    pub(crate) fn composite_records(&self, paths: &[Path]) -> (Vec<Record>, bool) {
+        let mut records = Vec::new();
+        let mut found = false;
+        for path in paths {
+            if let Ok(node) = self.store.read(path) {
+                found = true;
+                records.extend(node.flatten(path).into_iter().map(|(p, v)| Record {
+                    path: p,
+                    time: None,
+                    value: Some(v.clone()),
+                }));
+            }
+        }
+        (records, found)
+    }
+
+    fn send_composite_notification(
+        &mut self,
+        now: Instant,
+        token: Token,
+        paths: &[Path],
+        format: ContentFormat,
+    ) {
+        let (records, _) = self.composite_records(paths);
+        let Ok(payload) = encode_records(format, &records) else {
+            return;
+        };
+        let response = Response::new(Code::CONTENT)
+            .with_content_format(CoapFormat(format.to_u16()))
+            .with_payload(payload);
+        let seq = self.next_seq();
+        let confirmable = self.settings.confirmable_notifications;
+        let _ = self
+            .coap
+            .notify(now, SERVER, token, response.with_observe(seq), confirmable);
     }
 
     fn send_notification(

@@ -341,3 +341,88 @@ fn observed_instance_deleted_by_the_application_stops_quietly() {
         }]
     );
 }
+
+/// The SenML records of a composite answer or notification, by path.
+fn composite_values(response: &Response) -> Vec<(Path, Value)> {
+    let format = ContentFormat::from_u16(response.content_format().unwrap().0).unwrap();
+    lwm2m_objects::codec::decode_records(
+        format,
+        &Path::Root,
+        &response.payload,
+        ObjectModel::builtin(),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.path, r.value.unwrap()))
+    .collect()
+}
+
+fn fetch_observe(format: ContentFormat, paths: &[&str]) -> Request {
+    let names: Vec<lwm2m_objects::codec::Record> = paths
+        .iter()
+        .map(|s| lwm2m_objects::codec::Record {
+            path: p(s),
+            time: None,
+            value: None,
+        })
+        .collect();
+    Request::new(crate::coap::Method::Fetch)
+        .with_content_format(CoapFormat(format.to_u16()))
+        .with_payload(lwm2m_objects::codec::encode_records(format, &names).unwrap())
+}
+
+#[test]
+fn observe_composite_notifies_all_its_paths_together_and_is_cancelled_by_observe_1() {
+    let mut h = registered();
+    let (id, first) = observe(
+        &mut h,
+        fetch_observe(ContentFormat::SenmlCbor, &["/3/0/9", "/3/0/0", "/3/0/77"]),
+    );
+    assert_eq!(first.code, Code::CONTENT);
+    assert!(first.observe().is_some());
+    assert_eq!(first.content_format(), Some(CoapFormat::SENML_CBOR));
+    let values = composite_values(&first);
+    assert!(
+        values.contains(&(p("/3/0/9"), Value::Integer(87))),
+        "{values:?}"
+    );
+    assert!(values.iter().any(|(path, _)| *path == p("/3/0/0")));
+    assert_eq!(values.len(), 2, "the missing /3/0/77 is left out");
+    assert_eq!(
+        h.take_events(),
+        [ClientEvent::ObservationStarted { path: Path::Root }]
+    );
+
+    // A change of one of its paths notifies all of them; a change elsewhere does not.
+    set(&mut h, "/3/0/9", Value::Integer(80));
+    let notified = h.take_notifications(id);
+    assert_eq!(notified.len(), 1);
+    let values = composite_values(&notified[0]);
+    assert!(
+        values.contains(&(p("/3/0/9"), Value::Integer(80))),
+        "{values:?}"
+    );
+    assert!(values.iter().any(|(path, _)| *path == p("/3/0/0")));
+    set(&mut h, "/3/0/13", Value::Integer(1_700_000_100));
+    assert!(h.take_notifications(id).is_empty());
+
+    // Observe = 1 on the same token cancels; answered as a Read-Composite.
+    assert!(h.server.cancel_observe(h.now, id, CancelMode::Proactive));
+    h.pump();
+    assert_eq!(
+        h.take_events(),
+        [ClientEvent::ObservationStopped { path: Path::Root }]
+    );
+    set(&mut h, "/3/0/9", Value::Integer(1));
+    assert!(h.take_notifications(id).is_empty());
+    assert_eq!(h.client.observed_paths().count(), 0);
+}
+
+#[test]
+fn observe_composite_is_refused_by_a_1_0_client() {
+    let mut h = Harness::new(config(Lwm2mVersion::V1_0).with_lifetime(86_400));
+    h.register();
+    let (_, first) = observe(&mut h, fetch_observe(ContentFormat::SenmlJson, &["/3/0/9"]));
+    assert_eq!(first.code, Code::METHOD_NOT_ALLOWED);
+    assert_eq!(h.client.observed_paths().count(), 0);
+}
