@@ -234,6 +234,26 @@ pub async fn next_event<T>(
     }
 }
 
+/// Waits for the next notification (not the Observe's own first value) of `observation` on
+/// `endpoint`: its values.
+pub async fn next_notification(
+    events: &mut broadcast::Receiver<DeviceEvent>,
+    endpoint: &str,
+    observation: u64,
+) -> Vec<server::lwm2m::RecordView> {
+    next_event(events, |e| match e {
+        DeviceEvent::Notification {
+            endpoint: ep,
+            observation: o,
+            values,
+            initial: false,
+            ..
+        } if ep == endpoint && *o == observation => Some(values.clone()),
+        _ => None,
+    })
+    .await
+}
+
 /// Polls `check` every 50 ms until it returns Some, for up to [`PATIENCE`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where

@@ -16,7 +16,7 @@ use std::time::Duration;
 use interop_common::{External, op, read, registration, tool, value_of};
 use serde_json::json;
 use server::lwm2m::DeviceEvent;
-use tests::harness::{TestServer, next_event};
+use tests::harness::{TestServer, next_event, next_notification};
 use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -114,17 +114,7 @@ async fn lwm2m_node_lib_registers_and_is_read_written_executed_observed_and_dere
         .unwrap_or_else(|| panic!("{observed}"));
     assert_eq!(value_of(&observed, "/3/0/9")["value"], 87);
     client.send("set /3/0 9 42").await;
-    let values = next_event(&mut events, |e| match e {
-        DeviceEvent::Notification {
-            endpoint,
-            observation: o,
-            values,
-            initial: false,
-            ..
-        } if endpoint == ep && *o == observation => Some(values.clone()),
-        _ => None,
-    })
-    .await;
+    let values = next_notification(&mut events, ep, observation).await;
     let values = serde_json::to_value(values).unwrap();
     assert_eq!(values[0]["path"], "/3/0/9", "{values}");
     assert_eq!(values[0]["value"]["value"], 42, "{values}");

@@ -18,7 +18,7 @@ use std::time::Duration;
 use interop_common::{External, free_udp_port, http, op, read, registration, tool, value_of};
 use serde_json::{Value as Json, json};
 use server::lwm2m::{DeviceEvent, RegistrationInfo, Transport};
-use tests::harness::{TestServer, next_event};
+use tests::harness::{TestServer, next_event, next_notification};
 use tokio::process::Command;
 
 // Generous: Wakaama holds off 10 s before it bootstraps (Client Hold Off Time), and CI is loaded.
@@ -87,17 +87,7 @@ async fn observe_and_change(
         .as_u64()
         .unwrap_or_else(|| panic!("{observed}"));
     client.send(&format!("change {changed} {new_value}")).await;
-    let values = next_event(&mut events, |e| match e {
-        DeviceEvent::Notification {
-            endpoint: ep,
-            observation: o,
-            values,
-            initial: false,
-            ..
-        } if ep == endpoint && *o == observation => Some(values.clone()),
-        _ => None,
-    })
-    .await;
+    let values = next_notification(&mut events, endpoint, observation).await;
     let (status, cancelled) = http(
         server.http_addr(),
         "DELETE",

@@ -16,7 +16,7 @@ use server::fleet::lifecycle::{Actor, LifecycleState};
 use server::fleet::registry::Connectivity;
 use server::lwm2m::{DeviceEvent, OpResult, ServiceError, ServiceErrorKind, Transport, ValueView};
 use tests::device::{DeviceEvent as DevEvent, DeviceSpec, Security, TestDevice};
-use tests::harness::{TestServer, eventually, next_event};
+use tests::harness::{TestServer, eventually, next_event, next_notification};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -280,17 +280,7 @@ async fn a_1_1_senml_client_is_read_written_executed_and_observed() {
         observation.as_u64()
     );
     device.set(Path::Resource(3, 0, 9), Value::Integer(42));
-    let values = next_event(&mut events, |e| match e {
-        DeviceEvent::Notification {
-            endpoint,
-            observation: o,
-            values,
-            initial: false,
-            ..
-        } if endpoint == "meter-senml" && *o == observation.as_u64() => Some(values.clone()),
-        _ => None,
-    })
-    .await;
+    let values = next_notification(&mut events, "meter-senml", observation.as_u64()).await;
     assert_eq!(values[0].path, "/3/0/9");
     assert_eq!(values[0].value, ValueView::Integer(42));
 
