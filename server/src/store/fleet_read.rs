@@ -5,8 +5,9 @@
 //! One statement whatever the number of endpoints: SQLite gets them as one JSON array
 //! (`json_each`, no bound-parameter limit and one cached statement) and answers with one JSON
 //! array, PostgreSQL gets one text array (`= ANY($1)`). Both use the `devices.endpoint` unique
-//! index. On SQLite the states read are remembered until the next state change
-//! (`lifecycle_cache.rs`), so a fleet read of the same devices again asks the database nothing.
+//! index. The states read are remembered until the next state change (`lifecycle_cache.rs`;
+//! on PostgreSQL while the listener for other nodes' changes listens), so a fleet read of the
+//! same devices again asks the database nothing.
 
 use std::collections::HashMap;
 
@@ -32,40 +33,37 @@ impl Store {
         if endpoints.is_empty() {
             return Ok(states);
         }
+        let (unknown, seen) = self.lifecycle.lookup(endpoints, &mut states);
+        if unknown.is_empty() {
+            return Ok(states);
+        }
         let rows: Vec<(String, String)> = match &self.backend {
             Backend::Sqlite(backend) => {
-                let (unknown, seen) = self.lifecycle.lookup(endpoints, &mut states);
-                if unknown.is_empty() {
-                    return Ok(states);
-                }
                 let list = serde_json::to_string(&unknown)
                     .map_err(|e| StoreError::Corrupt(format!("endpoint list as JSON: {e}")))?;
                 let found: String = sqlx::query_scalar(SQLITE_STATES)
                     .bind(list)
                     .fetch_one(&backend.pool)
                     .await?;
-                let rows: Vec<(String, String)> = serde_json::from_str(&found)
-                    .map_err(|e| StoreError::Corrupt(format!("endpoint states as JSON: {e}")))?;
-                let read = parse_states(rows)?;
-                self.lifecycle
-                    .fill(seen, read.iter().map(|(e, s)| (e.as_str(), *s)));
-                states.extend(read);
-                return Ok(states);
+                serde_json::from_str(&found)
+                    .map_err(|e| StoreError::Corrupt(format!("endpoint states as JSON: {e}")))?
             }
             Backend::Postgres(backend) => {
                 sqlx::query_as(POSTGRES_STATES)
-                    .bind(endpoints)
+                    .bind(&unknown)
                     .fetch_all(&backend.pool)
                     .await?
             }
         };
-        states.extend(parse_states(rows)?);
+        let read = parse_states(rows)?;
+        self.lifecycle
+            .fill(seen, read.iter().map(|(e, s)| (e.as_str(), *s)));
+        states.extend(read);
         Ok(states)
     }
 
     /// The lifecycle state of one device; None when it is not in the registry. What every
-    /// request to a single device checks first (remembered on SQLite, as for
-    /// [`Store::lifecycle_states`]).
+    /// request to a single device checks first (remembered, as for [`Store::lifecycle_states`]).
     pub async fn lifecycle_state(
         &self,
         endpoint: &str,
@@ -95,6 +93,69 @@ mod tests {
     use crate::store::tests::dual_backend_tests;
 
     dual_backend_tests!(case_lifecycle_states_of_many_endpoints);
+
+    /// Two nodes on one PostgreSQL database: a state one node changes does not stay in the
+    /// other's cache (it hears the change's notification and forgets).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_nodes_change_reaches_this_nodes_cache() {
+        use crate::fleet::secrets::ServerKey;
+        use crate::store::scratch::{self, ScratchPostgres};
+        use std::time::Duration;
+
+        let Some(admin_url) = scratch::postgres_test_url() else {
+            return;
+        };
+        let db = ScratchPostgres::create(&admin_url, "ferrite_test")
+            .await
+            .unwrap();
+        let this = Store::connect(db.url(), ServerKey::from_bytes([7; 32]))
+            .await
+            .unwrap();
+        let other = Store::connect(db.url(), ServerKey::from_bytes([7; 32]))
+            .await
+            .unwrap();
+        let actor = Actor::user("alice").unwrap();
+        this.create_device(nosec("m-1"), &actor).await.unwrap();
+
+        // This node remembers m-1 once its listener listens (the cache is off until then).
+        let remembered = |store: &Store| {
+            store
+                .lifecycle
+                .lookup(&["m-1"], &mut HashMap::new())
+                .0
+                .is_empty()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !remembered(&this) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cache never came on"
+            );
+            assert_eq!(
+                this.lifecycle_state("m-1").await.unwrap(),
+                Some(LifecycleState::Registered)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // The other node changes it: this node's answer follows within the notification's time.
+        other
+            .transition("m-1", LifecycleState::Active, &actor, None)
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while this.lifecycle_state("m-1").await.unwrap() != Some(LifecycleState::Active) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "this node kept the state another node changed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        this.close().await;
+        other.close().await;
+        db.drop_database().await.unwrap();
+    }
 
     fn nosec(endpoint: &str) -> NewDevice {
         NewDevice {

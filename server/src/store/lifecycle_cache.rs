@@ -3,11 +3,13 @@
 //! checks its device's lifecycle first, and on SQLite that check cost about 2 µs of the sqlx
 //! worker's CPU per device of a fleet read, a tenth of the whole read.
 //!
-//! Only on SQLite, where this process is the database's one writer of device states: every
-//! state change goes through [`Store::transition`](super::Store::transition) or the first
+//! Every state change goes through [`Store::transition`](super::Store::transition) or the first
 //! registration's activation in `apply_lwm2m_writes`, and both call [`LifecycleCache::forget`]
-//! once they have committed. A PostgreSQL database may be shared by several nodes, whose
-//! changes this process would not see, so there the state is read every time.
+//! once they have committed. On SQLite this process is the database's one writer of device
+//! states, so that is all. A PostgreSQL database may be shared by several nodes: there both
+//! writes also `pg_notify` the change in their transaction, and `lifecycle_follow.rs` forgets
+//! the cache on every notification; the cache is off whenever that listener is not listening
+//! (until it is first, after a lost connection).
 //!
 //! A read that raced a change must not put the old state back: [`LifecycleCache::lookup`] hands
 //! out the generation it saw, and [`LifecycleCache::fill`] keeps what the query found only if no
@@ -28,11 +30,23 @@ pub(super) struct LifecycleCache {
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     /// Bumped by every [`LifecycleCache::forget`].
     generation: u64,
+    /// Off: every lookup goes to the database (PostgreSQL while nobody listens for changes).
+    enabled: bool,
     states: HashMap<Box<str>, LifecycleState>,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner {
+            generation: 0,
+            enabled: true,
+            states: HashMap::new(),
+        }
+    }
 }
 
 /// What [`LifecycleCache::lookup`] saw: the generation to hand back to
@@ -53,6 +67,9 @@ impl LifecycleCache {
         found: &mut HashMap<String, LifecycleState>,
     ) -> (Vec<&'a str>, Generation) {
         let inner = self.inner();
+        if !inner.enabled {
+            return (endpoints.to_vec(), Generation(inner.generation));
+        }
         let mut unknown = Vec::new();
         for &endpoint in endpoints {
             match inner.states.get(endpoint) {
@@ -73,7 +90,7 @@ impl LifecycleCache {
         states: impl IntoIterator<Item = (&'a str, LifecycleState)>,
     ) {
         let mut inner = self.inner();
-        if inner.generation != seen.0 {
+        if inner.generation != seen.0 || !inner.enabled {
             return;
         }
         for (endpoint, state) in states {
@@ -90,6 +107,22 @@ impl LifecycleCache {
         let mut inner = self.inner();
         inner.generation = inner.generation.wrapping_add(1);
         inner.states.clear();
+    }
+
+    /// A cache that starts off (PostgreSQL, until its listener listens).
+    pub(super) fn off() -> LifecycleCache {
+        let cache = LifecycleCache::default();
+        cache.inner().enabled = false;
+        cache
+    }
+
+    /// Turns the cache on or off; either way it starts again empty, and fills that began
+    /// before are dropped.
+    pub(super) fn set_enabled(&self, enabled: bool) {
+        let mut inner = self.inner();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.states.clear();
+        inner.enabled = enabled;
     }
 }
 
@@ -133,6 +166,28 @@ mod tests {
         cache.forget();
         let (unknown, _) = cache.lookup(&["a"], &mut found);
         assert_eq!(unknown, ["a"]);
+    }
+
+    #[test]
+    fn an_off_cache_remembers_nothing_and_turning_it_on_drops_older_fills() {
+        let cache = LifecycleCache::off();
+        let mut found = HashMap::new();
+        let (unknown, seen) = cache.lookup(&["a"], &mut found);
+        cache.fill(seen, [("a", LifecycleState::Active)]);
+        let (unknown_again, _) = cache.lookup(&["a"], &mut found);
+        assert_eq!((unknown, unknown_again), (vec!["a"], vec!["a"]));
+        // A fill that began while off is not kept once on.
+        let (_, before) = cache.lookup(&["a"], &mut found);
+        cache.set_enabled(true);
+        cache.fill(before, [("a", LifecycleState::Active)]);
+        let (unknown, seen) = cache.lookup(&["a"], &mut found);
+        assert_eq!(unknown, ["a"]);
+        cache.fill(seen, [("a", LifecycleState::Active)]);
+        assert!(cache.lookup(&["a"], &mut found).0.is_empty());
+        cache.set_enabled(false);
+        let mut fresh = HashMap::new();
+        assert_eq!(cache.lookup(&["a"], &mut fresh).0, ["a"]);
+        assert!(fresh.is_empty());
     }
 
     #[test]

@@ -1121,6 +1121,14 @@ impl Store {
                         }
                         activated.extend(query.fetch_all(&mut *tx).await?);
                     }
+                    if engine == BackendKind::Postgres && !activated.is_empty() {
+                        // Other nodes forget their lifecycle caches at commit.
+                        sqlx::query(super::sql::NOTIFY_LIFECYCLE)
+                            .bind(super::lifecycle_follow::CHANNEL)
+                            .bind("")
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     let mut audits = Vec::new();
                     for (write, planned) in run.iter().zip(plan) {
                         let outcome = match planned {

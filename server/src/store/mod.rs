@@ -32,6 +32,7 @@ pub mod export;
 mod facts;
 mod fleet_read;
 mod lifecycle_cache;
+mod lifecycle_follow;
 pub mod lwm2m;
 mod postgres;
 mod rows;
@@ -169,8 +170,10 @@ pub struct Store {
     state_changes: broadcast::Sender<StateChange>,
     /// Registration checks waiting for their facts, looked up together (`facts.rs`).
     facts: Arc<facts::FactsBatcher>,
-    /// Lifecycle states already read (SQLite only; `lifecycle_cache.rs`).
+    /// Lifecycle states already read (`lifecycle_cache.rs`).
     lifecycle: Arc<lifecycle_cache::LifecycleCache>,
+    /// PostgreSQL: the listener for other nodes' lifecycle changes (`lifecycle_follow.rs`).
+    follower: Option<Arc<lifecycle_follow::Follower>>,
 }
 
 /// A lifecycle transition that was committed (and audited): published by [`Store::transition`]
@@ -300,10 +303,17 @@ impl Store {
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-        let backend = match scheme {
-            "sqlite" => Backend::Sqlite(SqliteBackend::connect(url, &options).await?),
+        let (backend, lifecycle, follower) = match scheme {
+            "sqlite" => (
+                Backend::Sqlite(SqliteBackend::connect(url, &options).await?),
+                Arc::default(),
+                None,
+            ),
             "postgres" | "postgresql" => {
-                Backend::Postgres(PostgresBackend::connect(url, &options).await?)
+                let backend = Backend::Postgres(PostgresBackend::connect(url, &options).await?);
+                let lifecycle = Arc::new(lifecycle_cache::LifecycleCache::off());
+                let follower = lifecycle_follow::Follower::start(url, &lifecycle);
+                (backend, lifecycle, Some(Arc::new(follower)))
             }
             other => return Err(StoreError::UnsupportedUrl(other.to_owned())),
         };
@@ -312,7 +322,8 @@ impl Store {
             server_key: Arc::new(server_key),
             state_changes: broadcast::channel(STATE_CHANGE_BACKLOG).0,
             facts: Arc::default(),
-            lifecycle: Arc::default(),
+            lifecycle,
+            follower,
         })
     }
 
@@ -337,6 +348,9 @@ impl Store {
 
     /// Waits for open connections to finish and closes the pool (SQLite: checkpoints the WAL).
     pub async fn close(&self) {
+        if let Some(follower) = &self.follower {
+            follower.stop().await;
+        }
         on_backend!(self, b => b.close().await)
     }
 

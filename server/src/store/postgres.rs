@@ -216,6 +216,12 @@ impl PostgresBackend {
             .bind(t.reason)
             .execute(&mut *tx)
             .await?;
+        // Other nodes forget their lifecycle caches when this commits (`lifecycle_follow.rs`).
+        sqlx::query(super::sql::NOTIFY_LIFECYCLE)
+            .bind(super::lifecycle_follow::CHANNEL)
+            .bind(t.endpoint)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }

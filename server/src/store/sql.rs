@@ -40,6 +40,10 @@ pub(crate) const UPDATE_FIRMWARE: &str =
     "UPDATE devices SET firmware_version = $1, updated_at = $2 WHERE endpoint = $3";
 
 /// Guarded by the state read before: zero rows means someone else changed it meanwhile.
+/// PostgreSQL: tells every node's lifecycle listener, at commit, that a device's state changed
+/// (`$1` the channel, `$2` the endpoint).
+pub(crate) const NOTIFY_LIFECYCLE: &str = "SELECT pg_notify($1, $2)";
+
 pub(crate) const UPDATE_STATE: &str =
     "UPDATE devices SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4";
 
