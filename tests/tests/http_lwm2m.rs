@@ -50,6 +50,20 @@ async fn device(server: &TestServer, endpoint: &str, version: Lwm2mVersion) -> T
     server.registered_nosec_meter(endpoint, version).await
 }
 
+/// Cancels observation `observation` of the device at `base` by its number, expecting it
+/// cancelled.
+async fn cancel(server: &TestServer, base: &str, observation: u64) {
+    let (status, body) = http(
+        server.http_addr(),
+        "DELETE",
+        &format!("{base}/observe?observation={observation}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancelled"], json!([observation]));
+}
+
 fn value_of<'a>(body: &'a Json, path: &str) -> &'a Json {
     body["values"]
         .as_array()
@@ -274,15 +288,7 @@ async fn write_execute_and_observe_with_the_notification_on_the_event_stream() {
     }
 
     // Cancel it.
-    let (status, body) = http(
-        server.http_addr(),
-        "DELETE",
-        &format!("{base}/observe?observation={observation}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["cancelled"], json!([observation]));
+    cancel(&server, base, observation).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,15 +496,7 @@ async fn observe_composite_through_the_api() {
             .contains(r#""paths":["/3/0/9","/3/0/0"]"#),
         "{listed}"
     );
-    let (status, body) = http(
-        server.http_addr(),
-        "DELETE",
-        &format!("{base}/observe?observation={observation}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["cancelled"], json!([observation]));
+    cancel(&server, base, observation).await;
 
     for (body, why) in [
         (json!({}), "either"),

@@ -18,7 +18,7 @@ mod interop_common;
 
 use std::time::Duration;
 
-use interop_common::{External, op, read, registration, tool, value_of};
+use interop_common::{External, cancel, observe, op, read, registration, tool, value_of};
 use serde_json::json;
 use server::lwm2m::DeviceEvent;
 use tests::harness::{TestServer, next_event, next_notification};
@@ -182,10 +182,7 @@ async fn managed(version: &str) {
     );
 
     // Observe the battery level; a new value is notified (aiocoap's Observe numbering).
-    let observed = op(addr, ep, "observe", json!({"path": "/3/0/9"})).await;
-    let observation = observed["observation"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{observed}"));
+    let (observation, observed) = observe(addr, ep, json!({"path": "/3/0/9"})).await;
     assert_eq!(value_of(&observed, "/3/0/9")["value"], 93);
     client.send("set /3/0/9 42").await;
     let values = next_notification(&mut events, ep, observation).await;
@@ -195,16 +192,7 @@ async fn managed(version: &str) {
 
     // Observe-Composite (FETCH with Observe): one observation of two paths; a change of either
     // notifies both.
-    let both = op(
-        addr,
-        ep,
-        "observe",
-        json!({"paths": ["/3/0/9", "/3303/0/5700"]}),
-    )
-    .await;
-    let composite = both["observation"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{both}"));
+    let (composite, both) = observe(addr, ep, json!({"paths": ["/3/0/9", "/3303/0/5700"]})).await;
     assert_eq!(value_of(&both, "/3303/0/5700")["value"], 21.5);
     client.send("set /3303/0/5700 23").await;
     let values = next_notification(&mut events, ep, composite).await;
@@ -219,15 +207,7 @@ async fn managed(version: &str) {
             .clone()
     };
     assert_eq!((at("/3/0/9"), at("/3303/0/5700")), (json!(42), json!(23)));
-    let (status, cancelled) = interop_common::http(
-        addr,
-        "DELETE",
-        &format!("/api/v1/devices/{ep}/observe?observation={composite}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{cancelled}");
-    assert_eq!(cancelled["cancelled"], json!([composite]));
+    cancel(addr, ep, composite).await;
 
     // LwM2M Send: a reading with its time (a SenML base time).
     let before = chrono::Utc::now().timestamp() as f64;

@@ -13,7 +13,7 @@ mod interop_common;
 
 use std::time::Duration;
 
-use interop_common::{External, op, read, registration, tool, value_of};
+use interop_common::{External, observe, op, read, registration, tool, value_of};
 use serde_json::json;
 use server::lwm2m::DeviceEvent;
 use tests::harness::{TestServer, next_event, next_notification};
@@ -108,10 +108,7 @@ async fn lwm2m_node_lib_registers_and_is_read_written_executed_observed_and_dere
     assert_eq!(found["links"][0]["attributes"]["gt"], "50", "{found}");
 
     // Observe the battery level; a new value is notified.
-    let observed = op(addr, ep, "observe", json!({"path": "/3/0/9"})).await;
-    let observation = observed["observation"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{observed}"));
+    let (observation, observed) = observe(addr, ep, json!({"path": "/3/0/9"})).await;
     assert_eq!(value_of(&observed, "/3/0/9")["value"], 87);
     client.send("set /3/0 9 42").await;
     let values = next_notification(&mut events, ep, observation).await;

@@ -15,7 +15,9 @@ mod interop_common;
 use std::path::Path as FsPath;
 use std::time::Duration;
 
-use interop_common::{External, free_udp_port, http, op, read, registration, tool, value_of};
+use interop_common::{
+    External, cancel, free_udp_port, http, observe, op, read, registration, tool, value_of,
+};
 use serde_json::{Value as Json, json};
 use server::lwm2m::{DeviceEvent, RegistrationInfo, Transport};
 use tests::harness::{TestServer, next_event, next_notification};
@@ -76,26 +78,10 @@ async fn observe_and_change(
     new_value: &str,
 ) -> Json {
     let mut events = server.events();
-    let observed = op(
-        server.http_addr(),
-        endpoint,
-        "observe",
-        json!({ "path": path }),
-    )
-    .await;
-    let observation = observed["observation"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{observed}"));
+    let (observation, _) = observe(server.http_addr(), endpoint, json!({ "path": path })).await;
     client.send(&format!("change {changed} {new_value}")).await;
     let values = next_notification(&mut events, endpoint, observation).await;
-    let (status, cancelled) = http(
-        server.http_addr(),
-        "DELETE",
-        &format!("/api/v1/devices/{endpoint}/observe?observation={observation}"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{cancelled}");
+    cancel(server.http_addr(), endpoint, observation).await;
     serde_json::to_value(values).unwrap()
 }
 

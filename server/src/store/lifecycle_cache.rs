@@ -39,6 +39,14 @@ struct Inner {
     states: HashMap<Box<str>, LifecycleState>,
 }
 
+impl Inner {
+    /// Empty again; fills handed an older generation are dropped.
+    fn reset(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.states.clear();
+    }
+}
+
 impl Default for Inner {
     fn default() -> Inner {
         Inner {
@@ -104,9 +112,7 @@ impl LifecycleCache {
     /// Forgets everything: called after every committed state change (they are rare; a
     /// per-device forget would not be simpler to get right).
     pub(super) fn forget(&self) {
-        let mut inner = self.inner();
-        inner.generation = inner.generation.wrapping_add(1);
-        inner.states.clear();
+        self.inner().reset();
     }
 
     /// A cache that starts off (PostgreSQL, until its listener listens).
@@ -120,8 +126,7 @@ impl LifecycleCache {
     /// before are dropped.
     pub(super) fn set_enabled(&self, enabled: bool) {
         let mut inner = self.inner();
-        inner.generation = inner.generation.wrapping_add(1);
-        inner.states.clear();
+        inner.reset();
         inner.enabled = enabled;
     }
 }

@@ -170,6 +170,29 @@ pub async fn op(addr: SocketAddr, endpoint: &str, operation: &str, body: Json) -
     answer
 }
 
+/// Observes through `POST .../observe` (`body`: `{"path": …}` or `{"paths": […]}`), expecting
+/// an established observation: its number and the answer (first values).
+pub async fn observe(addr: SocketAddr, endpoint: &str, body: Json) -> (u64, Json) {
+    let observed = op(addr, endpoint, "observe", body).await;
+    let observation = observed["observation"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no observation established: {observed}"));
+    (observation, observed)
+}
+
+/// Cancels observation `observation` of `endpoint` by its number, expecting it cancelled.
+pub async fn cancel(addr: SocketAddr, endpoint: &str, observation: u64) {
+    let (status, cancelled) = http(
+        addr,
+        "DELETE",
+        &format!("/api/v1/devices/{endpoint}/observe?observation={observation}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["cancelled"], serde_json::json!([observation]));
+}
+
 /// Reads `paths`; the answer's values.
 pub async fn read(addr: SocketAddr, endpoint: &str, paths: &[&str]) -> Json {
     op(

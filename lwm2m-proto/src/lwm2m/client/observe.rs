@@ -300,17 +300,9 @@ impl<S: ObjectStore> Lwm2mClient<S> {
         format: ContentFormat,
     ) {
         let (records, _) = self.composite_records(paths);
-        let Ok(payload) = encode_records(format, &records) else {
-            return;
-        };
-        let response = Response::new(Code::CONTENT)
-            .with_content_format(CoapFormat(format.to_u16()))
-            .with_payload(payload);
-        let seq = self.next_seq();
-        let confirmable = self.settings.confirmable_notifications;
-        let _ = self
-            .coap
-            .notify(now, SERVER, token, response.with_observe(seq), confirmable);
+        if let Ok(payload) = encode_records(format, &records) {
+            self.notify_content(now, token, format, payload);
+        }
     }
 
     fn send_notification(
@@ -321,12 +313,22 @@ impl<S: ObjectStore> Lwm2mClient<S> {
         format: ContentFormat,
         node: &Node,
     ) {
-        let response = match encode(format, path, node) {
-            Ok(payload) => Response::new(Code::CONTENT)
-                .with_content_format(CoapFormat(format.to_u16()))
-                .with_payload(payload),
-            Err(_) => return,
-        };
+        if let Ok(payload) = encode(format, path, node) {
+            self.notify_content(now, token, format, payload);
+        }
+    }
+
+    /// Sends `payload` as the next 2.05 notification of the observation with `token`.
+    fn notify_content(
+        &mut self,
+        now: Instant,
+        token: Token,
+        format: ContentFormat,
+        payload: Vec<u8>,
+    ) {
+        let response = Response::new(Code::CONTENT)
+            .with_content_format(CoapFormat(format.to_u16()))
+            .with_payload(payload);
         let seq = self.next_seq();
         let confirmable = self.settings.confirmable_notifications;
         let _ = self

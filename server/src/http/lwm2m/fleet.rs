@@ -21,7 +21,7 @@ use lwm2m_proto::lwm2m::server::{OpError, Operation};
 
 use super::error::{DeviceErrorBody, OpRouteError};
 use super::{
-    Done, ReadResponse, Reply, parallel_answer, path_of, service, settle, single_answer_at,
+    Done, ReadResponse, Reply, parallel_answer, paths_of, service, settle, single_answer_at,
 };
 use crate::http::AppState;
 use crate::http::extract::SizedJson;
@@ -66,11 +66,7 @@ pub(super) async fn fleet_read(
             "endpoint {twice:?} is named twice"
         )));
     }
-    let paths = body
-        .paths
-        .iter()
-        .map(|p| path_of(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let paths = paths_of(&body.paths)?;
     let waited = super::wait(body.timeout_ms);
     let started = Instant::now();
 

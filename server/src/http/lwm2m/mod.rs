@@ -116,6 +116,11 @@ fn path_of(text: &str) -> Result<Path, OpRouteError> {
     parse_path(text).map_err(OpRouteError::bad_request)
 }
 
+/// Every path of a request body, or 400 naming the first malformed one.
+fn paths_of(texts: &[String]) -> Result<Vec<Path>, OpRouteError> {
+    texts.iter().map(|p| path_of(p)).collect()
+}
+
 /// What a request came to, for the caller.
 enum Done {
     Answered(OperationId, OpOutcome),
@@ -273,11 +278,7 @@ async fn read(
             body.paths.len()
         )));
     }
-    let paths = body
-        .paths
-        .iter()
-        .map(|p| path_of(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let paths = paths_of(&body.paths)?;
     if let [path] = paths.as_slice() {
         let result = request(service, &endpoint, Operation::Read(*path), body.wait_ms).await;
         return single_answer("read", result);
@@ -485,11 +486,7 @@ async fn observe(
                     paths.len()
                 )));
             }
-            let paths = paths
-                .iter()
-                .map(|p| path_of(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            Operation::ObserveComposite(paths)
+            Operation::ObserveComposite(paths_of(paths)?)
         }
         _ => {
             return Err(OpRouteError::bad_request(
