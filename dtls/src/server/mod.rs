@@ -2,7 +2,9 @@
 //! rtc-dtls `Endpoint`, admits only cookie-verified ClientHellos, and owns the session table,
 //! its bounds and its timers.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use foldhash::HashMap as FoldMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -107,9 +109,9 @@ pub struct DtlsServer {
     cookies: CookieJar,
     cookie_slot: Arc<CookieSlot>,
     lookups: Arc<LookupRecorder>,
-    peers: HashMap<SocketAddr, Peer>,
+    peers: FoldMap<SocketAddr, Peer>,
     /// Established sessions by identity, to notice the same device arriving from a new address.
-    identities: HashMap<PskIdentity, SocketAddr>,
+    identities: FoldMap<PskIdentity, SocketAddr>,
     /// When each handshake next needs `handle_timeout` (retransmission or its overall timeout).
     handshake_deadlines: BTreeSet<(Instant, SocketAddr)>,
     /// When each handshake last heard from its peer: the quietest is evicted when the table is
@@ -214,8 +216,8 @@ impl DtlsServer {
             cookies,
             cookie_slot,
             lookups,
-            peers: HashMap::new(),
-            identities: HashMap::new(),
+            peers: FoldMap::default(),
+            identities: FoldMap::default(),
             handshake_deadlines: BTreeSet::new(),
             handshake_activity: BTreeSet::new(),
             idle_deadlines: BTreeSet::new(),

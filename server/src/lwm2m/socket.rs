@@ -15,7 +15,7 @@
 //! handshake. Until then requests to the device go to the old address, have no session and time
 //! out; its observations end with the Update (`AddressChanged`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -353,7 +353,7 @@ pub(crate) struct Counters {
 #[derive(Debug, Default)]
 pub(crate) struct SleepTracker {
     by_time: BTreeSet<(Instant, String)>,
-    by_endpoint: HashMap<String, Instant>,
+    by_endpoint: foldhash::HashMap<String, Instant>,
 }
 
 impl SleepTracker {
@@ -394,7 +394,7 @@ pub(crate) struct SocketTask {
     pub dtls: Option<DtlsServer>,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub shared: Arc<Shared>,
-    pub ops: HashMap<OpId, TrackedOp>,
+    pub ops: foldhash::HashMap<OpId, TrackedOp>,
     /// Set while a Submit is being handled: whether its op was queued, and its durability signal.
     pub submitting: Option<(OpId, bool, Option<oneshot::Receiver<bool>>)>,
     pub sleep: SleepTracker,

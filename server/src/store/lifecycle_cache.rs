@@ -36,7 +36,7 @@ struct Inner {
     generation: u64,
     /// Off: every lookup goes to the database (PostgreSQL while nobody listens for changes).
     enabled: bool,
-    states: HashMap<Box<str>, LifecycleState>,
+    states: foldhash::HashMap<Box<str>, LifecycleState>,
 }
 
 impl Inner {
@@ -52,7 +52,7 @@ impl Default for Inner {
         Inner {
             generation: 0,
             enabled: true,
-            states: HashMap::new(),
+            states: foldhash::HashMap::default(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::config::HandshakeConfig;
 use crate::state::State;
 use bytes::BytesMut;
 use std::collections::hash_map::Keys;
-use std::collections::{HashMap, VecDeque, hash_map::Entry::Vacant};
+use std::collections::{VecDeque, hash_map::Entry::Vacant};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,7 +45,7 @@ pub struct Endpoint {
     transmits: VecDeque<TransportMessage<BytesMut>>,
     /// Boxed (Ferrite): a `DTLSConn` is 824 bytes, and a map at 10,000 sessions has ~16,384
     /// buckets; inline, the empty ones cost more than a box per session.
-    connections: HashMap<SocketAddr, Box<DTLSConn>>,
+    connections: foldhash::HashMap<SocketAddr, Box<DTLSConn>>,
     server_config: Option<Arc<HandshakeConfig>>,
 }
 
@@ -62,7 +62,7 @@ impl Endpoint {
             local_addr,
             transport_protocol: protocol,
             transmits: VecDeque::new(),
-            connections: HashMap::new(),
+            connections: foldhash::HashMap::default(),
             server_config,
         }
     }

@@ -6,7 +6,7 @@
 //! arriving after its entry was evicted is processed again, the failure mode RFC 7252 §4.5 accepts
 //! for idempotent requests; the cap should be sized above (message rate × 247 s).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ pub(crate) enum Seen<'a> {
 
 #[derive(Debug)]
 pub(crate) struct DedupCache {
-    map: HashMap<Key, Entry>,
+    map: foldhash::HashMap<Key, Entry>,
     /// Insertion order: (seq, expiry, key). An entry is live if the map holds the same seq.
     order: VecDeque<(u64, Instant, Key)>,
     next_seq: u64,
@@ -42,7 +42,7 @@ pub(crate) struct DedupCache {
 impl DedupCache {
     pub(crate) fn new(lifetime: Duration, cap: usize) -> DedupCache {
         DedupCache {
-            map: HashMap::new(),
+            map: foldhash::HashMap::default(),
             order: VecDeque::new(),
             next_seq: 0,
             lifetime,

@@ -6,10 +6,11 @@ mod config;
 mod dedup;
 mod server;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap as FoldMap;
 use rustc_hash::FxHashMap;
 use thiserror::Error;
 
@@ -355,20 +356,21 @@ pub struct CoapEndpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     dedup: DedupCache,
-    peers: HashMap<SocketAddr, PeerState>,
-    sent: HashMap<(SocketAddr, u16), SentMessage>,
+    peers: FoldMap<SocketAddr, PeerState>,
+    sent: FoldMap<(SocketAddr, u16), SentMessage>,
     // Client side.
     next_request_id: u64,
-    /// Keyed by our own counters, hashed fast (the maps keyed by peer keep SipHash).
+    /// Keyed by our own counters: FxHash. Maps keyed by what the network sends (addresses,
+    /// tokens, message IDs) use foldhash, seeded at random per map (ARCHITECTURE.md).
     exchanges: FxHashMap<RequestId, ClientExchange>,
-    tokens: HashMap<(SocketAddr, Token), RequestId>,
+    tokens: FoldMap<(SocketAddr, Token), RequestId>,
     // Server side.
     next_responder_id: u64,
     pending: FxHashMap<u64, PendingRequest>,
     block1: Block1Assemblies,
     block2: Block2Cache,
     /// Request keys of observations we serve, for block-wise notifications (RFC 7959 §2.6).
-    observations: HashMap<(SocketAddr, Token), Vec<u8>>,
+    observations: FoldMap<(SocketAddr, Token), Vec<u8>>,
     next_observe_seq: u32,
     /// Confirmable retransmissions so far ([`EndpointStats::retransmissions`]).
     retransmissions: u64,
@@ -388,16 +390,16 @@ impl CoapEndpoint {
             sent_due: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            peers: HashMap::new(),
-            sent: HashMap::new(),
+            peers: FoldMap::default(),
+            sent: FoldMap::default(),
             next_request_id: 0,
             exchanges: FxHashMap::default(),
-            tokens: HashMap::new(),
+            tokens: FoldMap::default(),
             next_responder_id: 0,
             pending: FxHashMap::default(),
             block1: Block1Assemblies::default(),
             block2: Block2Cache::default(),
-            observations: HashMap::new(),
+            observations: FoldMap::default(),
             next_observe_seq,
             retransmissions: 0,
         }

@@ -3,7 +3,6 @@
 //! reassembly and Block2 serving with a response cache (RFC 7959 §2.3–2.5), and notifications
 //! for observers (RFC 7641 §4).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -55,7 +54,7 @@ pub(crate) fn request_key(code: Code, options: &Options) -> Vec<u8> {
 /// Incoming Block1 bodies being reassembled, keyed by (peer, request key).
 #[derive(Debug, Default)]
 pub(crate) struct Block1Assemblies {
-    map: HashMap<(SocketAddr, Vec<u8>), Assembly>,
+    map: foldhash::HashMap<(SocketAddr, Vec<u8>), Assembly>,
     bytes: usize,
 }
 
@@ -109,7 +108,7 @@ impl Block1Assemblies {
 /// and from one consistent representation. Keyed by (peer, request key).
 #[derive(Debug, Default)]
 pub(crate) struct Block2Cache {
-    map: HashMap<(SocketAddr, Vec<u8>), CachedResponse>,
+    map: foldhash::HashMap<(SocketAddr, Vec<u8>), CachedResponse>,
     bytes: usize,
 }
 

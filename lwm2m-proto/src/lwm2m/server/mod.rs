@@ -28,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap as FoldMap;
 use lwm2m_objects::ContentFormat as Format;
 use rustc_hash::FxHashMap;
 
@@ -280,8 +281,8 @@ pub struct Lwm2mServer {
     timers: Timers<TimerKey>,
     events: VecDeque<ServerEvent>,
     registrations: FxHashMap<RegistrationId, RegState>,
-    by_endpoint: HashMap<String, RegistrationId>,
-    by_peer: HashMap<SocketAddr, RegistrationId>,
+    by_endpoint: FoldMap<String, RegistrationId>,
+    by_peer: FoldMap<SocketAddr, RegistrationId>,
     tickets: FxHashMap<RegistrationTicket, PendingRegister>,
     next_ticket: u64,
     requests: FxHashMap<RequestId, InFlight>,
@@ -292,7 +293,7 @@ pub struct Lwm2mServer {
     /// Changes waiting for the application's commit (`commit.rs`).
     commits: FxHashMap<CommitTicket, commit::PendingCommit>,
     /// Endpoints with changes in `commits`, and what they are.
-    commit_endpoints: HashMap<String, commit::Staged>,
+    commit_endpoints: FoldMap<String, commit::Staged>,
     next_commit: u64,
 }
 
@@ -308,8 +309,8 @@ impl Lwm2mServer {
             timers: Timers::new(),
             events: VecDeque::new(),
             registrations: FxHashMap::default(),
-            by_endpoint: HashMap::new(),
-            by_peer: HashMap::new(),
+            by_endpoint: FoldMap::default(),
+            by_peer: FoldMap::default(),
             tickets: FxHashMap::default(),
             next_ticket: 0,
             requests: FxHashMap::default(),
@@ -318,7 +319,7 @@ impl Lwm2mServer {
             next_op: 0,
             next_observation: 0,
             commits: FxHashMap::default(),
-            commit_endpoints: HashMap::new(),
+            commit_endpoints: FoldMap::default(),
             next_commit: 0,
         }
     }

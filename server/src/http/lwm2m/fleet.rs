@@ -8,7 +8,6 @@
 //! LwM2M 1.1+ devices (TS Core 1.1 §6.3.8), falling back to parallel Reads in a second round
 //! for the devices that refuse it, and parallel Reads for 1.0 devices.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use api_types::fleet_read::{
@@ -60,7 +59,7 @@ pub(super) async fn fleet_read(
             body.paths.len()
         )));
     }
-    let mut seen = HashSet::with_capacity(count);
+    let mut seen = foldhash::HashSet::with_capacity_and_hasher(count, Default::default());
     if let Some(twice) = body.endpoints.iter().find(|e| !seen.insert(e.as_str())) {
         return Err(OpRouteError::bad_request(format!(
             "endpoint {twice:?} is named twice"
