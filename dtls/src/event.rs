@@ -27,6 +27,17 @@ impl PskIdentity {
     }
 }
 
+impl PskIdentity {
+    /// What [`Display`](fmt::Display) writes, as a `String`, without the formatting machinery
+    /// (once per received record on the socket's hot path).
+    pub fn to_text(&self) -> String {
+        match self.as_str() {
+            Some(text) if !text.chars().any(char::is_control) => text.to_owned(),
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for PskIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.as_str() {
@@ -185,5 +196,19 @@ mod tests {
         assert_eq!(PskIdentity::new(&[0xde, 0xad, 0x0a]).to_string(), "dead0a");
         assert_eq!(PskIdentity::new(b"a\nb").to_string(), "610a62");
         assert_eq!(format!("{:?}", PskIdentity::new(b"m")), "PskIdentity(m)");
+    }
+
+    #[test]
+    fn to_text_is_what_display_writes() {
+        for bytes in [
+            &b"urn:imei:123"[..],
+            &[0xde, 0xad, 0x0a],
+            b"a\nb",
+            b"",
+            "\u{e9}t\u{e9}".as_bytes(),
+        ] {
+            let identity = PskIdentity::new(bytes);
+            assert_eq!(identity.to_text(), identity.to_string(), "{bytes:?}");
+        }
     }
 }

@@ -619,7 +619,7 @@ impl SocketTask {
                 bytes,
             } => {
                 let auth = PeerAuth::Psk {
-                    identity: identity.to_string(),
+                    identity: identity.to_text(),
                 };
                 self.engine.handle_datagram(now, peer, auth, &bytes);
             }

@@ -43,6 +43,8 @@ pub(crate) const INITIAL_TICKER_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const COOKIE_LENGTH: usize = 20;
 pub(crate) const DEFAULT_NAMED_CURVE: NamedCurve = NamedCurve::X25519;
 pub(crate) const INBOUND_BUFFER_SIZE: usize = 8192;
+/// Largest plaintext `write` seals directly (RFC 6347 §4.1 / RFC 5246 §6.2.1: 2^14 per record).
+const MAX_FAST_PATH_PLAINTEXT: usize = 1 << 14;
 // Default replay protection window is specified by RFC 6347 Section 4.1.2.6
 pub(crate) const DEFAULT_REPLAY_PROTECTION_WINDOW: usize = 64;
 /// How many times a handshake flight may be retransmitted before the handshake fails.
@@ -256,6 +258,21 @@ impl DTLSConn {
             return Err(Error::ErrConnClosed);
         }
 
+        // Fast path (ferrite): an established connection with nothing queued ahead seals the
+        // record straight into its datagram, the same bytes `handle_outgoing_packets` would
+        // produce, without the Packet, queue and compaction copies.
+        if self.is_handshake_completed()
+            && self.outgoing_queued_packets.is_empty()
+            && self.outgoing_packets.is_empty()
+            && p.len() <= MAX_FAST_PATH_PLAINTEXT
+            && self.state.cipher_suite.is_some()
+        {
+            let raw = self.seal_application_data(p)?;
+            self.outgoing_compacted_raw_packets
+                .push_back(BytesMut::from(bytes::Bytes::from(raw)));
+            return Ok(());
+        }
+
         let pkt = Packet {
             record: RecordLayer::new(
                 PROTOCOL_VERSION1_2,
@@ -377,6 +394,38 @@ impl DTLSConn {
         }
 
         Ok(())
+    }
+
+    /// One encrypted application-data record carrying `p`, numbered next in the current epoch
+    /// (what `process_packet` does for a queued `Packet`).
+    fn seal_application_data(&mut self, p: &[u8]) -> Result<Vec<u8>> {
+        let epoch = self.get_local_epoch();
+        let index = epoch as usize;
+        while self.state.local_sequence_number.len() <= index {
+            self.state.local_sequence_number.push(0);
+        }
+        let seq = self.state.local_sequence_number[index];
+        if seq > MAX_SEQUENCE_NUMBER {
+            // RFC 6347 Section 4.1.0: never let the sequence number wrap.
+            return Err(Error::ErrSequenceNumberOverflow);
+        }
+        self.state.local_sequence_number[index] += 1;
+        let header = RecordLayerHeader {
+            content_type: ContentType::ApplicationData,
+            protocol_version: PROTOCOL_VERSION1_2,
+            epoch,
+            sequence_number: seq,
+            content_len: p.len() as u16,
+        };
+        let mut raw = Vec::with_capacity(RECORD_LAYER_HEADER_SIZE + p.len());
+        header.marshal(&mut raw)?;
+        raw.extend_from_slice(p);
+        let cipher_suite = self
+            .state
+            .cipher_suite
+            .as_mut()
+            .ok_or(Error::Other("no cipher suite after the handshake".to_owned()))?;
+        cipher_suite.encrypt(&header, &raw)
     }
 
     fn process_packet(&mut self, mut p: Packet) -> Result<Vec<u8>> {

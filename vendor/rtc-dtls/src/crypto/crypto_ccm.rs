@@ -87,18 +87,20 @@ impl CryptoCcm {
 
         let additional_data = generate_aead_additional_data(pkt_rlh, payload.len());
 
-        let mut buffer = payload.to_vec();
-        let mut tag = vec![0; self.local_ccm.tag_len()];
-        self.local_ccm
-            .seal_in_place(&nonce, &additional_data, &mut buffer, &mut tag)
-            .map_err(crypto_error)?;
-
-        let mut r = Vec::with_capacity(raw.len() + 8 + buffer.len() + tag.len());
-
+        // One allocation (ferrite): header, explicit nonce and payload are laid out in the record
+        // and sealed in place; the tag (8 or 16 bytes) goes through a stack buffer.
+        let tag_len = self.local_ccm.tag_len();
+        let mut tag = [0u8; 16];
+        let tag = tag.get_mut(..tag_len).ok_or(Error::ErrInvalidMac)?;
+        let mut r = Vec::with_capacity(raw.len() + 8 + payload.len() + tag_len);
         r.extend_from_slice(raw);
         r.extend_from_slice(&nonce[4..]);
-        r.extend_from_slice(&buffer);
-        r.extend_from_slice(&tag);
+        let body = r.len();
+        r.extend_from_slice(payload);
+        self.local_ccm
+            .seal_in_place(&nonce, &additional_data, &mut r[body..], tag)
+            .map_err(crypto_error)?;
+        r.extend_from_slice(tag);
 
         // Update recordLayer size to include explicit nonce
         let r_len = (r.len() - RECORD_LAYER_HEADER_SIZE) as u16;
@@ -137,14 +139,19 @@ impl CryptoCcm {
         }
         let tag_start = out.len() - tag_len;
         let additional_data = generate_aead_additional_data(&h, tag_start);
-        let mut buffer = out[..tag_start].to_vec();
-        self.remote_ccm
-            .open_in_place(&nonce, &additional_data, &mut buffer, &out[tag_start..])
-            .map_err(authentication_error)?;
-
-        let mut d = Vec::with_capacity(RECORD_LAYER_HEADER_SIZE + buffer.len());
+        // One allocation (ferrite): the header and ciphertext are copied into the result and
+        // opened in place; on failure the buffer is dropped unread.
+        let mut d = Vec::with_capacity(RECORD_LAYER_HEADER_SIZE + tag_start);
         d.extend_from_slice(&r[..RECORD_LAYER_HEADER_SIZE]);
-        d.extend_from_slice(&buffer);
+        d.extend_from_slice(&out[..tag_start]);
+        self.remote_ccm
+            .open_in_place(
+                &nonce,
+                &additional_data,
+                &mut d[RECORD_LAYER_HEADER_SIZE..],
+                &out[tag_start..],
+            )
+            .map_err(authentication_error)?;
 
         Ok(d)
     }
