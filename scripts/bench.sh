@@ -19,6 +19,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
+# shellcheck source=scripts/bench-env.sh
+source scripts/bench-env.sh
 ensure_apt_packages openssl
 
 rounds="${BENCH_ROUNDS:-2}"
@@ -34,13 +36,7 @@ base="${BENCH_PORT_BASE:-25600}"
 json="${BENCH_JSON:-${TMPDIR:-/tmp}/ferrite-bench-$(date -u +%Y%m%dT%H%M%SZ).jsonl}"
 
 echo "load average before the build: $(cut -d' ' -f1-3 /proc/loadavg)"
-if [ -n "${BENCH_BIN_DIR:-}" ]; then
-    bin="$BENCH_BIN_DIR"
-else
-    cargo build --release -p server -p client-sim --bin ferrite --bin ferrite-sim
-    bin="$CARGO_TARGET_DIR/release"
-fi
-sim="$bin/ferrite-sim"
+bench_binaries
 
 work="$(mktemp -d)"
 pids=()
@@ -52,19 +48,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-random_hex() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-export FERRITE_API_TOKEN="$(random_hex)"
-export FERRITE_SECRET_KEY="$(random_hex)"
-export FERRITE_DATABASE_URL="sqlite://$work/bench.db"
-export FERRITE_NOSEC=true
-export FERRITE_HTTP_ADDR="127.0.0.1:$((base + 80))"
-export FERRITE_COAP_ADDR="127.0.0.1:$((base + 83))"
-export FERRITE_COAPS_ADDR="127.0.0.1:$((base + 84))"
-# The bootstrap server's sockets too: their defaults (5783/5784) may be held by another server.
-export FERRITE_BS_COAP_ADDR="127.0.0.1:$((base + 85))"
-export FERRITE_BS_COAPS_ADDR="127.0.0.1:$((base + 86))"
-export RUST_LOG="${RUST_LOG:-warn}"
-http="http://$FERRITE_HTTP_ADDR"
+bench_server_env bench.db
 coap="coap://$FERRITE_COAP_ADDR"
 coaps="coaps://$FERRITE_COAPS_ADDR"
 : > "$json"
@@ -74,20 +58,9 @@ start_server() {
     "$bin/ferrite" serve >> "$work/server.log" 2>&1 &
     server_pid=$!
     pids+=("$server_pid")
-    for _ in $(seq 1 300); do
-        if curl -fsS -o /dev/null -H "Authorization: Bearer $FERRITE_API_TOKEN" "$http/api/v1/objects" 2>/dev/null; then
-            return 0
-        fi
-        kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; echo "the server died" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "the server did not answer on $http" >&2
-    exit 1
+    wait_for_server "$server_pid"
 }
-stop_server() {
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-}
+stop_server() { stop_server_pid "$server_pid"; }
 
 common=(--json "$json" --progress lines)
 

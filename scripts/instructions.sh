@@ -18,6 +18,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
+# shellcheck source=scripts/bench-env.sh
+source scripts/bench-env.sh
 ensure_apt_packages valgrind
 
 modes="${MODES:-dtls nosec}"
@@ -30,13 +32,7 @@ if [ "$b" -le "$a" ]; then
     echo "B ($b) must be larger than A ($a)" >&2
     exit 2
 fi
-if [ -n "${BENCH_BIN_DIR:-}" ]; then
-    bin="$BENCH_BIN_DIR"
-else
-    cargo build --release -p server -p client-sim --bin ferrite --bin ferrite-sim
-    bin="$CARGO_TARGET_DIR/release"
-fi
-sim="$bin/ferrite-sim"
+bench_binaries
 
 work="$(mktemp -d)"
 server_pid=""
@@ -46,36 +42,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-random_hex() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-export FERRITE_API_TOKEN="$(random_hex)"
-export FERRITE_SECRET_KEY="$(random_hex)"
-export FERRITE_DATABASE_URL="sqlite://$work/instructions.db"
-export FERRITE_NOSEC=true
-export FERRITE_HTTP_ADDR="127.0.0.1:$((base + 80))"
-export FERRITE_COAP_ADDR="127.0.0.1:$((base + 83))"
-export FERRITE_COAPS_ADDR="127.0.0.1:$((base + 84))"
-export FERRITE_BS_COAP_ADDR="127.0.0.1:$((base + 85))"
-export FERRITE_BS_COAPS_ADDR="127.0.0.1:$((base + 86))"
-export RUST_LOG="${RUST_LOG:-warn}"
+bench_server_env instructions.db
 # The binary re-executes itself to set these unless they are set (see server/src/main.rs); under
 # valgrind that exec would leave the measured process.
 export MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0
-http="http://$FERRITE_HTTP_ADDR"
 
-wait_up() {
-    for _ in $(seq 1 1200); do
-        if curl -fsS -o /dev/null -H "Authorization: Bearer $FERRITE_API_TOKEN" "$http/api/v1/objects" 2>/dev/null; then
-            return 0
-        fi
-        kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "the server did not answer on $http" >&2
-    exit 1
-}
 stop_server() {
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
+    stop_server_pid "$server_pid"
     server_pid=""
 }
 summary() { grep -m1 '^summary:' "$1" | awk '{print $2}'; }
@@ -88,7 +61,7 @@ for mode in $modes; do
     esac
     "$bin/ferrite" serve >> "$work/server.log" 2>&1 &
     server_pid=$!
-    wait_up
+    wait_for_server "$server_pid"
     "$sim" bench provision --http "$http" --devices "$devices" --security "$security" \
         --endpoint-prefix "$prefix" > /dev/null
     stop_server
@@ -96,7 +69,7 @@ for mode in $modes; do
     valgrind --tool=callgrind --callgrind-out-file="$out" "$bin/ferrite" serve \
         >> "$work/server.log" 2>&1 &
     server_pid=$!
-    wait_up
+    wait_for_server "$server_pid" 1200
     "$sim" bench register --server "$url" --devices "$devices" --endpoint-prefix "$prefix" \
         --progress none > /dev/null
     for n in "$a" "$b"; do
