@@ -25,24 +25,28 @@ impl PskIdentity {
     pub fn as_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.0).ok()
     }
-}
 
-impl PskIdentity {
     /// What [`Display`](fmt::Display) writes, as a `String`, without the formatting machinery
-    /// (once per received record on the socket's hot path).
+    /// for printable identities (once per received record on the socket's hot path).
     pub fn to_text(&self) -> String {
-        match self.as_str() {
-            Some(text) if !text.chars().any(char::is_control) => text.to_owned(),
-            _ => self.to_string(),
+        match self.printable() {
+            Some(text) => text.to_owned(),
+            None => self.to_string(),
         }
+    }
+
+    /// The identity as text when it is UTF-8 without control characters (else it is shown in hex).
+    fn printable(&self) -> Option<&str> {
+        self.as_str()
+            .filter(|text| !text.chars().any(char::is_control))
     }
 }
 
 impl fmt::Display for PskIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.as_str() {
-            Some(text) if !text.chars().any(char::is_control) => f.write_str(text),
-            _ => self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}")),
+        match self.printable() {
+            Some(text) => f.write_str(text),
+            None => self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}")),
         }
     }
 }

@@ -3,13 +3,12 @@
 //! its bounds and its timers.
 
 use std::collections::{BTreeSet, VecDeque};
-
-use foldhash::HashMap as FoldMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use foldhash::HashMap as FoldMap;
 use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType};
 use rtc_dtls::crypto_provider::RTCCryptoProvider;
 use rtc_dtls::endpoint::Endpoint;

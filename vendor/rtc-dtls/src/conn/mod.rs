@@ -400,16 +400,7 @@ impl DTLSConn {
     /// (what `process_packet` does for a queued `Packet`).
     fn seal_application_data(&mut self, p: &[u8]) -> Result<Vec<u8>> {
         let epoch = self.get_local_epoch();
-        let index = epoch as usize;
-        while self.state.local_sequence_number.len() <= index {
-            self.state.local_sequence_number.push(0);
-        }
-        let seq = self.state.local_sequence_number[index];
-        if seq > MAX_SEQUENCE_NUMBER {
-            // RFC 6347 Section 4.1.0: never let the sequence number wrap.
-            return Err(Error::ErrSequenceNumberOverflow);
-        }
-        self.state.local_sequence_number[index] += 1;
+        let seq = self.next_sequence_number(epoch)?;
         let header = RecordLayerHeader {
             content_type: ContentType::ApplicationData,
             protocol_version: PROTOCOL_VERSION1_2,
@@ -428,24 +419,26 @@ impl DTLSConn {
         cipher_suite.encrypt(&header, &raw)
     }
 
-    fn process_packet(&mut self, mut p: Packet) -> Result<Vec<u8>> {
-        let epoch = p.record.record_layer_header.epoch as usize;
-        let seq = {
-            while self.state.local_sequence_number.len() <= epoch {
-                self.state.local_sequence_number.push(0);
-            }
-
-            self.state.local_sequence_number[epoch] += 1;
-            self.state.local_sequence_number[epoch] - 1
-        };
-        //debug!("{}: seq = {}", srv_cli_str(is_client), seq);
-
+    /// Takes the next record sequence number of `epoch` (ferrite: one place for what
+    /// `process_packet`, `process_handshake_packet` and `seal_application_data` each did).
+    fn next_sequence_number(&mut self, epoch: u16) -> Result<u64> {
+        let index = epoch as usize;
+        while self.state.local_sequence_number.len() <= index {
+            self.state.local_sequence_number.push(0);
+        }
+        let seq = self.state.local_sequence_number[index];
+        self.state.local_sequence_number[index] += 1;
         if seq > MAX_SEQUENCE_NUMBER {
             // RFC 6347 Section 4.1.0
             // The implementation must either abandon an association or rehandshake
             // prior to allowing the sequence number to wrap.
             return Err(Error::ErrSequenceNumberOverflow);
         }
+        Ok(seq)
+    }
+
+    fn process_packet(&mut self, mut p: Packet) -> Result<Vec<u8>> {
+        let seq = self.next_sequence_number(p.record.record_layer_header.epoch)?;
         p.record.record_layer_header.sequence_number = seq;
 
         // Marshal straight into the Vec: `BufWriter` would heap-allocate an
@@ -467,21 +460,8 @@ impl DTLSConn {
 
         let handshake_fragments = DTLSConn::fragment_handshake(self.maximum_transmission_unit, h)?;
 
-        let epoch = p.record.record_layer_header.epoch as usize;
-
-        while self.state.local_sequence_number.len() <= epoch {
-            self.state.local_sequence_number.push(0);
-        }
-
         for handshake_fragment in &handshake_fragments {
-            let seq = {
-                self.state.local_sequence_number[epoch] += 1;
-                self.state.local_sequence_number[epoch] - 1
-            };
-            //debug!("seq = {}", seq);
-            if seq > MAX_SEQUENCE_NUMBER {
-                return Err(Error::ErrSequenceNumberOverflow);
-            }
+            let seq = self.next_sequence_number(p.record.record_layer_header.epoch)?;
 
             let record_layer_header = RecordLayerHeader {
                 protocol_version: p.record.record_layer_header.protocol_version,
